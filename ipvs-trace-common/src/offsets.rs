@@ -1,0 +1,64 @@
+//! Byte offsets of the kernel struct fields the probes read.
+//!
+//! The IPVS types live in the `ip_vs` module's split BTF, which aya's CO-RE cannot relocate, and
+//! their layout differs between kernels (e.g. `ip_vs_dest.activeconns` is at 368 on 6.1 and 376
+//! on 6.12). Userspace resolves every field by name from BTF at start and hands the result to the
+//! programs as the read-only global [`crate::OFFSETS_GLOBAL`]; the programs never hard-code a
+//! layout. Sizes are not carried: userspace checks each field has the size the probes assume.
+
+/// One field offset per member; [`KernelOffsets::flags`] says which optional parts resolved.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    // struct ip_vs_conn
+    pub conn_caddr: u32,
+    pub conn_vaddr: u32,
+    pub conn_daddr: u32,
+    pub conn_cport: u32,
+    pub conn_vport: u32,
+    pub conn_dport: u32,
+    pub conn_af: u32,
+    pub conn_daf: u32,
+    pub conn_protocol: u32,
+    pub conn_flags: u32,
+    pub conn_state: u32,
+    pub conn_dest: u32,
+    pub conn_ipvs: u32,
+    // struct ip_vs_dest
+    pub dest_weight: u32,
+    pub dest_activeconns: u32,
+    /// `inactconns`, or `totalconns` when [`flags::DEST_TOTALCONNS`] is set.
+    pub dest_inactconns: u32,
+    pub dest_svc: u32,
+    // struct ip_vs_service
+    pub svc_addr: u32,
+    pub svc_port: u32,
+    pub svc_protocol: u32,
+    pub svc_af: u32,
+    pub svc_scheduler: u32,
+    // struct ip_vs_scheduler
+    pub sched_name: u32,
+    // struct netns_ipvs / struct net / struct ns_common
+    pub ipvs_net: u32,
+    pub net_ns_inum: u32,
+    // struct ip_vs_iphdr
+    pub iph_len: u32,
+    pub iph_saddr: u32,
+    pub iph_daddr: u32,
+    // struct sk_buff
+    pub skb_data: u32,
+    /// Bits from [`flags`].
+    pub flags: u32,
+}
+
+/// Bits of [`KernelOffsets::flags`].
+pub mod flags {
+    /// `ip_vs_dest` counts `totalconns` (active + inactive) instead of `inactconns`.
+    pub const DEST_TOTALCONNS: u32 = 1 << 0;
+    /// `ipvs_net` and `net_ns_inum` resolved: events carry the netns inode.
+    pub const NETNS: u32 = 1 << 1;
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, only `u32` fields, so no padding and every bit pattern is valid.
+unsafe impl aya::Pod for KernelOffsets {}

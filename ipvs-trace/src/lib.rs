@@ -1,0 +1,1 @@
+//! ipvs-trace: which pod did IPVS send each connection to.

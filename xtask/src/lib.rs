@@ -1,0 +1,1 @@
+//! The VM lab and build helpers of ipvs-trace.
