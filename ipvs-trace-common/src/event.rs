@@ -149,8 +149,8 @@ pub const CONN_F_FWD_MASK: u32 = 0x0007;
 pub const CONN_F_TEMPLATE: u32 = 0x1000;
 
 // The record layout is part of the kernel/user contract: catch accidental changes at compile time.
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
-const _: () = assert!(core::mem::size_of::<ConnEvent>() == 136);
+const _: () = assert!(size_of::<EventHeader>() == 24);
+const _: () = assert!(size_of::<ConnEvent>() == 136);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data, `#[repr(C)]`, no padding holes (asserted above), any bit pattern valid.

@@ -1,1 +1,15 @@
-//! ipvs-trace: which pod did IPVS send each connection to.
+//! ipvs-trace: which pod did the kernel's IPVS send each connection to.
+//!
+//! The pipeline: [`loader`] resolves kernel struct offsets from [`btf`], loads and attaches the
+//! eBPF programs; [`events`] reads and decodes the ring buffer; [`filter`] keeps what the user
+//! asked for; [`output`] renders table or JSON lines and the exit summary. [`cmd`] holds one module
+//! per subcommand, [`cli`] the arguments.
+
+pub mod btf;
+pub mod cli;
+pub mod cmd;
+pub mod events;
+pub mod filter;
+pub mod loader;
+pub mod offsets;
+pub mod output;
