@@ -2,6 +2,7 @@
 //! produces the object, but cargo does not know about it.
 
 fn main() {
-    let linker = which::which("bpf-linker").expect("bpf-linker not found on PATH: run `cargo xtask setup`");
+    let linker =
+        which::which("bpf-linker").expect("bpf-linker not found on PATH: run `cargo xtask setup`");
     println!("cargo:rerun-if-changed={}", linker.display());
 }

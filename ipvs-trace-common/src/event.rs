@@ -51,11 +51,12 @@ pub struct EventHeader {
     pub kind: u32,
     /// CPU the probe ran on.
     pub cpu: u32,
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` nanoseconds.
     pub timestamp_ns: u64,
     /// Inode number of the network namespace owning the IPVS table (`cp->ipvs->net->ns.inum`).
     pub netns: u32,
-    pub _pad: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
 }
 
 /// Bits of [`ConnEvent::valid`]: which optional parts the kernel could fill.
@@ -106,7 +107,8 @@ pub struct ConnEvent {
     pub valid: u32,
     /// NUL-padded scheduler name.
     pub scheduler: [u8; SCHED_NAME_LEN],
-    pub _pad: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
 }
 
 impl ConnEvent {
@@ -119,7 +121,7 @@ impl ConnEvent {
                 cpu: 0,
                 timestamp_ns: 0,
                 netns: 0,
-                _pad: 0,
+                pad: 0,
             },
             conn: 0,
             client_addr: [0; 16],
@@ -138,7 +140,7 @@ impl ConnEvent {
             inactive_conns: 0,
             valid: 0,
             scheduler: [0; SCHED_NAME_LEN],
-            _pad: 0,
+            pad: 0,
         }
     }
 }

@@ -13,8 +13,18 @@ pub use offsets::KernelOffsets;
 
 /// Ring buffer carrying [`ConnEvent`] records to userspace.
 pub const EVENTS_MAP: &str = "EVENTS";
-/// Per-CPU array (one slot) counting events dropped because the ring buffer was full.
+/// Per-CPU array of drop counters, indexed by [`drop`]: nothing the probes see is lost silently.
 pub const LOST_MAP: &str = "LOST";
+
+/// Slots of [`LOST_MAP`].
+pub mod drop {
+    /// An event was dropped because the ring buffer was full.
+    pub const RING_FULL: u32 = 0;
+    /// An event was dropped because reading kernel memory failed (a layout or race problem).
+    pub const READ_ERROR: u32 = 1;
+    /// Number of slots.
+    pub const SLOTS: u32 = 2;
+}
 /// Per-thread arguments of `ip_vs_schedule`, saved at entry for the return probe.
 pub const SCHED_ARGS_MAP: &str = "SCHED_ARGS";
 /// Read-only global of type [`KernelOffsets`], filled by userspace from BTF before load.

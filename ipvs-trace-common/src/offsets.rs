@@ -51,6 +51,45 @@ pub struct KernelOffsets {
     pub flags: u32,
 }
 
+impl KernelOffsets {
+    /// All zero: the value compiled into the eBPF object before userspace overrides it.
+    #[must_use]
+    pub const fn zeroed() -> Self {
+        KernelOffsets {
+            conn_caddr: 0,
+            conn_vaddr: 0,
+            conn_daddr: 0,
+            conn_cport: 0,
+            conn_vport: 0,
+            conn_dport: 0,
+            conn_af: 0,
+            conn_daf: 0,
+            conn_protocol: 0,
+            conn_flags: 0,
+            conn_state: 0,
+            conn_dest: 0,
+            conn_ipvs: 0,
+            dest_weight: 0,
+            dest_activeconns: 0,
+            dest_inactconns: 0,
+            dest_svc: 0,
+            svc_addr: 0,
+            svc_port: 0,
+            svc_protocol: 0,
+            svc_af: 0,
+            svc_scheduler: 0,
+            sched_name: 0,
+            ipvs_net: 0,
+            net_ns_inum: 0,
+            iph_len: 0,
+            iph_saddr: 0,
+            iph_daddr: 0,
+            skb_data: 0,
+            flags: 0,
+        }
+    }
+}
+
 /// Bits of [`KernelOffsets::flags`].
 pub mod flags {
     /// `ip_vs_dest` counts `totalconns` (active + inactive) instead of `inactconns`.

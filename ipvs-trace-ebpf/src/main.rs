@@ -1,5 +1,19 @@
+//! The kernel side of ipvs-trace: kprobes on the IPVS connection-scheduling functions.
+//!
+//! Each program is a thin `#[kprobe]`/`#[kretprobe]` entry that calls a `try_*` function; kernel
+//! memory is read only through [`kernel`] with offsets userspace resolved from BTF; records go to
+//! userspace through [`emit`], which counts every record it could not deliver.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "the aya-ebpf program macros hand each program its context by value"
+)]
+
+mod emit;
+mod kernel;
+mod maps;
+mod probes;
 
 #[cfg(not(test))]
 #[panic_handler]
@@ -7,6 +21,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
+// GPL-compatible: bpf_probe_read_kernel and bpf_ktime_get_ns are GPL-only helpers.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

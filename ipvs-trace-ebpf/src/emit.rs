@@ -1,0 +1,121 @@
+//! Building records in the ring buffer.
+//!
+//! A record is reserved first and filled in place (no copy through the 512-byte stack). A failed
+//! reservation or a failed mandatory read is counted in [`crate::maps::LOST`], so userspace can
+//! always say how many decisions it did not see.
+
+use aya_ebpf::{
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
+use ipvs_trace_common::{drop, event::valid, offsets::flags, ConnEvent, EventKind};
+
+use crate::{
+    kernel::KPtr,
+    maps::{count_drop, offset, EVENTS},
+};
+
+/// Reserves a zeroed record of `kind` with its header filled, then lets `fill` complete it.
+/// `fill` returning `None` means a mandatory read failed: the record is discarded, counted, and
+/// reported through aya-log, since it points at a layout problem rather than load.
+pub fn record<C: EbpfContext>(
+    ctx: &C,
+    kind: EventKind,
+    fill: impl FnOnce(&mut ConnEvent) -> Option<()>,
+) {
+    let Some(mut entry) = EVENTS.reserve::<ConnEvent>(0) else {
+        count_drop(drop::RING_FULL);
+        return;
+    };
+    let event = entry.write(ConnEvent::zeroed());
+    event.header.kind = kind as u32;
+    // SAFETY: plain helper calls without arguments.
+    event.header.cpu = unsafe { bpf_get_smp_processor_id() };
+    event.header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    if fill(event).is_some() {
+        entry.submit(0);
+    } else {
+        entry.discard(0);
+        count_drop(drop::READ_ERROR);
+        warn!(
+            ctx,
+            "reading kernel memory failed; dropped an event of kind {}", kind as u32
+        );
+    }
+}
+
+/// Fills a record from a `struct ip_vs_conn`: the tuple is mandatory, the destination's
+/// counters, the scheduler name and the netns are best effort (flagged in `valid`).
+pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
+    event.conn = cp.addr();
+    cp.bytes(offset!(conn_caddr), &mut event.client_addr)?;
+    cp.bytes(offset!(conn_vaddr), &mut event.vip_addr)?;
+    cp.bytes(offset!(conn_daddr), &mut event.backend_addr)?;
+    event.client_port = cp.be16(offset!(conn_cport))?;
+    event.vip_port = cp.be16(offset!(conn_vport))?;
+    event.backend_port = cp.be16(offset!(conn_dport))?;
+    event.af = cp.read::<u16>(offset!(conn_af))?;
+    event.daf = cp.read::<u16>(offset!(conn_daf))?;
+    event.protocol = cp.read::<u16>(offset!(conn_protocol))?;
+    event.flags = cp.read::<u32>(offset!(conn_flags))?;
+    event.state = u32::from(cp.read::<u16>(offset!(conn_state))?);
+    event.valid = valid::BACKEND | valid::CLIENT_PORT;
+
+    // A bypass entry has no destination; the record is still worth having.
+    if let Some(dest) = cp.ptr(offset!(conn_dest)) {
+        fill_dest(event, dest);
+    }
+    if let Some(inum) = conn_netns(cp) {
+        event.header.netns = inum;
+        event.valid |= valid::NETNS;
+    }
+    Some(())
+}
+
+/// Counters of the chosen real server and, through its service, the scheduler's name.
+fn fill_dest(event: &mut ConnEvent, dest: KPtr) {
+    let counters = (|| {
+        let weight = dest.read::<i32>(offset!(dest_weight))?;
+        let active = dest.read::<i32>(offset!(dest_activeconns))?;
+        let mut inactive = dest.read::<i32>(offset!(dest_inactconns))?;
+        if offset!(flags) & flags::DEST_TOTALCONNS != 0 {
+            // Kernels with the 2026 backport count all connections instead of inactive ones.
+            inactive = inactive.wrapping_sub(active);
+        }
+        Some((weight, active, inactive))
+    })();
+    if let Some((weight, active, inactive)) = counters {
+        event.weight = weight;
+        event.active_conns = active;
+        event.inactive_conns = inactive;
+        event.valid |= valid::DEST;
+    }
+    if let Some(svc) = dest.ptr(offset!(dest_svc)) {
+        fill_scheduler(event, svc);
+    }
+}
+
+/// `svc->scheduler->name`, NUL-padded into `event.scheduler`.
+pub fn fill_scheduler(event: &mut ConnEvent, svc: KPtr) {
+    let Some(name) = svc
+        .ptr(offset!(svc_scheduler))
+        .and_then(|sched| sched.ptr(offset!(sched_name)))
+    else {
+        return;
+    };
+    // SAFETY: the helper validates the source address and bounds the copy by the slice.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name.as_ptr(), &mut event.scheduler) }.is_ok() {
+        event.valid |= valid::SCHEDULER;
+    }
+}
+
+/// `cp->ipvs->net->ns.inum`: the network namespace that owns the IPVS table.
+fn conn_netns(cp: KPtr) -> Option<u32> {
+    if offset!(flags) & flags::NETNS == 0 {
+        return None;
+    }
+    cp.ptr(offset!(conn_ipvs))?
+        .ptr(offset!(ipvs_net))?
+        .read::<u32>(offset!(net_ns_inum))
+}

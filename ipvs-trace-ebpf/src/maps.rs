@@ -1,0 +1,54 @@
+//! Maps and the read-only offsets global, named by the constants in `ipvs_trace_common`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use ipvs_trace_common::{drop, KernelOffsets};
+
+/// Records to userspace. 256 KiB holds ~1,900 records; userspace may resize it before load
+/// (`--ring-size`).
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Drop counters per CPU, indexed by `ipvs_trace_common::drop`.
+#[map(name = "LOST")]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0);
+
+/// Arguments of an `ip_vs_schedule` call in flight, keyed by [`crate::probes::sched::call_key`].
+#[map(name = "SCHED_ARGS")]
+pub static SCHED_ARGS: HashMap<u64, SchedArgs> = HashMap::with_max_entries(4096, 0);
+
+/// What the return probe of `ip_vs_schedule` needs from its entry.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SchedArgs {
+    pub svc: u64,
+    pub skb: u64,
+    pub ignored: u64,
+    pub iph: u64,
+}
+
+/// Field offsets, filled by userspace from BTF before the programs are loaded.
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets::zeroed();
+
+/// Reads one member of [`OFFSETS`].
+///
+/// The volatile read keeps the compiler from folding the all-zero initial value into the code:
+/// the real value is only known once userspace has rewritten `.rodata` at load time.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: OFFSETS is a static; the pointer is valid and aligned.
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) }
+    };
+}
+pub(crate) use offset;
+
+/// Adds one to drop counter `slot` of the current CPU.
+pub fn count_drop(slot: u32) {
+    if let Some(counter) = LOST.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot: no other program touches it while we run on this CPU.
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,66 @@
+//! A new TCP connection that reuses an existing entry: event `reused`.
+//!
+//! When a SYN finds an entry for its tuple (a client reconnecting from the same ip:port while the
+//! old entry lingers in `TIME_WAIT` or `CLOSE`, with `net.ipv4.vs.conn_reuse_mode=0`, or under
+//! persistence), IPVS forwards it to the old entry's destination without scheduling, and
+//! `ipvsadm --stats` does not count it. The state transition is the only place that sees it.
+
+use aya_ebpf::{macros::kprobe, programs::ProbeContext};
+use ipvs_trace_common::EventKind;
+
+use crate::{emit, kernel::KPtr, maps::offset};
+
+/// `IP_VS_DIR_INPUT`: a packet from the client.
+const DIR_INPUT: i32 = 0;
+/// `IP_VS_TCP_S_NONE`: a brand-new entry (the SYN that created it).
+const TCP_S_NONE: u16 = 0;
+/// `IP_VS_TCP_S_SYN_RECV`: a retransmitted SYN of a connection being set up.
+const TCP_S_SYN_RECV: u16 = 3;
+const AF_INET6: u16 = 10;
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+/// Offset of the flags byte in a TCP header.
+const TCP_FLAGS_OFFSET: u32 = 13;
+
+/// `static void tcp_state_transition(struct ip_vs_conn *cp, int direction,
+///     const struct sk_buff *skb, struct ip_vs_proto_data *pd)`
+/// (`net/netfilter/ipvs/ip_vs_proto_tcp.c`, called through `pp->state_transition`; checked on
+/// Debian 6.1 and 6.12; a 2026 stable backport appends a fifth argument, the first three are
+/// unchanged).
+///
+/// Runs for every TCP packet IPVS handles, so it filters on what costs least first: the
+/// direction (a register), then the entry's state, then the TCP flags in the packet.
+#[kprobe]
+pub fn tcp_state_transition(ctx: ProbeContext) -> u32 {
+    let _ = try_tcp_state_transition(&ctx);
+    0
+}
+
+fn try_tcp_state_transition(ctx: &ProbeContext) -> Option<()> {
+    let direction: i32 = ctx.arg(1)?;
+    if direction != DIR_INPUT {
+        return None;
+    }
+    let cp = KPtr::new(ctx.arg(0)?)?;
+    let state = cp.read::<u16>(offset!(conn_state))?;
+    if state == TCP_S_NONE || state == TCP_S_SYN_RECV {
+        return None;
+    }
+    let skb = KPtr::new(ctx.arg(2)?)?;
+    // At the IPVS hooks skb->data points at the network header; the kernel finds the TCP
+    // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6).
+    let data = skb.ptr(offset!(skb_data))?;
+    let header_len = if cp.read::<u16>(offset!(conn_af))? == AF_INET6 {
+        40
+    } else {
+        u32::from(data.read::<u8>(0)? & 0x0f) * 4
+    };
+    let tcp_flags = data.read::<u8>(header_len + TCP_FLAGS_OFFSET)?;
+    if tcp_flags & TCP_FLAG_SYN == 0 || tcp_flags & TCP_FLAG_ACK != 0 {
+        return None;
+    }
+    emit::record(ctx, EventKind::Reused, |event| {
+        emit::fill_from_conn(event, cp)
+    });
+    Some(())
+}
