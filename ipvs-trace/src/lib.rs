@@ -7,7 +7,9 @@
 
 pub mod btf;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
+pub mod duration;
 pub mod events;
 pub mod filter;
 pub mod loader;

@@ -1,0 +1,233 @@
+//! Kernel timestamps to wall-clock time.
+//!
+//! The probes stamp events with `bpf_ktime_get_ns()`, i.e. `CLOCK_MONOTONIC`, which counts from
+//! boot and does not jump. Users want UTC. The offset between the two clocks is captured once at
+//! start: re-reading it per event would make timestamps jump when NTP steps the wall clock
+//! mid-trace, and events must stay ordered as the kernel saw them.
+//!
+//! Formatting is RFC 3339 with nanoseconds and `Z`; the calendar conversion is the classic
+//! days-to-civil algorithm (proleptic Gregorian), small enough not to warrant a date crate.
+
+use std::fmt::Write as _;
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+const SECS_PER_DAY: i64 = 86_400;
+
+/// Converts `CLOCK_MONOTONIC` nanoseconds into nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallClock {
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`, in nanoseconds.
+    offset_ns: i128,
+}
+
+impl WallClock {
+    /// Captures the current offset between `CLOCK_REALTIME` and `CLOCK_MONOTONIC`.
+    ///
+    /// The two clocks are read back to back; the few hundred nanoseconds between the reads are
+    /// far below what a trace of network connections can resolve.
+    pub fn capture() -> std::io::Result<WallClock> {
+        let monotonic = read_clock(libc::CLOCK_MONOTONIC)?;
+        let realtime = read_clock(libc::CLOCK_REALTIME)?;
+        Ok(WallClock {
+            offset_ns: realtime - monotonic,
+        })
+    }
+
+    /// A clock whose monotonic zero is `unix_ns` nanoseconds after the epoch (for tests and
+    /// replays with a known start).
+    #[must_use]
+    pub const fn with_offset(unix_ns: i128) -> WallClock {
+        WallClock { offset_ns: unix_ns }
+    }
+
+    /// Nanoseconds since the Unix epoch for a `CLOCK_MONOTONIC` timestamp.
+    #[must_use]
+    pub fn unix_ns(&self, monotonic_ns: u64) -> i128 {
+        i128::from(monotonic_ns) + self.offset_ns
+    }
+
+    /// The timestamp as RFC 3339 UTC with nanoseconds, e.g. `2026-11-26T17:12:52.123456789Z`.
+    #[must_use]
+    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+        format_rfc3339(self.unix_ns(monotonic_ns))
+    }
+
+    /// The UTC time of day with microseconds, e.g. `17:12:52.123456` (the table's TIME column:
+    /// a trace rarely spans days, and the full date would crowd out the addresses).
+    #[must_use]
+    pub fn time_of_day(&self, monotonic_ns: u64) -> String {
+        let t = Civil::from_unix_ns(self.unix_ns(monotonic_ns));
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            t.hour,
+            t.minute,
+            t.second,
+            t.nanos / 1000
+        )
+    }
+}
+
+fn read_clock(clock: libc::clockid_t) -> std::io::Result<i128> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(i128::from(ts.tv_sec) * NANOS_PER_SEC + i128::from(ts.tv_nsec))
+}
+
+/// Formats nanoseconds since the Unix epoch as RFC 3339 UTC with nanoseconds.
+#[must_use]
+pub fn format_rfc3339(unix_ns: i128) -> String {
+    let t = Civil::from_unix_ns(unix_ns);
+    let mut out = String::with_capacity(30);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.nanos
+    );
+    out
+}
+
+/// A broken-down UTC time.
+#[derive(Debug, PartialEq, Eq)]
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+}
+
+impl Civil {
+    fn from_unix_ns(unix_ns: i128) -> Civil {
+        // Euclidean division keeps times before the epoch on the right day and second.
+        let secs = unix_ns.div_euclid(NANOS_PER_SEC) as i64;
+        let nanos = unix_ns.rem_euclid(NANOS_PER_SEC) as u32;
+        let days = secs.div_euclid(SECS_PER_DAY);
+        let secs_of_day = secs.rem_euclid(SECS_PER_DAY) as u32;
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: secs_of_day / 3600,
+            minute: secs_of_day / 60 % 60,
+            second: secs_of_day % 60,
+            nanos,
+        }
+    }
+}
+
+/// Year, month (1..=12), day (1..=31) of the day `days` after 1970-01-01.
+///
+/// Howard Hinnant's algorithm: shift the epoch to 0000-03-01 so the leap day is the last day of
+/// the (March-based) year, then split into 400-year eras of exactly 146 097 days.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(unix_secs: i64, nanos: i128) -> String {
+        format_rfc3339(i128::from(unix_secs) * NANOS_PER_SEC + nanos)
+    }
+
+    // Expected values come from `date -u -d <time> +%s` (GNU coreutils).
+    #[test]
+    fn formats_known_dates() {
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            at(1_795_713_172, 123_456_789),
+            "2026-11-26T17:12:52.123456789Z"
+        );
+        assert_eq!(at(978_307_199, 1), "2000-12-31T23:59:59.000000001Z");
+        assert_eq!(at(2_147_483_648, 0), "2038-01-19T03:14:08.000000000Z");
+    }
+
+    #[test]
+    fn formats_leap_days() {
+        // 2000 is a leap year (divisible by 400), 2100 is not (divisible by 100).
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(at(1_709_251_199, 0), "2024-02-29T23:59:59.000000000Z");
+        assert_eq!(at(68_212_800, 0), "1972-02-29T12:00:00.000000000Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000000Z");
+        assert_eq!(at(4_107_542_400 - 1, 0), "2100-02-28T23:59:59.000000000Z");
+    }
+
+    #[test]
+    fn formats_times_before_the_epoch() {
+        assert_eq!(at(-1, 0), "1969-12-31T23:59:59.000000000Z");
+        assert_eq!(at(0, -1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_follows_the_previous_one() {
+        // Walks 1900-01-01 .. 2300-01-01 and checks each date is the successor of the last one:
+        // catches any off-by-one at month, year and century boundaries.
+        let is_leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days_in = |y: i64, m: u32| match m {
+            2 if is_leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let mut prev = civil_from_days(-25_567);
+        assert_eq!(prev, (1900, 1, 1));
+        for days in -25_566..146_097 - 25_567 {
+            let (y, m, d) = civil_from_days(days);
+            let expected = if prev.2 < days_in(prev.0, prev.1) {
+                (prev.0, prev.1, prev.2 + 1)
+            } else if prev.1 < 12 {
+                (prev.0, prev.1 + 1, 1)
+            } else {
+                (prev.0 + 1, 1, 1)
+            };
+            assert_eq!((y, m, d), expected, "day {days}");
+            prev = (y, m, d);
+        }
+        assert_eq!(prev, (2299, 12, 31));
+    }
+
+    #[test]
+    fn wall_clock_adds_the_offset() {
+        let clock = WallClock::with_offset(1_795_713_172 * NANOS_PER_SEC);
+        assert_eq!(clock.rfc3339(123_456_789), "2026-11-26T17:12:52.123456789Z");
+        assert_eq!(clock.time_of_day(123_456_789), "17:12:52.123456");
+    }
+
+    #[test]
+    fn captured_clock_is_close_to_system_time() {
+        let clock = WallClock::capture().expect("clock_gettime works on Linux");
+        let monotonic = read_clock(libc::CLOCK_MONOTONIC).expect("monotonic clock") as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("system time after 1970")
+            .as_nanos() as i128;
+        let diff = (clock.unix_ns(monotonic) - now).abs();
+        assert!(diff < NANOS_PER_SEC, "offset off by {diff} ns");
+    }
+}
