@@ -1,1 +1,166 @@
-//! (being written)
+//! Rendering events: an aligned human table ([`table`]), JSON lines ([`json`], a stable
+//! contract), and the exit summary ([`summary`]).
+//!
+//! Renderers write into any `io::Write`; the caller owns buffering and flushing, so output can
+//! be batched per ring-buffer drain rather than issued per line.
+
+pub mod json;
+pub mod summary;
+pub mod table;
+
+use std::io;
+
+use crate::clock::WallClock;
+use crate::events::Event;
+
+/// How events are printed (`--output`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people, one line per event, with a header line.
+    #[default]
+    Table,
+    /// One JSON object per line, for programs; the field names are a stable contract.
+    Json,
+}
+
+/// Prints events in the chosen format.
+#[derive(Clone, Copy, Debug)]
+pub struct Printer {
+    format: OutputFormat,
+    clock: WallClock,
+}
+
+impl Printer {
+    #[must_use]
+    pub fn new(format: OutputFormat, clock: WallClock) -> Printer {
+        Printer { format, clock }
+    }
+
+    /// Whatever precedes the first event (the table's header line).
+    pub fn begin(&self, out: &mut impl io::Write) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Table => table::write_header(out),
+            OutputFormat::Json => Ok(()),
+        }
+    }
+
+    /// One event, one line.
+    pub fn event(&self, out: &mut impl io::Write, event: &Event) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Table => table::write_row(out, &self.clock, event),
+            OutputFormat::Json => json::write_line(out, &self.clock, event),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::PathBuf;
+
+    use ipvs_trace_common::{event::valid, ConnEvent, EventKind};
+
+    use super::*;
+    use crate::events::decode::{decode, tests::raw_new, tests::record_bytes};
+
+    /// 2026-11-26T17:12:52Z at monotonic zero: the events below carry small monotonic stamps.
+    pub(crate) const CLOCK: WallClock = WallClock::with_offset(1_795_713_172_000_000_000);
+
+    fn event(f: impl FnOnce(&mut ConnEvent)) -> Event {
+        let mut raw = raw_new();
+        f(&mut raw);
+        decode(&record_bytes(&raw)).expect("valid record")
+    }
+
+    /// One event of each situation the renderers must get right.
+    pub(crate) fn sample_events() -> Vec<Event> {
+        vec![
+            // The seed scenario's connection, rr, Masq.
+            event(|raw| raw.header.timestamp_ns = 123_456_789),
+            // A persistence template: client port 0, wrr with weight 3.
+            event(|raw| {
+                raw.header.kind = EventKind::Template as u32;
+                raw.header.timestamp_ns = 1_000_000_000;
+                raw.client_port = 0;
+                raw.flags = 0x1100;
+                raw.scheduler = *b"wrr\0\0\0\0\0\0\0\0\0\0\0\0\0";
+                raw.weight = 3;
+                raw.active_conns = 0;
+                raw.inactive_conns = 12;
+            }),
+            // A reused entry over UDP, IPv6, direct routing.
+            event(|raw| {
+                raw.header.kind = EventKind::Reused as u32;
+                raw.header.timestamp_ns = 2_000_000_001;
+                raw.header.cpu = 0;
+                raw.af = 10;
+                raw.daf = 10;
+                raw.protocol = 17;
+                raw.client_addr = "fd00::c1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+                raw.vip_addr = "fd00:42::e3"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets();
+                raw.backend_addr = "fd00:245::20"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets();
+                raw.client_port = 53000;
+                raw.vip_port = 53;
+                raw.backend_port = 53;
+                raw.flags = 3;
+                raw.active_conns = 250;
+                raw.inactive_conns = 1034;
+            }),
+            // No usable real server: no entry, no backend, no counters.
+            event(|raw| {
+                raw.header.kind = EventKind::NoDest as u32;
+                raw.header.timestamp_ns = 61_999_999_999;
+                raw.conn = 0;
+                raw.flags = 0;
+                raw.daf = 0;
+                raw.backend_addr = [0; 16];
+                raw.backend_port = 0;
+                raw.vip_port = 443;
+                raw.valid = valid::SCHEDULER | valid::NETNS | valid::CLIENT_PORT;
+            }),
+            // What the kernel could not read stays empty rather than made up.
+            event(|raw| {
+                raw.header.timestamp_ns = 86_400_000_000_000;
+                raw.valid = valid::BACKEND | valid::CLIENT_PORT;
+            }),
+        ]
+    }
+
+    /// Compares `actual` with `tests/golden/<name>`; `IPVS_TRACE_BLESS=1` rewrites the file
+    /// instead (then review the diff).
+    pub(crate) fn assert_golden(name: &str, actual: &str) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("IPVS_TRACE_BLESS").is_some() {
+            std::fs::write(&path, actual).expect("write golden file");
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!(
+                "{}: {err} (run with IPVS_TRACE_BLESS=1 to create it)",
+                path.display()
+            )
+        });
+        assert!(
+            expected == actual,
+            "{} differs:\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+
+    pub(crate) fn render(format: OutputFormat) -> String {
+        let printer = Printer::new(format, CLOCK);
+        let mut out = Vec::new();
+        printer.begin(&mut out).unwrap();
+        for event in sample_events() {
+            printer.event(&mut out, &event).unwrap();
+        }
+        String::from_utf8(out).expect("UTF-8 output")
+    }
+}
