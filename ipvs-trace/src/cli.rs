@@ -1,1 +1,432 @@
-//! (being written)
+//! Command-line arguments.
+//!
+//! Every value is parsed into its domain type by clap (addresses, protocols, event kinds,
+//! durations, sizes), so a mistake is reported with the flag's name before anything touches
+//! the kernel, and [`TraceArgs::into_config`] only assembles an already valid [`TraceConfig`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::events::{model::EventKind, Proto};
+use crate::filter::{parse_event_kind, AddrMatch, Filter};
+use crate::output::OutputFormat;
+
+/// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
+/// client was sent to which real server (pod), by which scheduler, as it happens.
+#[derive(Debug, Parser)]
+#[command(name = "ipvs-trace", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "these doc comments are terminal help text, where backticks would show literally"
+)]
+pub enum Command {
+    /// Print every IPVS scheduling decision as it happens.
+    ///
+    /// Probes the kernel functions where IPVS creates connection entries and schedules new
+    /// connections (needs root, or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN, and the ip_vs module
+    /// loaded). One line per event on stdout; once every probe is attached, a line
+    /// `ipvs-trace: tracing (...)` on stderr; on exit a summary on stderr: events per kind, new
+    /// connections per virtual service and real server, events lost in the kernel.
+    ///
+    /// Event kinds:
+    ///
+    ///   new       a connection entry was created and bound to a real server (one per new
+    ///             connection; the scheduler chose the backend, or persistence did)
+    ///
+    ///   template  a persistence template was created (service with `ipvsadm -p`, kube-proxy's
+    ///             sessionAffinity: ClientIP); the client port is 0: it stands for the client IP
+    ///
+    ///   reused    a new connection (TCP SYN) hit an existing entry, e.g. a client reconnecting
+    ///             from the same ip:port: no scheduling happened, and `ipvsadm --stats` does not
+    ///             count it
+    ///
+    ///   no_dest   the scheduler found no usable real server (none, or all with weight 0): the
+    ///             client's packet is dropped or rejected
+    #[command(after_help = TRACE_EXAMPLES)]
+    Trace(TraceArgs),
+}
+
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  ipvs-trace trace
+      every decision on this node, as a table
+  ipvs-trace trace --vip 172.31.42.227:80 --count 100
+      the next 100 connections to one Service port, then the per-backend summary
+  ipvs-trace trace --client 10.245.97.12 --event new,reused
+      where one client's connections go, including reused entries
+  ipvs-trace trace -o json --duration 5m > decisions.jsonl
+      five minutes of JSON lines for later analysis
+  ipvs-trace trace --wait
+      start before kube-proxy has loaded ip_vs, trace as soon as it has
+
+Columns: W ACT INACT are the real server's weight and its active and inactive connection counts
+at that moment (as in `ipvsadm -Ln`), FWD the forwarding method (Masq = NAT, Route = DR,
+Tunnel = IPIP, Local, Bypass); TIME is UTC. `-` marks what does not apply or could not be read.
+
+Environment: RUST_LOG=debug (or info, trace) logs what the tool does on stderr.";
+
+/// Arguments of `ipvs-trace trace`.
+#[derive(Debug, Args)]
+#[expect(
+    clippy::doc_markdown,
+    reason = "these doc comments are terminal help text, where backticks would show literally"
+)]
+pub struct TraceArgs {
+    /// Output format: `table` for people, `json` for one object per line (stable field names).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Only connections to this virtual service address (ClusterIP, external or LoadBalancer
+    /// IP, node IP of a NodePort); with a port, only that service port.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub vip: Option<AddrMatch>,
+
+    /// Only connections sent to this real server (pod IP), optionally on this port. Excludes
+    /// `no_dest` events, which have no real server.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub backend: Option<AddrMatch>,
+
+    /// Only connections from this client IP (any source port).
+    #[arg(long, value_name = "IP", value_parser = parse_client)]
+    pub client: Option<IpAddr>,
+
+    /// Only this protocol.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub proto: Option<ProtoArg>,
+
+    /// Only these event kinds, comma separated: new, template, reused, no_dest (see above).
+    #[arg(
+        long,
+        value_name = "KIND[,KIND...]",
+        value_delimiter = ',',
+        value_parser = parse_event_kind
+    )]
+    pub event: Vec<EventKind>,
+
+    /// Stop after printing N events (counted after the filters).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop after this long: e.g. 30s, 500ms, 5m, 1h, 1m30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+
+    /// If the ip_vs module is not loaded yet, wait for it instead of failing.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Kernel type information (split BTF of the ip_vs module, e.g. produced offline by pahole)
+    /// for kernels without /sys/kernel/btf/ip_vs.
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+
+    /// Size of the kernel-to-user ring buffer: a power of two, a multiple of the page size;
+    /// suffixes K and M (binary) allowed, e.g. 1M. Raise it if the summary reports lost events.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
+}
+
+/// `--proto` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl From<ProtoArg> for Proto {
+    fn from(arg: ProtoArg) -> Proto {
+        match arg {
+            ProtoArg::Tcp => Proto::Tcp,
+            ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Sctp => Proto::Sctp,
+        }
+    }
+}
+
+/// Everything `trace` needs, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceConfig {
+    pub output: OutputFormat,
+    pub filter: Filter,
+    /// Stop after this many printed events.
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Wait for `ip_vs` to be loaded.
+    pub wait: bool,
+    /// Split BTF for `ip_vs`, instead of the kernel's.
+    pub btf: Option<PathBuf>,
+    /// Ring buffer size in bytes (a valid one); `None` for the loader's default.
+    pub ring_size: Option<u32>,
+}
+
+impl TraceArgs {
+    /// The validated configuration (the values were checked while parsing).
+    #[must_use]
+    pub fn into_config(self) -> TraceConfig {
+        let mut kinds = self.event;
+        kinds.sort_unstable();
+        kinds.dedup();
+        TraceConfig {
+            output: self.output,
+            filter: Filter {
+                vip: self.vip,
+                backend: self.backend,
+                client: self.client,
+                proto: self.proto.map(Proto::from),
+                kinds,
+            },
+            count: self.count,
+            duration: self.duration,
+            wait: self.wait,
+            btf: self.btf,
+            ring_size: self.ring_size,
+        }
+    }
+}
+
+fn parse_client(text: &str) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| {
+        format!("{text:?} is not an IP address (the client filter matches any source port)")
+    })
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match crate::duration::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("the duration must be longer than 0".into()),
+        Ok(duration) => Ok(duration),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The system's page size (the ring buffer is mapped in pages).
+fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+fn parse_ring_size(text: &str) -> Result<u32, String> {
+    parse_ring_size_with_page(text, page_size())
+}
+
+/// A ring size the kernel accepts: `BPF_MAP_TYPE_RINGBUF` wants a power of two that is a
+/// multiple of the page size, and `max_entries` is a `u32`.
+fn parse_ring_size_with_page(text: &str, page: u64) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(split);
+    let multiplier: u64 = match suffix {
+        "" => 1,
+        "K" | "k" | "KiB" => 1 << 10,
+        "M" | "m" | "MiB" => 1 << 20,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a byte count with an optional K or M suffix, e.g. 262144 or 1M"
+            ));
+        }
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?}: expected a byte count, e.g. 262144 or 1M"))?;
+    if !bytes.is_power_of_two() || bytes % page != 0 {
+        return Err(format!(
+            "{text:?} is {bytes} bytes: the ring size must be a power of two and a multiple of \
+             the page size ({page}), e.g. 256K or 1M"
+        ));
+    }
+    u32::try_from(bytes).map_err(|_| format!("{text:?} is too large: at most 2048M"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<TraceConfig, clap::Error> {
+        let command_line = ["ipvs-trace", "trace"].iter().chain(args);
+        Cli::try_parse_from(command_line).map(|cli| match cli.command {
+            Command::Trace(args) => args.into_config(),
+        })
+    }
+
+    fn error(args: &[&str]) -> String {
+        parse(args)
+            .expect_err("arguments should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            parse(&[]).unwrap(),
+            TraceConfig {
+                output: OutputFormat::Table,
+                filter: Filter::default(),
+                count: None,
+                duration: None,
+                wait: false,
+                btf: None,
+                ring_size: None,
+            }
+        );
+    }
+
+    #[test]
+    fn every_flag() {
+        let config = parse(&[
+            "-o",
+            "json",
+            "--vip",
+            "172.31.42.227:80",
+            "--backend",
+            "10.245.112.32",
+            "--client",
+            "fd00::c1",
+            "--proto",
+            "UDP",
+            "--event",
+            "reused,new",
+            "--event",
+            "new",
+            "--count",
+            "300",
+            "--duration",
+            "1m30s",
+            "--wait",
+            "--btf",
+            "/tmp/ip_vs.btf",
+            "--ring-size",
+            "1M",
+        ])
+        .unwrap();
+        assert_eq!(
+            config,
+            TraceConfig {
+                output: OutputFormat::Json,
+                filter: Filter {
+                    vip: Some("172.31.42.227:80".parse().unwrap()),
+                    backend: Some("10.245.112.32".parse().unwrap()),
+                    client: Some("fd00::c1".parse().unwrap()),
+                    proto: Some(Proto::Udp),
+                    kinds: vec![EventKind::New, EventKind::Reused],
+                },
+                count: Some(300),
+                duration: Some(Duration::from_secs(90)),
+                wait: true,
+                btf: Some("/tmp/ip_vs.btf".into()),
+                ring_size: Some(1 << 20),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_the_fix() {
+        let err = error(&["--vip", "172.31.42"]);
+        assert!(
+            err.contains("--vip") && err.contains("is not IP or IP:PORT"),
+            "{err}"
+        );
+        let err = error(&["--backend", "pod:8080"]);
+        assert!(err.contains("--backend"), "{err}");
+        let err = error(&["--client", "10.0.0.1:80"]);
+        assert!(
+            err.contains("--client") && err.contains("not an IP address"),
+            "{err}"
+        );
+        let err = error(&["--proto", "icmp"]);
+        assert!(
+            err.contains("--proto") && err.contains("tcp, udp, sctp"),
+            "{err}"
+        );
+        let err = error(&["--event", "new,expired"]);
+        assert!(
+            err.contains("--event") && err.contains("unknown event \"expired\""),
+            "{err}"
+        );
+        let err = error(&["--duration", "30"]);
+        assert!(
+            err.contains("--duration") && err.contains("has no unit"),
+            "{err}"
+        );
+        let err = error(&["--duration", "0s"]);
+        assert!(err.contains("longer than 0"), "{err}");
+        let err = error(&["--count", "0"]);
+        assert!(err.contains("--count"), "{err}");
+        let err = error(&["--ring-size", "1000"]);
+        assert!(
+            err.contains("--ring-size") && err.contains("power of two"),
+            "{err}"
+        );
+        let err = error(&["-o", "yaml"]);
+        assert!(err.contains("table, json"), "{err}");
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size_with_page("4096", 4096), Ok(4096));
+        assert_eq!(parse_ring_size_with_page("256K", 4096), Ok(256 << 10));
+        assert_eq!(parse_ring_size_with_page("16MiB", 4096), Ok(16 << 20));
+        assert_eq!(parse_ring_size_with_page("2048M", 4096), Ok(1 << 31));
+        // A power of two below the page size, one that is not a power of two, and overflow.
+        for bad in [
+            "2048",
+            "12288",
+            "3M",
+            "4096M",
+            "",
+            "K",
+            "1G",
+            "-4096",
+            "99999999999999999999",
+        ] {
+            assert!(
+                parse_ring_size_with_page(bad, 4096).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        // On a 64 KiB page system (arm64, ppc64) 16K is too small.
+        assert!(parse_ring_size_with_page("16K", 65536).is_err());
+        assert_eq!(parse_ring_size_with_page("64K", 65536), Ok(65536));
+    }
+
+    #[test]
+    fn help_teaches_the_event_kinds_and_shows_examples() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("trace")
+            .expect("trace subcommand")
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "no_dest",
+            "template",
+            "reused",
+            "Examples:",
+            "--vip",
+            "ipvsadm",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+        }
+    }
+}
