@@ -27,6 +27,17 @@ struct ServiceCounts {
     no_dest: u64,
 }
 
+/// Events that were not shown, by where they were lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Dropped in the kernel because the ring buffer was full (`None`: counter unreadable).
+    pub ring_full: Option<u64>,
+    /// Dropped in the kernel because reading the connection failed (`None`: unknown).
+    pub unreadable: Option<u64>,
+    /// Records userspace could not decode.
+    pub malformed: u64,
+}
+
 /// Aggregates printed events for the exit summary.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -64,9 +75,9 @@ impl Summary {
         self.kinds.get(&kind).copied().unwrap_or(0)
     }
 
-    /// The summary text. `lost` is `None` when the kernel's drop counter could not be read.
+    /// The summary text.
     #[must_use]
-    pub fn render(&self, lost: Option<u64>, malformed: u64) -> String {
+    pub fn render(&self, losses: &Losses) -> String {
         let mut out = String::from("ipvs-trace summary\n");
         // Writing into a String cannot fail: the results below are ignored for that reason.
         let _ = write!(
@@ -81,11 +92,20 @@ impl Summary {
             let _ = write!(out, " expire={}", self.count(EventKind::Expire));
         }
         out.push('\n');
-        let lost = lost.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
-        let _ = writeln!(
+        let lost = losses
+            .ring_full
+            .map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        let _ = write!(
             out,
-            "  lost: {lost} (ring buffer full)   malformed: {malformed}"
+            "  lost: {lost} (ring buffer full)   malformed: {}",
+            losses.malformed
         );
+        // Rare (a kernel layout or race problem), so shown only when it happened: the common
+        // line stays as scripts expect it.
+        if let Some(unreadable) = losses.unreadable.filter(|&n| n > 0) {
+            let _ = write!(out, "   unreadable: {unreadable} (kernel read failed)");
+        }
+        out.push('\n');
         for (key, counts) in &self.services {
             let scheduler = key.scheduler.as_deref().unwrap_or("-");
             let _ = writeln!(out, "  {} {} {scheduler}", key.proto, key.vip);
@@ -122,7 +142,11 @@ mod tests {
     #[test]
     fn empty_summary() {
         assert_eq!(
-            Summary::default().render(Some(0), 0),
+            Summary::default().render(&Losses {
+                ring_full: Some(0),
+                unreadable: Some(0),
+                malformed: 0
+            }),
             "ipvs-trace summary\n  events: new=0 template=0 reused=0 no_dest=0\n  lost: 0 (ring buffer full)   malformed: 0\n"
         );
     }
@@ -149,7 +173,11 @@ mod tests {
             summary.record(&event);
         }
         assert_eq!(
-            summary.render(Some(3), 1),
+            summary.render(&Losses {
+                ring_full: Some(3),
+                unreadable: Some(0),
+                malformed: 1
+            }),
             "\
 ipvs-trace summary
   events: new=13 template=1 reused=1 no_dest=1
@@ -171,18 +199,24 @@ ipvs-trace summary
     }
 
     #[test]
-    fn unknown_lost_count_and_expire() {
+    fn unknown_and_unreadable_losses_and_expire() {
         let mut summary = Summary::default();
         let mut event = sample_events().remove(0);
         event.kind = EventKind::Expire;
         summary.record(&event);
-        let text = summary.render(None, 0);
+        let text = summary.render(&Losses {
+            ring_full: None,
+            unreadable: Some(2),
+            malformed: 0,
+        });
         assert!(
             text.contains("  events: new=0 template=0 reused=0 no_dest=0 expire=1\n"),
             "{text}"
         );
         assert!(
-            text.contains("  lost: unknown (ring buffer full)"),
+            text.contains(
+                "  lost: unknown (ring buffer full)   malformed: 0   unreadable: 2 (kernel read failed)\n"
+            ),
             "{text}"
         );
         assert!(
