@@ -1,0 +1,275 @@
+//! What `ipvs-trace trace -o json` prints: JSON event lines on stdout (the contract of
+//! DESIGN.md) and the exit summary on stderr.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// One JSON line. Unknown fields are refused: the contract is exact, so a field added or
+/// renamed must show up here as a failure, not pass unnoticed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub time: String,
+    pub event: String,
+    pub proto: String,
+    pub client: SocketAddr,
+    pub vip: SocketAddr,
+    pub backend: Option<SocketAddr>,
+    pub scheduler: Option<String>,
+    pub fwd: Option<String>,
+    pub weight: Option<i32>,
+    pub active_conns: Option<i32>,
+    pub inactive_conns: Option<i32>,
+    pub service: Option<String>,
+    pub service_type: Option<String>,
+    pub backend_pod: Option<String>,
+    pub backend_node: Option<String>,
+    pub client_pod: Option<String>,
+    pub netns: Option<u64>,
+    pub cpu: u32,
+    pub conn: Option<String>,
+}
+
+impl Event {
+    /// True when every Kubernetes name field is `null` (no Kubernetes source is configured in
+    /// the lab).
+    #[must_use]
+    pub fn names_are_null(&self) -> bool {
+        self.service.is_none()
+            && self.service_type.is_none()
+            && self.backend_pod.is_none()
+            && self.backend_node.is_none()
+            && self.client_pod.is_none()
+    }
+}
+
+/// The fields of the contract. serde would take a missing `Option` field for `null`; the
+/// contract says every line has every field, so presence is checked on its own.
+const CONTRACT_FIELDS: [&str; 19] = [
+    "time",
+    "event",
+    "proto",
+    "client",
+    "vip",
+    "backend",
+    "scheduler",
+    "fwd",
+    "weight",
+    "active_conns",
+    "inactive_conns",
+    "service",
+    "service_type",
+    "backend_pod",
+    "backend_node",
+    "client_pod",
+    "netns",
+    "cpu",
+    "conn",
+];
+
+/// Parses JSON lines; a line that is not a contract object is an error naming it.
+pub fn parse_events(text: &str) -> Result<Vec<Event>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let bad = |why: String| {
+                format!(
+                    "JSON line {} is not a contract event ({why}): {line}",
+                    i + 1
+                )
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            let missing: Vec<&str> = CONTRACT_FIELDS
+                .into_iter()
+                .filter(|f| value.get(f).is_none())
+                .collect();
+            if !missing.is_empty() {
+                return Err(bad(format!("missing {}", missing.join(", "))));
+            }
+            serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+        })
+        .collect()
+}
+
+/// The exit summary, as far as the tests need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// `events:` line: kind → count.
+    pub events: BTreeMap<String, u64>,
+    /// Ring-full losses (`None`: the tracer could not read its counter, "unknown").
+    pub lost: Option<u64>,
+    pub malformed: u64,
+    /// Records the kernel side could not read (shown only when non-zero).
+    pub unreadable: u64,
+    /// Per virtual service (`"TCP 172.31.0.10:80 rr"`): backend → new connections.
+    pub services: BTreeMap<String, BTreeMap<SocketAddr, u64>>,
+    /// Per virtual service: `no_dest` count.
+    pub no_dest: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// Count of `kind` in the `events:` line (0 if absent).
+    #[must_use]
+    pub fn count(&self, kind: &str) -> u64 {
+        self.events.get(kind).copied().unwrap_or(0)
+    }
+}
+
+/// Parses the summary out of the tracer's stderr (other lines, such as the `ipvs-trace:
+/// tracing` line, are skipped).
+pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
+    let mut lines = stderr
+        .lines()
+        .skip_while(|l| l.trim() != "ipvs-trace summary");
+    if lines.next().is_none() {
+        return Err(format!("no `ipvs-trace summary` in stderr:\n{stderr}"));
+    }
+    let mut summary = Summary::default();
+    let mut saw_events = false;
+    let mut saw_lost = false;
+    let mut service: Option<String> = None;
+    for line in lines {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("events:") {
+            saw_events = true;
+            for pair in rest.split_whitespace() {
+                let (kind, n) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("summary: bad events field {pair:?}"))?;
+                summary.events.insert(kind.to_owned(), count(n, line)?);
+            }
+        } else if let Some(rest) = trimmed.strip_prefix("lost:") {
+            saw_lost = true;
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            summary.lost = match words.first() {
+                Some(&"unknown") => None,
+                Some(n) => Some(count(n, line)?),
+                None => return Err(format!("summary: empty lost line {line:?}")),
+            };
+            summary.malformed = after(&words, "malformed:", line)?.unwrap_or(0);
+            summary.unreadable = after(&words, "unreadable:", line)?.unwrap_or(0);
+        } else if let Some(rest) = trimmed.strip_prefix("->") {
+            let key = service
+                .clone()
+                .ok_or_else(|| format!("summary: backend before service: {line:?}"))?;
+            let (backend, n) = rest
+                .trim()
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| format!("summary: bad backend line {line:?}"))?;
+            let n = n
+                .trim()
+                .strip_prefix("new=")
+                .ok_or_else(|| format!("summary: no new= in {line:?}"))?;
+            let backend: SocketAddr = backend
+                .parse()
+                .map_err(|_| format!("summary: bad backend address in {line:?}"))?;
+            summary
+                .services
+                .entry(key)
+                .or_default()
+                .insert(backend, count(n, line)?);
+        } else if let Some(n) = trimmed.strip_prefix("no destination: no_dest=") {
+            let key = service
+                .clone()
+                .ok_or_else(|| format!("summary: no_dest before service: {line:?}"))?;
+            summary.no_dest.insert(key, count(n, line)?);
+        } else if line.starts_with("  ") && !trimmed.is_empty() {
+            service = Some(trimmed.to_owned());
+            summary.services.entry(trimmed.to_owned()).or_default();
+        } else if !trimmed.is_empty() {
+            // Anything after the summary (an error line, say) ends it.
+            break;
+        }
+    }
+    if !(saw_events && saw_lost) {
+        return Err(format!(
+            "summary without its events: or lost: line:\n{stderr}"
+        ));
+    }
+    Ok(summary)
+}
+
+fn count(text: &str, line: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("summary: not a count: {text:?} in {line:?}"))
+}
+
+/// The number following `key` among `words`.
+fn after(words: &[&str], key: &str, line: &str) -> Result<Option<u64>, String> {
+    match words.iter().position(|w| *w == key) {
+        Some(i) => words
+            .get(i + 1)
+            .map(|n| count(n, line))
+            .transpose()
+            .and_then(|n| {
+                n.ok_or_else(|| format!("summary: nothing after {key} in {line:?}"))
+                    .map(Some)
+            }),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_contract_line_and_refuses_others() {
+        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000"}"#;
+        let events = parse_events(line).unwrap();
+        assert_eq!(
+            events[0].backend,
+            Some("10.245.112.32:8080".parse().unwrap())
+        );
+        assert_eq!(events[0].weight, Some(1));
+        assert!(events[0].names_are_null());
+        let extra = line.replace("\"cpu\":0", "\"cpu\":0,\"extra\":1");
+        assert!(parse_events(&extra).unwrap_err().contains("extra"));
+        let missing = line.replace("\"netns\":4026531840,", "");
+        assert!(parse_events(&missing).is_err());
+    }
+
+    /// Text as `ipvs-trace/src/output/summary.rs` renders it.
+    #[test]
+    fn parses_the_summary() {
+        let stderr = "\
+ipvs-trace: tracing (probes attached)
+ipvs-trace summary
+  events: new=13 template=1 reused=1 no_dest=1
+  lost: 3 (ring buffer full)   malformed: 1
+  TCP 10.245.96.43:32380 rr
+    -> 10.245.112.4:8080  new=1
+  TCP 172.31.42.227:80 rr
+    -> 10.245.112.4:8080   new=3
+    -> 10.245.112.32:8080  new=4
+  TCP 172.31.42.227:443 rr
+    no destination: no_dest=1
+";
+        let summary = parse_summary(stderr).unwrap();
+        assert_eq!(summary.count("new"), 13);
+        assert_eq!(summary.count("no_dest"), 1);
+        assert_eq!(summary.lost, Some(3));
+        assert_eq!(summary.malformed, 1);
+        assert_eq!(summary.unreadable, 0);
+        let rr = &summary.services["TCP 172.31.42.227:80 rr"];
+        assert_eq!(rr[&"10.245.112.32:8080".parse().unwrap()], 4);
+        assert_eq!(summary.no_dest["TCP 172.31.42.227:443 rr"], 1);
+        assert!(summary.services["TCP 172.31.42.227:443 rr"].is_empty());
+    }
+
+    #[test]
+    fn unknown_losses_and_unreadable() {
+        let summary = parse_summary(
+            "ipvs-trace summary\n  events: new=0 template=0 reused=0 no_dest=0\n  lost: unknown (ring buffer full)   malformed: 0   unreadable: 2 (kernel read failed)\n",
+        )
+        .unwrap();
+        assert_eq!(summary.lost, None);
+        assert_eq!(summary.unreadable, 2);
+        assert!(parse_summary("error: no summary here\n").is_err());
+        assert!(parse_summary("ipvs-trace summary\n").is_err());
+    }
+}
