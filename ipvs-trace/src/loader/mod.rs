@@ -1,1 +1,184 @@
-//! (being written)
+//! Loading and attaching the eBPF programs.
+//!
+//! In order: check privileges (a clear message beats an EPERM from deep inside aya), make sure
+//! `ip_vs` is loaded (or wait for it), resolve the struct offsets from BTF, load the object with
+//! the offsets as a read-only global, attach every probe. A probe that adds detail but is not
+//! essential (reuse, no-destination) is skipped with a warning naming the events lost; only the
+//! probe on `ip_vs_conn_new` is mandatory.
+
+mod error;
+mod kernel;
+mod privileges;
+mod probes;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    Ebpf, EbpfLoader,
+};
+use ipvs_trace_common::{drop, EVENTS_MAP, LOST_MAP, OFFSETS_GLOBAL};
+
+pub use error::LoadError;
+
+use crate::{btf::Btf, offsets};
+
+/// The compiled eBPF object, built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipvs-trace"));
+
+/// Where the running kernel exposes its BTF.
+const SYS_BTF_DIR: &str = "/sys/kernel/btf";
+
+/// What the user can change about loading.
+#[derive(Clone, Debug, Default)]
+pub struct LoaderOptions {
+    /// Split BTF of the ip_vs module to use instead of `/sys/kernel/btf/ip_vs`.
+    pub btf: Option<PathBuf>,
+    /// Wait for the ip_vs module to be loaded instead of failing.
+    pub wait: bool,
+    /// Ring buffer size in bytes (a power-of-two multiple of the page size).
+    pub ring_size: Option<u32>,
+    /// Test hook: attach the probe for kernel function `.0` to symbol `.1` instead.
+    pub kprobe_target_override: Option<(String, String)>,
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Tracer {
+    ebpf: Ebpf,
+    attached: Vec<&'static str>,
+    degraded: Vec<String>,
+}
+
+impl Tracer {
+    /// Checks the environment, loads the programs and attaches them.
+    pub async fn start(opts: &LoaderOptions) -> anyhow::Result<Tracer> {
+        privileges::check()?;
+        kernel::ensure_ip_vs(opts.wait).await?;
+        let release = kernel::release();
+        let ip_vs_btf = load_btf(opts.btf.as_deref(), &release)?;
+        let resolved = offsets::resolve(&ip_vs_btf, &release)?;
+        for note in &resolved.degraded {
+            tracing::warn!("{note}");
+        }
+
+        let mut loader = EbpfLoader::new();
+        loader.override_global(OFFSETS_GLOBAL, &resolved.offsets, true);
+        if let Some(size) = opts.ring_size {
+            loader.map_max_entries(EVENTS_MAP, size);
+        }
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .map_err(|err| privileges::explain_load_error(err.into()))?;
+        start_kernel_logger(&mut ebpf);
+
+        let mut degraded = resolved.degraded;
+        let attached = probes::attach_all(
+            &mut ebpf,
+            &ip_vs_btf,
+            opts.kprobe_target_override.as_ref(),
+            &mut degraded,
+        )?;
+        Ok(Tracer {
+            ebpf,
+            attached,
+            degraded,
+        })
+    }
+
+    /// The ring buffer of records; can be taken once.
+    pub fn take_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .with_context(|| format!("map {EVENTS_MAP} missing or already taken"))?;
+        RingBuf::try_from(map).with_context(|| format!("map {EVENTS_MAP} is not a ring buffer"))
+    }
+
+    /// Events dropped because the ring buffer was full, summed over CPUs.
+    pub fn lost_events(&self) -> anyhow::Result<u64> {
+        self.drop_count(drop::RING_FULL)
+    }
+
+    /// Events dropped because reading kernel memory failed, summed over CPUs.
+    pub fn read_errors(&self) -> anyhow::Result<u64> {
+        self.drop_count(drop::READ_ERROR)
+    }
+
+    fn drop_count(&self, slot: u32) -> anyhow::Result<u64> {
+        let map = self
+            .ebpf
+            .map(LOST_MAP)
+            .with_context(|| format!("map {LOST_MAP} missing"))?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let per_cpu = counters
+            .get(&slot, 0)
+            .with_context(|| format!("reading {LOST_MAP}[{slot}]"))?;
+        Ok(per_cpu.iter().sum())
+    }
+
+    /// Kernel functions with a probe attached, for the start-up line.
+    #[must_use]
+    pub fn attached(&self) -> &[&'static str] {
+        &self.attached
+    }
+
+    /// What this kernel cannot give (missing optional fields or probes), one note each.
+    #[must_use]
+    pub fn degraded(&self) -> &[String] {
+        &self.degraded
+    }
+}
+
+/// Reads vmlinux BTF and the ip_vs split BTF on top of it.
+fn load_btf(user_file: Option<&Path>, release: &str) -> Result<Btf, LoadError> {
+    let sys = Path::new(SYS_BTF_DIR);
+    let vmlinux_path = sys.join("vmlinux");
+    let vmlinux = Btf::from_file(&vmlinux_path, None)?;
+    let vmlinux = Arc::new(vmlinux);
+    let ip_vs_path = if let Some(path) = user_file {
+        path.to_path_buf()
+    } else {
+        let path = sys.join("ip_vs");
+        if !path.exists() {
+            return Err(LoadError::NoModuleBtf {
+                release: release.to_owned(),
+            });
+        }
+        path
+    };
+    Ok(Btf::from_file(&ip_vs_path, Some(vmlinux))?)
+}
+
+/// Routes `aya-log` records of the kernel side into `tracing`, polled on the tokio runtime.
+fn start_kernel_logger(ebpf: &mut Ebpf) {
+    let logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => logger,
+        Err(err) => {
+            // Only happens when the object was built without any log statement.
+            tracing::debug!("kernel-side logging unavailable: {err}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer map's fd and keeps it open, unchanged, for as
+    // long as it lives, which is as long as the AsyncFd that owns it.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let Ok(mut fd) = registered else {
+        tracing::warn!("cannot poll the kernel-side log buffer; kernel warnings will not show");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+}

@@ -1,0 +1,45 @@
+//! Errors a user can act on, each saying what to do next.
+
+use crate::btf::BtfError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The process lacks the capabilities to load and attach kprobes.
+    #[error(
+        "missing privileges: loading kprobes needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); \
+         missing here: {missing}. Run as root, or grant the capabilities, e.g. \
+         `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_resource+ep $(which ipvs-trace)` \
+         (CAP_NET_ADMIN reads the IPVS tables, CAP_SYS_RESOURCE lifts the memlock limit on \
+         kernels before 5.11)"
+    )]
+    Privileges { missing: String },
+
+    /// `ip_vs` is not loaded, so there is nothing to trace yet.
+    #[error(
+        "the ip_vs kernel module is not loaded (no /sys/module/ip_vs): load it with \
+         `modprobe ip_vs`, or run kube-proxy in IPVS mode; `--wait` waits for it instead"
+    )]
+    IpVsNotLoaded,
+
+    /// The running kernel exposes no BTF for ip_vs.
+    #[error(
+        "kernel {release} exposes no BTF for the ip_vs module (/sys/kernel/btf/ip_vs is missing), \
+         so the IPVS struct layout cannot be read. Pass `--btf FILE` with the module's split BTF \
+         (e.g. the .BTF of this kernel's ip_vs.ko, or one made with `pahole --btf_encode_detached` \
+         from its debug symbols)"
+    )]
+    NoModuleBtf { release: String },
+
+    /// A BTF file could not be read or parsed (the error names the file).
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+
+    /// A mandatory probe could not be attached.
+    #[error("attaching a {kind} to kernel function `{function}` failed")]
+    Attach {
+        kind: &'static str,
+        function: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
