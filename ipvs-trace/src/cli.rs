@@ -133,6 +133,11 @@ pub struct TraceArgs {
     /// suffixes K and M (binary) allowed, e.g. 1M. Raise it if the summary reports lost events.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
+
+    /// Attach the probe meant for kernel function FUNCTION to SYMBOL instead (tests use it to
+    /// provoke an attach failure).
+    #[arg(long, hide = true, value_name = "FUNCTION=SYMBOL", value_parser = parse_kprobe_target)]
+    pub debug_kprobe_target: Option<(String, String)>,
 }
 
 /// `--proto` values.
@@ -168,6 +173,8 @@ pub struct TraceConfig {
     pub btf: Option<PathBuf>,
     /// Ring buffer size in bytes (a valid one); `None` for the loader's default.
     pub ring_size: Option<u32>,
+    /// Test hook: (kernel function, symbol to attach its probe to instead).
+    pub kprobe_target_override: Option<(String, String)>,
 }
 
 impl TraceArgs {
@@ -191,6 +198,7 @@ impl TraceArgs {
             wait: self.wait,
             btf: self.btf,
             ring_size: self.ring_size,
+            kprobe_target_override: self.debug_kprobe_target,
         }
     }
 }
@@ -199,6 +207,15 @@ fn parse_client(text: &str) -> Result<IpAddr, String> {
     text.parse().map_err(|_| {
         format!("{text:?} is not an IP address (the client filter matches any source port)")
     })
+}
+
+fn parse_kprobe_target(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((function, symbol)) if !function.is_empty() && !symbol.is_empty() => {
+            Ok((function.to_owned(), symbol.to_owned()))
+        }
+        _ => Err(format!("{text:?}: expected FUNCTION=SYMBOL")),
+    }
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
@@ -287,6 +304,7 @@ mod tests {
                 wait: false,
                 btf: None,
                 ring_size: None,
+                kprobe_target_override: None,
             }
         );
     }
@@ -317,6 +335,8 @@ mod tests {
             "/tmp/ip_vs.btf",
             "--ring-size",
             "1M",
+            "--debug-kprobe-target",
+            "ip_vs_conn_new=no_such_function",
         ])
         .unwrap();
         assert_eq!(
@@ -335,6 +355,7 @@ mod tests {
                 wait: true,
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
+                kprobe_target_override: Some(("ip_vs_conn_new".into(), "no_such_function".into())),
             }
         );
     }
@@ -377,6 +398,8 @@ mod tests {
             err.contains("--ring-size") && err.contains("power of two"),
             "{err}"
         );
+        let err = error(&["--debug-kprobe-target", "ip_vs_conn_new"]);
+        assert!(err.contains("FUNCTION=SYMBOL"), "{err}");
         let err = error(&["-o", "yaml"]);
         assert!(err.contains("table, json"), "{err}");
     }

@@ -1,1 +1,66 @@
-fn main() {}
+//! The `ipvs-trace` binary: parse arguments, run the subcommand, report errors once.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use ipvs_trace::cli::{Cli, Command};
+use tracing_subscriber::{filter::LevelFilter, EnvFilter};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // `--help` and `--version` arrive here too, and are not failures. Usage errors exit
+            // 1 like every other failure, so scripts check one code.
+            return if err.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `ipvs-trace trace | head`: the reader has all it wanted; not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr().lock(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // One ring buffer, one consumer: a single-threaded runtime is all the event loop needs.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Trace(args) => runtime.block_on(ipvs_trace::cmd::trace::run(args.into_config())),
+    }
+}
+
+/// Logs (ours, aya's, and the eBPF side's aya-log records) on stderr, `RUST_LOG` to choose,
+/// warnings by default.
+fn init_logging() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,1 +1,3 @@
-//! (being written)
+//! One module per subcommand.
+
+pub mod trace;

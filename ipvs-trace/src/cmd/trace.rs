@@ -1,0 +1,251 @@
+//! `ipvs-trace trace`: load the probes, stream events until a stop condition, print a summary.
+//!
+//! The event loop waits on exactly three things: the ring buffer, the signals and the
+//! `--duration` timer. Output goes through a `BufWriter` flushed once per drained batch: live,
+//! without a syscall per line. On a stop, whatever the kernel already wrote to the ring is still
+//! printed (up to `--count`), then the summary goes to stderr.
+
+use std::future::pending;
+use std::io::{self, BufWriter, Write};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::TraceConfig;
+use crate::clock::WallClock;
+use crate::events::{Event, EventReader};
+use crate::filter::Filter;
+use crate::loader::{LoaderOptions, Tracer};
+use crate::output::{
+    summary::{Losses, Summary},
+    Printer,
+};
+
+/// Output buffer: large enough for a full batch of table lines in a few writes.
+const STDOUT_BUFFER: usize = 64 * 1024;
+
+/// Runs `ipvs-trace trace` until a stop condition; the summary is on stderr when it returns
+/// `Ok`.
+pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
+    // Captured before anything else: every event is converted with this one offset.
+    let clock = WallClock::capture().context("reading the system clocks")?;
+    // Installed before loading, so a signal during `--wait` or loading ends the run cleanly
+    // instead of killing it with the probes half attached.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+
+    let options = LoaderOptions {
+        btf: config.btf.clone(),
+        wait: config.wait,
+        ring_size: config.ring_size,
+        kprobe_target_override: config.kprobe_target_override.clone(),
+    };
+    let mut tracer = tokio::select! {
+        tracer = Tracer::start(&options) => tracer?,
+        _ = sigint.recv() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    let mut reader = EventReader::new(tracer.take_ring()?)
+        .context("registering the ring buffer with the event loop")?;
+
+    let mut session = Session {
+        printer: Printer::new(config.output, clock),
+        filter: config.filter,
+        summary: Summary::default(),
+        remaining: config.count,
+        out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
+    };
+    session.begin().context("writing to stdout")?;
+    // Scripts wait for this line before generating traffic: every probe is attached now.
+    notice(&format!(
+        "ipvs-trace: tracing ({})",
+        tracer.attached().join(", ")
+    ));
+
+    let timer = async {
+        match config.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => pending().await,
+        }
+    };
+    tokio::pin!(timer);
+    let mut batch = Vec::new();
+    let count_reached = loop {
+        tokio::select! {
+            // Signals first: under a flood of events a Ctrl-C must still be seen at once.
+            biased;
+            _ = sigint.recv() => break false,
+            _ = sigterm.recv() => break false,
+            () = &mut timer => break false,
+            read = reader.read_batch(&mut batch) => {
+                read.context("waiting for events from the kernel")?;
+                if session.handle(&mut batch).context("writing events to stdout")?
+                    == Flow::CountReached
+                {
+                    break true;
+                }
+            }
+        }
+    };
+    if !count_reached {
+        reader.drain_now(&mut batch);
+        session
+            .handle(&mut batch)
+            .context("writing events to stdout")?;
+    }
+
+    let losses = Losses {
+        ring_full: counter(tracer.lost_events(), "lost events"),
+        unreadable: counter(tracer.read_errors(), "unreadable events"),
+        malformed: reader.malformed(),
+    };
+    notice(session.summary.render(&losses).trim_end());
+    Ok(())
+}
+
+/// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
+/// logged, rather than failing a trace that otherwise worked.
+fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
+    value
+        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
+        .ok()
+}
+
+/// A line on stderr. A closed stderr is no reason to fail (or to panic, as `eprintln!` would):
+/// the events on stdout are what matters.
+fn notice(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// Whether to keep reading after a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// `--count` events have been printed.
+    CountReached,
+}
+
+/// Filters, prints and counts events.
+struct Session<W: Write> {
+    printer: Printer,
+    filter: Filter,
+    summary: Summary,
+    /// Events still to print before `--count` is reached.
+    remaining: Option<u64>,
+    out: W,
+}
+
+impl<W: Write> Session<W> {
+    /// What precedes the events (the table header), flushed so it shows before the first event.
+    fn begin(&mut self) -> io::Result<()> {
+        self.printer.begin(&mut self.out)?;
+        self.out.flush()
+    }
+
+    /// Prints the events of `batch` that pass the filters (up to the count), then flushes: one
+    /// write per batch keeps output live without a syscall per line.
+    fn handle(&mut self, batch: &mut Vec<Event>) -> io::Result<Flow> {
+        for event in batch.drain(..) {
+            if self.remaining == Some(0) {
+                break;
+            }
+            if !self.filter.matches(&event) {
+                continue;
+            }
+            self.printer.event(&mut self.out, &event)?;
+            self.summary.record(&event);
+            if let Some(remaining) = &mut self.remaining {
+                *remaining -= 1;
+            }
+        }
+        self.out.flush()?;
+        Ok(if self.remaining == Some(0) {
+            Flow::CountReached
+        } else {
+            Flow::Continue
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::model::EventKind;
+    use crate::output::tests::{sample_events, CLOCK};
+    use crate::output::OutputFormat;
+
+    fn session(filter: Filter, count: Option<u64>) -> Session<Vec<u8>> {
+        Session {
+            printer: Printer::new(OutputFormat::Json, CLOCK),
+            filter,
+            summary: Summary::default(),
+            remaining: count,
+            out: Vec::new(),
+        }
+    }
+
+    fn printed_kinds(session: &Session<Vec<u8>>) -> Vec<String> {
+        String::from_utf8(session.out.clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["event"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prints_and_counts_what_passes_the_filter() {
+        let filter = Filter {
+            kinds: vec![EventKind::New, EventKind::NoDest],
+            ..Filter::default()
+        };
+        let mut session = session(filter, None);
+        let mut batch = sample_events();
+        assert_eq!(session.handle(&mut batch).unwrap(), Flow::Continue);
+        assert!(batch.is_empty(), "the batch is consumed");
+        assert_eq!(printed_kinds(&session), ["new", "no_dest", "new"]);
+        assert_eq!(session.summary.count(EventKind::New), 2);
+        assert_eq!(
+            session.summary.count(EventKind::Template),
+            0,
+            "filtered out"
+        );
+    }
+
+    #[test]
+    fn count_counts_printed_events_and_stops_mid_batch() {
+        let filter = Filter {
+            kinds: vec![EventKind::Template, EventKind::NoDest, EventKind::Reused],
+            ..Filter::default()
+        };
+        let mut session = session(filter, Some(2));
+        assert_eq!(
+            session.handle(&mut sample_events()).unwrap(),
+            Flow::CountReached
+        );
+        assert_eq!(printed_kinds(&session), ["template", "reused"]);
+        // Whatever arrives after the count is reached is neither printed nor counted.
+        assert_eq!(
+            session.handle(&mut sample_events()).unwrap(),
+            Flow::CountReached
+        );
+        assert_eq!(printed_kinds(&session), ["template", "reused"]);
+        assert_eq!(session.summary.count(EventKind::NoDest), 0);
+    }
+
+    #[test]
+    fn count_spans_batches() {
+        let mut session = session(Filter::default(), Some(7));
+        assert_eq!(
+            session.handle(&mut sample_events()).unwrap(),
+            Flow::Continue
+        );
+        assert_eq!(
+            session.handle(&mut sample_events()).unwrap(),
+            Flow::CountReached
+        );
+        assert_eq!(printed_kinds(&session).len(), 7);
+    }
+}
