@@ -64,3 +64,18 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_found_under_context() {
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("writing events to stdout");
+        assert!(is_broken_pipe(&err));
+        let err = anyhow::Error::from(io::Error::from(io::ErrorKind::PermissionDenied))
+            .context("loading the eBPF programs");
+        assert!(!is_broken_pipe(&err));
+    }
+}
