@@ -4,6 +4,7 @@
 # One Kubernetes node (cn-beijing.10.245.96.43) whose kube-proxy runs in IPVS mode, Service
 # ratel/vpaas-demo-prod (type LoadBalancer) with three pods, and clients connecting while
 # `ipvs-trace trace` prints every decision IPVS makes.
+set -e
 . /lab/lib.sh
 
 say() {

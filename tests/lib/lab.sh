@@ -8,7 +8,9 @@
 #     address on every host veth (the way Calico wires pods): no subnets, no proxy ARP, and
 #     the root netns routes each /32 to its veth.
 # Everything a scenario creates is removed by node_teardown, installed as an EXIT trap by
-# node_setup, so scenarios can run one after another in a single boot.
+# node_setup, so scenarios can run one after another in a single boot. Scenarios run with
+# `set -e`; the helpers here are written to work under it (expected failures are tested with
+# `if` or `||`, never left to `$?`).
 #
 # Output for the Rust assertions (tests/src/lib.rs parses it):
 #   @@DUMP name@@
@@ -56,6 +58,11 @@ node_setup() {
 
 # node_teardown: remove everything node_setup and the other helpers created.
 node_teardown() {
+    # Best effort: remove whatever exists, whatever failed before (`set -e` is restored at the
+    # end for scenarios that go on after a teardown).
+    _errexit=
+    case $- in *e*) _errexit=1 ;; esac
+    set +e
     if [ -s "$LAB_PIDS" ]; then
         for _pid in $(cat "$LAB_PIDS"); do
             kill "$_pid" 2>/dev/null && wait "$_pid" 2>/dev/null
@@ -76,6 +83,7 @@ node_teardown() {
     [ -d /proc/sys/net/ipv4/vs ] && echo 1 >/proc/sys/net/ipv4/vs/conn_reuse_mode
     echo 1000 >/proc/sys/net/ipv4/icmp_ratelimit
     rm -rf "$LAB_TMP"
+    [ -z "$_errexit" ] || set -e
 }
 
 # add_vip IP: a ClusterIP / externalIP / LoadBalancer address, bound on kube-ipvs0.
@@ -186,8 +194,8 @@ dump() {
     _name=$1
     shift
     echo "@@DUMP $_name@@"
-    "$@" >"$LAB_TMP/dump.out" 2>&1
-    _st=$?
+    _st=0
+    "$@" >"$LAB_TMP/dump.out" 2>&1 || _st=$?
     cat "$LAB_TMP/dump.out"
     # The end marker must start a line even if the output did not end with a newline ($(...)
     # strips a trailing newline, so it is empty exactly when one is there).
@@ -196,12 +204,14 @@ dump() {
     return 0
 }
 
-# dump_ipvs: the kernel's own view, taken right after the traffic while closed TCP entries
-# are still listed (TIME_WAIT 2 min, CLOSE 10 s): connection table, rules, exact counters.
+# dump_ipvs [TAG]: the kernel's own view, taken right after the traffic while closed TCP
+# entries are still listed (TIME_WAIT 2 min, CLOSE 10 s): the dumps conns (connection table),
+# rules and stats (exact counters), named conns-TAG etc. when a TAG is given.
 dump_ipvs() {
-    dump conns ipvsadm -Lnc
-    dump rules ipvsadm -Ln
-    dump stats ipvsadm -Ln --stats --exact
+    _sfx=${1:+-$1}
+    dump "conns$_sfx" ipvsadm -Lnc
+    dump "rules$_sfx" ipvsadm -Ln
+    dump "stats$_sfx" ipvsadm -Ln --stats --exact
 }
 
 # wait_for FILE TEXT TIMEOUT_SECONDS: until FILE contains TEXT (status 1 on timeout).
@@ -219,7 +229,7 @@ wait_for() {
 wait_lines() {
     _n=$(($3 * 20))
     while [ "$_n" -gt 0 ]; do
-        [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+        [ "$(wc -l 2>/dev/null <"$1" || echo 0)" -ge "$2" ] && return 0
         usleep 50000
         _n=$((_n - 1))
     done
@@ -249,8 +259,9 @@ trace_ready() {
     while [ "$_n" -gt 0 ]; do
         grep -q '^ipvs-trace: tracing' "$LAB_TMP/$TRACE_NAME.stderr" 2>/dev/null && return 0
         if ! kill -0 "$TRACE_PID" 2>/dev/null; then
-            wait "$TRACE_PID"
-            echo "lab: ipvs-trace exited with status $? before tracing; its stderr:"
+            _st=0
+            wait "$TRACE_PID" || _st=$?
+            echo "lab: ipvs-trace exited with status $_st before tracing; its stderr:"
             cat "$LAB_TMP/$TRACE_NAME.stderr"
             die "ipvs-trace did not start"
         fi
@@ -278,7 +289,8 @@ stop_trace() {
         wait_lines "$LAB_TMP/$TRACE_NAME.out" "$1" 20 ||
             lab_log "only $(wc -l <"$LAB_TMP/$TRACE_NAME.out") of $1 trace lines after 20 s"
     fi
-    kill -INT "$TRACE_PID"
+    # It may have exited already (its status and stderr tell why).
+    kill -INT "$TRACE_PID" 2>/dev/null || true
     # A tracer that ignores SIGINT must not hang the whole boot: 20 s, then SIGKILL.
     _n=400
     while [ "$_n" -gt 0 ] && kill -0 "$TRACE_PID" 2>/dev/null; do
@@ -289,8 +301,8 @@ stop_trace() {
         lab_log "ipvs-trace still running 20 s after SIGINT: killing it"
         kill -KILL "$TRACE_PID"
     fi
-    wait "$TRACE_PID"
-    _st=$?
+    _st=0
+    wait "$TRACE_PID" || _st=$?
     if [ "${TRACE_TO_CONSOLE:-0}" = 1 ]; then
         # For a person: the summary (what followed the tracing line), and a failure if any.
         sed '1,/^ipvs-trace: tracing/d' "$LAB_TMP/$TRACE_NAME.stderr"

@@ -7,6 +7,7 @@
 #   btf:      `--btf` with a saved copy of the module's BTF -> traces
 # Each failing run is bounded by `timeout` and dumped with its exit status; the tracing runs
 # make real connections and dump the kernel's entries to compare with.
+set -e
 . /lab/lib.sh
 
 # service NAME VIP COUNT: a one-pod rr service and COUNT connections to it from a client.
@@ -39,7 +40,7 @@ grep -q '^ipvs-trace: tracing' "$LAB_TMP/wait.stderr" && die "trace --wait claim
 trace_ready 60
 node_setup
 service wait 172.31.0.50 5
-dump_ipvs
+dump_ipvs wait
 stop_trace 5
 dump_clients
 node_teardown
@@ -53,7 +54,7 @@ cp /tmp/saved-btf/vmlinux /sys/kernel/btf/vmlinux
 dump nobtf timeout 20 ipvs-trace trace -o json
 start_trace btf --btf /tmp/saved-btf/ip_vs
 service btf 172.31.0.51 5
-dump_ipvs
+dump_ipvs btf
 stop_trace 5
 umount /sys/kernel/btf
 dump_clients

@@ -3,6 +3,7 @@
 # endpoints at all, one whose only endpoint is terminating (weight 0). IPVS answers each SYN
 # with an ICMP port unreachable, so every connect is refused at once. Asserted: one `no_dest`
 # event per refused connect with the exact client ip:port and VIP, no `new`, no kernel entry.
+set -e
 . /lab/lib.sh
 node_setup
 # IPVS refuses with ICMP, which the kernel rate-limits per peer (burst 6): unlimited, so each

@@ -3,6 +3,7 @@
 # NodePort on the node's address, both rr over the same 2 pods. client1 uses the ClusterIP,
 # client2 the NodePort, client3 both. Asserted: each event attributed to the VIP:port the
 # kernel's entry has, per VIP as many events as connections and as IPVS's Conns, rr even.
+set -e
 . /lab/lib.sh
 node_setup
 

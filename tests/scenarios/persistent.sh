@@ -2,6 +2,7 @@
 # persistent: `ipvsadm -p 60` (what kube-proxy programs for sessionAffinity: ClientIP), rr over
 # 3 pods; 3 clients, 20 connections each. Asserted: one `template` event per client, every
 # connection of a client on its template's pod, each event equal to the kernel's entry.
+set -e
 . /lab/lib.sh
 node_setup
 

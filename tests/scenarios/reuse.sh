@@ -4,6 +4,7 @@
 # does that 5 times, traced with --client; client2 makes 3 ordinary connections the filter must
 # hide. Asserted: 1 `new` + 4 `reused` on one pod, equal to the kernel's single entry, and
 # IPVS's Conns counting the 1 + 3 scheduled connections only.
+set -e
 . /lab/lib.sh
 node_setup
 echo 0 >/proc/sys/net/ipv4/vs/conn_reuse_mode

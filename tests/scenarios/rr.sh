@@ -2,6 +2,7 @@
 # rr: a ClusterIP-style service, round robin over 3 pods, Masq; 300 TCP connections from 3
 # client netns at once. Asserted: every `new` event equals the kernel's entry for that
 # connection, exactly 100 per pod, nothing lost, events = connections = IPVS's Conns.
+set -e
 . /lab/lib.sh
 node_setup
 

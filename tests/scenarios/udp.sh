@@ -3,6 +3,7 @@
 # queries (each from a fresh socket, so a fresh IPVS entry) and 6 TCP connections, traced with
 # --proto udp. Asserted: 40 UDP `new` events equal to the kernel's UDP entries, 20 per pod,
 # no TCP event.
+set -e
 . /lab/lib.sh
 node_setup
 

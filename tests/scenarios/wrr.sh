@@ -2,6 +2,7 @@
 # wrr: weighted round robin 3:2:1 over 3 pods; 600 TCP connections from 3 client netns,
 # traced with a --vip filter. Asserted: exactly 300/200/100, each event equal to the kernel's
 # entry, the dest weight carried by each event.
+set -e
 . /lab/lib.sh
 node_setup
 

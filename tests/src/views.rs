@@ -59,7 +59,13 @@ impl ScenarioRun {
     /// `ipvsadm -Lnc` (dump `conns`).
     #[must_use]
     pub fn conns(&self) -> Vec<ConnEntry> {
-        ipvsadm::parse_conns(&self.dump("conns").text).unwrap_or_else(|e| panic!("{e}"))
+        self.conns_named("conns")
+    }
+
+    /// `ipvsadm -Lnc` of the dump `name` (`dump_ipvs TAG` names it `conns-TAG`).
+    #[must_use]
+    pub fn conns_named(&self, name: &str) -> Vec<ConnEntry> {
+        ipvsadm::parse_conns(&self.dump(name).text).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `ipvsadm -Ln` (dump `rules`).
