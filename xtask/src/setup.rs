@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 
 use crate::cmd;
-use crate::lab::{kernel, Kernel};
+use crate::lab::{self, kernel, Kernel};
 
 /// The VM lab's tools (xz and zstd unpack Debian's modules and kernels), then what bpf-linker links against (Debian's LLVM 22, the LLVM of the
 /// Rust toolchains in use).
@@ -154,6 +154,8 @@ fn bpf_linker() -> Result<()> {
 
 fn kernels() -> Result<()> {
     println!("setup: Debian kernels for the VM lab (cached under target/lab/kernels)");
+    // A test run may be fetching the same kernel right now.
+    let _lock = lab::lock()?;
     for k in Kernel::ALL {
         let tree = kernel::ensure(k)?;
         println!("  ok       {k}: {} {}", tree.package, tree.version);

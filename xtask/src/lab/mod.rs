@@ -34,7 +34,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -226,19 +226,33 @@ struct Prepared {
     initrd: PathBuf,
 }
 
-/// Serializes everything that writes shared artifacts: within this process with a mutex (two
-/// test threads booting two kernels), across processes with a file lock (two test binaries).
-fn prepare(run: &LabRun) -> Result<Prepared> {
+/// Holds the lab's build lock; see [`lock`].
+pub struct BuildLock {
+    _in_process: MutexGuard<'static, ()>,
+    _across_processes: File,
+}
+
+/// Serializes everything that writes the lab's shared artifacts (static binaries, kernel
+/// downloads, base images): within this process with a mutex (two test threads booting two
+/// kernels), across processes with a file lock on `target/lab/lock` (two test binaries, or
+/// `cargo xtask setup` beside a test run). Not reentrant.
+pub fn lock() -> Result<BuildLock> {
     static BUILDS: Mutex<()> = Mutex::new(());
-    let _in_process = BUILDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let in_process = BUILDS.lock().unwrap_or_else(PoisonError::into_inner);
     let dir = paths::lab_dir();
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let lock_path = dir.join("lock");
-    let lock =
-        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let path = dir.join("lock");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(BuildLock {
+        _in_process: in_process,
+        _across_processes: file,
+    })
+}
 
+fn prepare(run: &LabRun) -> Result<Prepared> {
+    let _lock = lock()?;
     let binaries = binaries::ensure()?;
     let tree = kernel::ensure(run.kernel)?;
     let base = image::ensure_base(run.kernel, &tree)?;
