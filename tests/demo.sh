@@ -27,6 +27,11 @@ add_vip $EXTERNAL_IP
 add_node_ip $NODE_IP
 
 # The pod of the field note, and two more replicas so round robin shows.
+POD=vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d
+echo "    pods (each in its own network namespace, serving :8080 and :50091):"
+echo "      $POD-dgzsm  10.245.112.32"
+echo "      $POD-x7k2p  10.245.112.47"
+echo "      $POD-q9wfn  10.245.113.15"
 mk_pod dgzsm 10.245.112.32 8080 50091
 mk_pod x7k2p 10.245.112.47 8080 50091
 mk_pod q9wfn 10.245.113.15 8080 50091
@@ -40,14 +45,14 @@ for vs in $CLUSTER_IP:80:8080 $EXTERNAL_IP:80:8080 $NODE_IP:32380:8080 \
         ipvsadm -a -t "$vip" -r "$pod:$port" -m -w 1
     done
 done
-echo
+say "The rules, as kube-proxy programs them on node cn-beijing.$NODE_IP (ipvsadm -Ln)"
 ipvsadm -Ln
 
 # A client pod on this node, and a client outside the cluster.
 mk_client client-pod 10.245.97.12
 mk_client outside 198.51.100.7
 
-say "Starting ipvs-trace trace: one line per connection IPVS schedules"
+say "Starting \`ipvs-trace trace\`: one line per connection, as IPVS schedules it"
 TRACE_FORMAT=table
 TRACE_TO_CONSOLE=1
 start_trace demo
@@ -60,11 +65,13 @@ say "outside client 198.51.100.7 -> external IP $EXTERNAL_IP:80, 3 connections"
 in_ns outside lab-net connect --to $EXTERNAL_IP:80 --count 3 --interval-ms 300 >/dev/null
 say "outside client 198.51.100.7 -> NodePort $NODE_IP:32380, 3 connections"
 in_ns outside lab-net connect --to $NODE_IP:32380 --count 3 --interval-ms 300 >/dev/null
-sleep 1
+IPVS_SNAPSHOT_AT=$(uptime_cs)
 
 say "Stopping the trace (SIGINT): its summary counts the new connections per pod"
 stop_trace
 
+# IPVS folds its per-CPU counters into what ipvsadm shows every 2 s.
+ipvs_settle
 say "The kernel's own view for comparison: ipvsadm -Ln --stats (Conns = connections scheduled)"
 ipvsadm -Ln --stats
 say "and ipvsadm -Ln (after Forward: Weight, ActiveConn, InActConn; closed ones are inactive)"

@@ -29,3 +29,4 @@ client_wait && die "connections to a service with only a weight-0 endpoint succe
 dump_ipvs
 stop_trace 8
 dump_clients
+dump_stats

@@ -31,3 +31,4 @@ client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs
 stop_trace 30
 dump_clients
+dump_stats

@@ -26,3 +26,4 @@ client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs
 stop_trace 5
 dump_clients
+dump_stats

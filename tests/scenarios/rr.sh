@@ -25,3 +25,4 @@ client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs
 stop_trace 300
 dump_clients
+dump_stats

@@ -33,15 +33,22 @@ for file in "$@"; do
     fi
     elapsed=$(awk -v a="$start" -v b="$(uptime_s)" 'BEGIN { printf "%.2f", b - a }')
     echo "@@SCENARIO $name END status=$status elapsed=$elapsed@@"
-    # A scenario that died half-way may leave IPVS services, netns or a missing ip_vs behind.
+    # A scenario's EXIT trap cleans up after it; one that died half-way may still leave ip_vs
+    # unloaded, /sys/kernel/btf hidden, services, netns or interfaces behind.
     [ -d /sys/module/ip_vs ] || /lab/load-ipvs.sh
     grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts && umount /sys/kernel/btf
     ipvsadm -C
-    for ns in $(/sbin/ip netns list | cut -d' ' -f1); do
-        /sbin/ip link delete "h-$ns" 2>/dev/null
-        /sbin/ip netns delete "$ns"
-    done
-    /sbin/ip link delete kube-ipvs0 2>/dev/null
-    /sbin/ip link delete eth0 2>/dev/null
+    left=$(ls /run/netns 2>/dev/null)
+    if [ -n "$left" ] || [ -e /sys/class/net/kube-ipvs0 ] || [ -e /sys/class/net/eth0 ]; then
+        echo "run-all: cleaning up after $name: netns [$left]"
+        {
+            for ns in $left; do
+                echo "link delete h-$ns"
+                echo "netns delete $ns"
+            done
+            echo "link delete kube-ipvs0"
+            echo "link delete eth0"
+        } | /sbin/ip -force -batch - 2>/dev/null
+    fi
 done
 exit "$failed"

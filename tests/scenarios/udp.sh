@@ -27,3 +27,4 @@ client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs
 stop_trace 40
 dump_clients
+dump_stats

@@ -201,3 +201,89 @@ impl ServiceStats {
         services.iter().find(|s| s.proto == proto && s.vip == vip)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Copied from the rr scenario on Debian's 6.1.0-56 kernel (ipvsadm 1.31), trailing blanks
+    // included.
+    const CONNS: &str = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 01:57  TIME_WAIT   198.51.100.11:50550 172.31.0.10:80     10.245.1.3:8080
+TCP 01:59  TIME_WAIT   198.51.100.11:50868 172.31.0.10:80     10.245.1.1:8080
+";
+
+    const RULES: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  172.31.0.10:80 rr
+  -> 10.245.1.1:8080              Masq    1      0          100       
+  -> 10.245.1.2:8080              Masq    1      0          100       
+  -> 10.245.1.3:8080              Masq    1      0          100       
+";
+
+    const STATS: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  172.31.0.10:80                    251     1254      752    70730    41112
+  -> 10.245.1.1:8080                    83      414      248    23354    13560
+  -> 10.245.1.2:8080                    84      420      252    23688    13776
+  -> 10.245.1.3:8080                    84      420      252    23688    13776
+";
+
+    #[test]
+    fn connection_table() {
+        let entries = parse_conns(CONNS).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[0],
+            ConnEntry {
+                proto: "TCP".into(),
+                expire: "01:57".into(),
+                state: "TIME_WAIT".into(),
+                source: "198.51.100.11:50550".parse().unwrap(),
+                virtual_addr: "172.31.0.10:80".parse().unwrap(),
+                destination: "10.245.1.3:8080".parse().unwrap(),
+            }
+        );
+        assert!(parse_conns("TCP 01:57 TIME_WAIT 1.2.3.4:5\n").is_err());
+    }
+
+    #[test]
+    fn rules_columns_are_weight_active_inactive() {
+        let services = parse_rules(RULES).unwrap();
+        let service = Service::find(&services, "TCP", "172.31.0.10:80".parse().unwrap()).unwrap();
+        assert_eq!(service.scheduler, "rr");
+        assert_eq!(service.flags, "");
+        assert_eq!(service.dests.len(), 3);
+        assert_eq!(
+            service.dests[0],
+            Dest {
+                addr: "10.245.1.1:8080".parse().unwrap(),
+                forward: "Masq".into(),
+                weight: 1,
+                active: 0,
+                inactive: 100,
+            }
+        );
+        assert!(Service::find(&services, "UDP", "172.31.0.10:80".parse().unwrap()).is_none());
+        assert!(parse_rules("  -> 10.245.1.1:8080 Masq 1 0 100\n").is_err());
+    }
+
+    #[test]
+    fn stats_counters() {
+        let services = parse_stats(STATS).unwrap();
+        let service =
+            ServiceStats::find(&services, "TCP", "172.31.0.10:80".parse().unwrap()).unwrap();
+        assert_eq!(service.counters.conns, 251);
+        assert_eq!(service.counters.out_bytes, 41112);
+        assert_eq!(service.dests.len(), 3);
+        assert_eq!(service.dests[1].1.conns, 84);
+        let abbreviated = STATS.replace("70730", "70K");
+        assert!(parse_stats(&abbreviated).unwrap_err().contains("--exact"));
+    }
+}

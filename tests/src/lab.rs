@@ -1,0 +1,300 @@
+//! One VM boot per kernel runs every scenario; the tests of that kernel share it.
+//!
+//! Booting Debian's kernel under TCG and building the image cost far more than a scenario, so
+//! all scenarios run in one boot (`tests/scenarios/run-all.sh`, each scenario cleaning up after
+//! itself) and each `#[test]` only reads its own section of the output. The first test of a
+//! kernel boots it; the others wait for that boot (a `OnceLock` per kernel); two kernels boot in
+//! parallel when the test harness runs their tests on two threads.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use xtask::lab::{self, Kernel, LabOutput, LabRun};
+
+use crate::output::{self, ScenarioRun};
+use crate::trace;
+use crate::views::{is_client_dump, is_trace_dump};
+
+/// The scenarios of `tests/scenarios/`, in the order they run. `errors` comes last: it unloads
+/// and reloads ip_vs, which nothing after it should have to survive.
+pub const SCENARIOS: &[&str] = &[
+    "rr",
+    "wrr",
+    "udp",
+    "persistent",
+    "reuse",
+    "no_dest",
+    "nodeport",
+    "errors",
+];
+
+/// Upper bound of one boot with every scenario: measured at about 2 minutes under TCG with both
+/// kernels booting at once on 2 busy cores; the margin covers a machine several times slower.
+const BOOT_TIMEOUT: Duration = Duration::from_mins(15);
+
+/// A boot's outcome.
+#[derive(Debug)]
+pub struct Boot {
+    pub kernel: String,
+    /// The lab's output, or why the boot failed (the lab's error chain).
+    pub outcome: Result<LabOutput, String>,
+    pub runs: Vec<ScenarioRun>,
+    /// Host wall time of the whole `lab::run` (image build included on a cold cache).
+    pub wall: Duration,
+}
+
+impl Boot {
+    /// The finished, successful run of scenario `name`; panics with the scenario's report (and
+    /// the console's tail when the guest went wrong) otherwise.
+    #[must_use]
+    pub fn scenario(&self, name: &str) -> &ScenarioRun {
+        let output = match &self.outcome {
+            Ok(output) => output,
+            Err(err) => panic!("the {} lab did not run: {err}", self.kernel),
+        };
+        let Some(run) = self.runs.iter().find(|r| r.name == name) else {
+            panic!(
+                "scenario {name} did not run on {} (lab status {}); console tail:\n{}",
+                self.kernel,
+                output.status,
+                output.console_tail(60)
+            );
+        };
+        match run.status {
+            Some(0) => run,
+            Some(status) => panic!(
+                "scenario {name} failed in the {} guest with status {status}\n{}",
+                self.kernel,
+                run.report()
+            ),
+            None => panic!(
+                "scenario {name} never finished on {} (guest died or timed out)\n{}\nconsole tail:\n{}",
+                self.kernel,
+                run.report(),
+                output.console_tail(60)
+            ),
+        }
+    }
+
+    /// The figures line of scenario `name` (for the test's own output).
+    #[must_use]
+    pub fn figures(&self, name: &str) -> String {
+        self.runs
+            .iter()
+            .find(|r| r.name == name)
+            .map_or_else(|| format!("{name}: did not run"), |r| Figures::of(r).line())
+    }
+}
+
+/// The shared boot of `kernel`, running every scenario of [`SCENARIOS`].
+#[must_use]
+pub fn boot(kernel: Kernel) -> &'static Boot {
+    static V6_1: OnceLock<Boot> = OnceLock::new();
+    static V6_12: OnceLock<Boot> = OnceLock::new();
+    let cell = match kernel {
+        Kernel::V6_1 => &V6_1,
+        Kernel::V6_12 => &V6_12,
+    };
+    cell.get_or_init(|| run_boot(kernel))
+}
+
+fn run_boot(kernel: Kernel) -> Boot {
+    let name = kernel.to_string();
+    let started = Instant::now();
+    let outcome = prepare(&name).and_then(|(script, extra_files)| {
+        lab::run(&LabRun {
+            kernel,
+            script: &script,
+            extra_files: &extra_files,
+            stream: std::env::var_os("LAB_STREAM").is_some_and(|v| v == "1"),
+            timeout: BOOT_TIMEOUT,
+        })
+        .map_err(|e| format!("{e:#}"))
+    });
+    let wall = started.elapsed();
+    let runs = outcome
+        .as_ref()
+        .map(|o| output::parse_scenarios(&o.script_output))
+        .unwrap_or_default();
+    let boot = Boot {
+        kernel: name,
+        outcome,
+        runs,
+        wall,
+    };
+    if let Err(err) = write_results(&boot) {
+        eprintln!("could not write the lab results file: {err}");
+    }
+    boot
+}
+
+/// The runner script and the files to copy into the guest.
+fn prepare(kernel: &str) -> Result<(PathBuf, Vec<(PathBuf, String)>), String> {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = target_dir().join("lab").join("e2e");
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut extra_files = vec![(
+        tests.join("scenarios").join("run-all.sh"),
+        "/lab/run-all.sh".to_owned(),
+    )];
+    let mut script = String::from("#!/bin/sh\nexec /bin/sh /lab/run-all.sh");
+    for scenario in SCENARIOS {
+        let guest = format!("/lab/scenarios/{scenario}.sh");
+        extra_files.push((
+            tests.join("scenarios").join(format!("{scenario}.sh")),
+            guest.clone(),
+        ));
+        script.push(' ');
+        script.push_str(&guest);
+    }
+    script.push('\n');
+    let path = dir.join(format!("run-{kernel}.sh"));
+    fs::write(&path, script).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok((path, extra_files))
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR` when set).
+#[must_use]
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        },
+        PathBuf::from,
+    )
+}
+
+/// Per-scenario figures for the closing note: connections made, events seen, lost, wall time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// `lab-net` connections (ok + failed).
+    pub connections: usize,
+    pub failed_connections: usize,
+    /// JSON event lines over all trace runs of the scenario.
+    pub events: usize,
+    /// Sum of the summaries' ring-full losses (`None` if a summary said "unknown" or is
+    /// missing).
+    pub lost: Option<u64>,
+    pub elapsed_s: Option<f64>,
+}
+
+impl Figures {
+    #[must_use]
+    pub fn of(run: &ScenarioRun) -> Figures {
+        let clients: Vec<_> = run
+            .dumps_where(is_client_dump)
+            .flat_map(|d| crate::labnet::parse_client_lines(&d.text).unwrap_or_default())
+            .collect();
+        let events = run
+            .dumps_where(is_trace_dump)
+            .map(|d| d.text.lines().filter(|l| !l.trim().is_empty()).count())
+            .sum();
+        let mut lost = Some(0);
+        let mut traces = 0;
+        for dump in run.dumps_where(|n| n.ends_with(".stderr") && !n.starts_with("client-")) {
+            traces += 1;
+            let this = trace::parse_summary(&dump.text).ok().and_then(|s| s.lost);
+            lost = lost.zip(this).map(|(a, b)| a + b);
+        }
+        Figures {
+            connections: clients.len(),
+            failed_connections: clients.iter().filter(|c| !c.ok()).count(),
+            events,
+            lost: if traces == 0 { None } else { lost },
+            elapsed_s: run.elapsed_s,
+        }
+    }
+
+    /// `rr: 300 connections (0 failed), 300 events, lost 0, 7.42 s`.
+    #[must_use]
+    pub fn line(&self) -> String {
+        format!(
+            "{} connections ({} failed), {} events, lost {}, {} s",
+            self.connections,
+            self.failed_connections,
+            self.events,
+            self.lost
+                .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+            self.elapsed_s
+                .map_or_else(|| "?".to_owned(), |s| format!("{s:.2}")),
+        )
+    }
+}
+
+/// `target/lab/results/<kernel>.txt`: one line per scenario, for the lead to quote.
+fn write_results(boot: &Boot) -> std::io::Result<()> {
+    let dir = target_dir().join("lab").join("results");
+    fs::create_dir_all(&dir)?;
+    let mut text = format!(
+        "kernel {}: lab::run {:.1} s host wall time, {}\n",
+        boot.kernel,
+        boot.wall.as_secs_f64(),
+        match &boot.outcome {
+            Ok(o) => format!("script status {}", o.status),
+            Err(e) => format!("failed: {e}"),
+        }
+    );
+    for name in SCENARIOS {
+        let line = match boot.runs.iter().find(|r| r.name == *name) {
+            Some(run) => format!(
+                "status {}: {}",
+                run.status
+                    .map_or_else(|| "unfinished".to_owned(), |s| s.to_string()),
+                Figures::of(run).line()
+            ),
+            None => "did not run".to_owned(),
+        };
+        let _ = writeln!(text, "{name:<11} {line}");
+    }
+    fs::write(dir.join(format!("{}.txt", boot.kernel)), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_count_connections_events_and_losses() {
+        let text = "\
+@@SCENARIO rr BEGIN@@
+@@DUMP client-a@@
+198.51.100.11:1 172.31.0.10:80 ok
+- 172.31.0.10:80 error refused
+@@END client-a status=1@@
+@@DUMP client-a.stderr@@
+lab-net: 1 of 2 connections to 172.31.0.10:80 failed
+@@END client-a.stderr status=0@@
+@@DUMP trace.out@@
+{}
+{}
+@@END trace.out status=0@@
+@@DUMP trace.stderr@@
+ipvs-trace summary
+  events: new=2 template=0 reused=0 no_dest=0
+  lost: 4 (ring buffer full)   malformed: 0
+@@END trace.stderr status=0@@
+@@SCENARIO rr END status=0 elapsed=1.50@@
+";
+        let runs = output::parse_scenarios(text);
+        let figures = Figures::of(&runs[0]);
+        assert_eq!(
+            figures,
+            Figures {
+                connections: 2,
+                failed_connections: 1,
+                events: 2,
+                lost: Some(4),
+                elapsed_s: Some(1.5)
+            }
+        );
+        assert_eq!(
+            figures.line(),
+            "2 connections (1 failed), 2 events, lost 4, 1.50 s"
+        );
+    }
+}

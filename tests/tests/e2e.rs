@@ -1,0 +1,599 @@
+//! End-to-end scenarios on Debian 6.1 and 6.12 kernels in the QEMU VM lab.
+//!
+//! One boot per kernel runs every scenario of `tests/scenarios/` (see `ipvs_trace_tests::lab`);
+//! each test here reads its scenario's dumps and asserts the tracer's events against the
+//! kernel's own view: `ipvsadm -Lnc` (the connection table), `ipvsadm -Ln --stats` (what IPVS
+//! counted as scheduled), `ipvsadm -Ln`, and `lab-net`'s line per connection made.
+//!
+//! They boot VMs (minutes under TCG; `cargo xtask test` sets up what the lab needs first).
+//! `LAB_STREAM=1` echoes the guest consoles live.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use ipvs_trace_tests::ipvsadm::ConnEntry;
+use ipvs_trace_tests::lab::{boot, SCENARIOS};
+use ipvs_trace_tests::labnet::ClientLine;
+use ipvs_trace_tests::output::ScenarioRun;
+use ipvs_trace_tests::trace::Event;
+use ipvs_trace_tests::views::Trace;
+use xtask::lab::Kernel;
+
+/// One `#[test]` per scenario and kernel, e.g. `rr_6_1` and `rr_6_12`.
+macro_rules! per_kernel {
+    ($($check:ident: $v6_1:ident, $v6_12:ident;)*) => {$(
+        #[test]
+        fn $v6_1() {
+            scenario(Kernel::V6_1, stringify!($check), $check);
+        }
+
+        #[test]
+        fn $v6_12() {
+            scenario(Kernel::V6_12, stringify!($check), $check);
+        }
+    )*
+
+        /// Every scenario file has its tests, and every test its scenario file.
+        #[test]
+        fn every_scenario_is_tested() {
+            let tested = BTreeSet::from([$(stringify!($check)),*]);
+            assert_eq!(tested, SCENARIOS.iter().copied().collect::<BTreeSet<_>>());
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+            let files: BTreeSet<String> = std::fs::read_dir(&dir)
+                .expect("tests/scenarios")
+                .map(|e| e.expect("a directory entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "run-all.sh")
+                .collect();
+            let expected: BTreeSet<String> = tested.iter().map(|n| format!("{n}.sh")).collect();
+            assert_eq!(files, expected, "scenario files in {}", dir.display());
+        }
+    };
+}
+
+per_kernel! {
+    rr: rr_6_1, rr_6_12;
+    wrr: wrr_6_1, wrr_6_12;
+    udp: udp_6_1, udp_6_12;
+    persistent: persistent_6_1, persistent_6_12;
+    reuse: reuse_6_1, reuse_6_12;
+    no_dest: no_dest_6_1, no_dest_6_12;
+    nodeport: nodeport_6_1, nodeport_6_12;
+    errors: errors_6_1, errors_6_12;
+}
+
+/// Boots (or joins the boot of) `kernel`, prints the scenario's figures, runs `check`.
+fn scenario(kernel: Kernel, name: &str, check: fn(&ScenarioRun)) {
+    let boot = boot(kernel);
+    println!("{} {name}: {}", boot.kernel, boot.figures(name));
+    check(boot.scenario(name));
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text} is not an ip:port"))
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text} is not an ip"))
+}
+
+/// The tracer stopped normally and dropped nothing.
+fn assert_clean(name: &str, trace: &Trace) {
+    assert_eq!(
+        trace.status, 0,
+        "trace {name} exit status; stderr:\n{}",
+        trace.stderr
+    );
+    assert_eq!(trace.summary.lost, Some(0), "trace {name}: lost events");
+    assert_eq!(
+        trace.summary.malformed, 0,
+        "trace {name}: malformed records"
+    );
+    assert_eq!(
+        trace.summary.unreadable, 0,
+        "trace {name}: unreadable records"
+    );
+}
+
+/// The fields a `new` or `template` event must carry for a Masq service of `scheduler`.
+fn assert_scheduled_fields(event: &Event, proto: &str, scheduler: &str) {
+    let what = format!("{event:?}");
+    assert_eq!(event.proto, proto, "{what}");
+    assert_eq!(event.scheduler.as_deref(), Some(scheduler), "{what}");
+    assert_eq!(event.fwd.as_deref(), Some("Masq"), "{what}");
+    assert!(event.backend.is_some(), "no backend: {what}");
+    assert!(event.weight.is_some(), "no weight: {what}");
+    assert!(
+        event.active_conns.is_some() && event.inactive_conns.is_some(),
+        "no dest counters: {what}"
+    );
+    assert!(event.conn.is_some(), "no connection id: {what}");
+    assert!(event.netns.is_some_and(|n| n != 0), "no netns: {what}");
+    assert!(
+        event.names_are_null(),
+        "Kubernetes names without a Kubernetes source: {what}"
+    );
+}
+
+/// Each event (a `new` or `template`) is exactly one entry of the kernel's connection table
+/// (same protocol, client ip:port, VIP, backend), and each of `entries` is one event.
+fn assert_events_are_entries(events: &[&Event], entries: &[ConnEntry]) {
+    let mut left: Vec<&ConnEntry> = entries.iter().collect();
+    let mut unmatched = Vec::new();
+    for event in events {
+        let found = left.iter().position(|e| {
+            e.proto == event.proto
+                && e.source == event.client
+                && e.virtual_addr == event.vip
+                && Some(e.destination) == event.backend
+        });
+        match found {
+            Some(i) => {
+                left.swap_remove(i);
+            }
+            None => unmatched.push(*event),
+        }
+    }
+    assert!(
+        unmatched.is_empty(),
+        "{} of {} events have no entry in ipvsadm -Lnc, e.g. {:?}",
+        unmatched.len(),
+        events.len(),
+        &unmatched[..unmatched.len().min(3)]
+    );
+    assert!(
+        left.is_empty(),
+        "{} of {} ipvsadm -Lnc entries have no event, e.g. {:?}",
+        left.len(),
+        entries.len(),
+        &left[..left.len().min(3)]
+    );
+}
+
+/// The entries of one virtual service.
+fn entries_of(run: &ScenarioRun, conns_dump: &str, proto: &str, vip: SocketAddr) -> Vec<ConnEntry> {
+    run.conns_named(conns_dump)
+        .into_iter()
+        .filter(|e| e.proto == proto && e.virtual_addr == vip)
+        .collect()
+}
+
+/// Each successful `lab-net` connection is exactly one event, from the same client ip:port to
+/// the address the client dialled.
+fn assert_events_are_connections(events: &[&Event], clients: &[ClientLine]) {
+    let mut dialled: BTreeMap<SocketAddr, SocketAddr> = BTreeMap::new();
+    for line in clients {
+        assert!(line.ok(), "connection failed: {line:?}");
+        let local = line
+            .local
+            .unwrap_or_else(|| panic!("no local address: {line:?}"));
+        assert!(
+            dialled.insert(local, line.remote).is_none(),
+            "two connections from {local}: the scenario cannot tell their events apart"
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for event in events {
+        let Some(remote) = dialled.get(&event.client) else {
+            panic!(
+                "event from {} which made no connection: {event:?}",
+                event.client
+            );
+        };
+        assert_eq!(
+            event.vip, *remote,
+            "event attributed to another VIP than the client dialled: {event:?}"
+        );
+        assert!(
+            seen.insert(event.client),
+            "two events for one connection: {event:?}"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        dialled.len(),
+        "connections without an event: {:?}",
+        dialled
+            .keys()
+            .filter(|c| !seen.contains(c))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// One scheduled virtual service: the events for it against what IPVS says it scheduled.
+/// `expected` is (backend, configured weight, connections it must have received).
+fn assert_distribution(
+    run: &ScenarioRun,
+    trace: &Trace,
+    proto: &str,
+    vip: SocketAddr,
+    scheduler: &str,
+    expected: &[(&str, i32, u64)],
+) {
+    let events: Vec<&Event> = trace.of_kind("new").filter(|e| e.vip == vip).collect();
+    for event in &events {
+        assert_scheduled_fields(event, proto, scheduler);
+        let weight = expected
+            .iter()
+            .find(|(b, _, _)| event.backend == Some(addr(b)))
+            .map(|(_, w, _)| *w);
+        assert_eq!(event.weight, weight, "weight carried by {event:?}");
+    }
+    assert_events_are_entries(&events, &entries_of(run, "conns", proto, vip));
+
+    let mut per_backend: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+    for event in &events {
+        *per_backend
+            .entry(event.backend.expect("checked above"))
+            .or_default() += 1;
+    }
+    let want: BTreeMap<SocketAddr, u64> = expected.iter().map(|(b, _, n)| (addr(b), *n)).collect();
+    assert_eq!(per_backend, want, "{proto} {vip}: new events per backend");
+
+    let summary_key = format!("{proto} {vip} {scheduler}");
+    assert_eq!(
+        trace.summary.services.get(&summary_key),
+        Some(&want),
+        "summary line {summary_key:?} per backend; stderr:\n{}",
+        trace.stderr
+    );
+
+    let stats = run.service_stats(proto, vip);
+    let total: u64 = want.values().sum();
+    assert_eq!(
+        stats.counters.conns, total,
+        "{proto} {vip}: IPVS's own Conns"
+    );
+    let stats_per_dest: BTreeMap<SocketAddr, u64> =
+        stats.dests.iter().map(|(a, c)| (*a, c.conns)).collect();
+    assert_eq!(
+        stats_per_dest, want,
+        "{proto} {vip}: IPVS's Conns per real server"
+    );
+
+    let rules = run.service_rules(proto, vip);
+    assert_eq!(rules.scheduler, scheduler);
+    for (backend, weight, n) in expected {
+        let dest = rules
+            .dests
+            .iter()
+            .find(|d| d.addr == addr(backend))
+            .unwrap_or_else(|| panic!("{backend} not a real server of {vip} in ipvsadm -Ln"));
+        assert_eq!(dest.forward, "Masq");
+        assert_eq!(dest.weight, *weight, "{backend} weight");
+        // Every entry is still listed when the rules are dumped (closed TCP entries wait in
+        // TIME_WAIT): ActiveConn + InActConn is the number of entries, one per connection.
+        assert_eq!(
+            dest.active + dest.inactive,
+            *n,
+            "{backend}: ActiveConn + InActConn in ipvsadm -Ln"
+        );
+    }
+}
+
+// rr: 3 backends, 300 TCP connections from 3 client netns.
+fn rr(run: &ScenarioRun) {
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 300, "lab-net connections");
+    assert_eq!(
+        trace.summary.count("new"),
+        300,
+        "summary: {:?}",
+        trace.summary
+    );
+    assert_eq!(trace.events.len(), 300, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &clients);
+    assert_distribution(
+        run,
+        &trace,
+        "TCP",
+        addr("172.31.0.10:80"),
+        "rr",
+        &[
+            ("10.245.1.1:8080", 1, 100),
+            ("10.245.1.2:8080", 1, 100),
+            ("10.245.1.3:8080", 1, 100),
+        ],
+    );
+    // All 300 entries were alive at once: their ids (the kernel's cp pointers) are distinct.
+    let ids: BTreeSet<_> = events.iter().map(|e| e.conn.clone()).collect();
+    assert_eq!(ids.len(), 300, "distinct connection ids");
+}
+
+// wrr: weights 3:2:1, 600 connections, traced with --vip.
+fn wrr(run: &ScenarioRun) {
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 600, "lab-net connections");
+    assert_eq!(trace.events.len(), 600, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &clients);
+    assert_distribution(
+        run,
+        &trace,
+        "TCP",
+        addr("172.31.0.11:80"),
+        "wrr",
+        &[
+            ("10.245.2.1:8080", 3, 300),
+            ("10.245.2.2:8080", 2, 200),
+            ("10.245.2.3:8080", 1, 100),
+        ],
+    );
+}
+
+// udp: a kube-dns-like 53/UDP + 53/TCP service, traced with --proto udp.
+fn udp(run: &ScenarioRun) {
+    let vip = addr("172.31.0.53:53");
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    assert!(
+        trace.events.iter().all(|e| e.proto == "UDP"),
+        "--proto udp let other protocols through"
+    );
+    assert_eq!(trace.events.len(), 40, "UDP events");
+    let queries: Vec<ClientLine> = [run.client("udp1"), run.client("udp2")].concat();
+    assert_eq!(queries.len(), 40, "UDP queries");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &queries);
+    assert_distribution(
+        run,
+        &trace,
+        "UDP",
+        vip,
+        "rr",
+        &[("10.245.3.1:53", 1, 20), ("10.245.3.2:53", 1, 20)],
+    );
+    // The TCP connections happened (IPVS scheduled them) and the filter hid them.
+    let tcp = run.client("tcp1");
+    assert_eq!(tcp.iter().filter(|l| l.ok()).count(), 6, "TCP connections");
+    assert_eq!(run.service_stats("TCP", vip).counters.conns, 6, "TCP Conns");
+}
+
+// persistent: -p 60, 3 clients x 20 connections: one template per client, one pod per client.
+fn persistent(run: &ScenarioRun) {
+    let vip = addr("172.31.0.20:80");
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let templates: Vec<&Event> = trace.of_kind("template").collect();
+    let news: Vec<&Event> = trace.of_kind("new").collect();
+    assert_eq!(templates.len(), 3, "one template per client: {templates:?}");
+    assert_eq!(news.len(), 60, "new events");
+    assert_eq!(trace.events.len(), 63, "events of any kind");
+    assert_eq!(trace.summary.count("template"), 3);
+    assert_eq!(trace.summary.count("new"), 60);
+
+    let mut template_backend: BTreeMap<IpAddr, SocketAddr> = BTreeMap::new();
+    for t in &templates {
+        assert_scheduled_fields(t, "TCP", "rr");
+        assert_eq!(t.client.port(), 0, "a template has no client port: {t:?}");
+        assert!(
+            template_backend
+                .insert(t.client.ip(), t.backend.expect("checked"))
+                .is_none(),
+            "two templates for {}",
+            t.client.ip()
+        );
+    }
+    let clients: BTreeSet<IpAddr> = ["198.51.100.11", "198.51.100.12", "198.51.100.13"]
+        .map(ip)
+        .into();
+    assert_eq!(
+        template_backend.keys().copied().collect::<BTreeSet<_>>(),
+        clients
+    );
+    // rr scheduled the three templates one after another: three different pods.
+    let pods: BTreeSet<_> = template_backend.values().collect();
+    assert_eq!(pods.len(), 3, "template backends {template_backend:?}");
+
+    for event in &news {
+        assert_scheduled_fields(event, "TCP", "rr");
+        assert_eq!(
+            event.backend,
+            template_backend.get(&event.client.ip()).copied(),
+            "a connection left its client's pod: {event:?}"
+        );
+    }
+    assert_events_are_connections(&news, &run.all_clients());
+    // Templates (state NONE, client port 0) and connections, all in the kernel's table.
+    let all: Vec<&Event> = templates.iter().chain(&news).copied().collect();
+    assert_events_are_entries(&all, &entries_of(run, "conns", "TCP", vip));
+    let stats = run.service_stats("TCP", vip);
+    assert_eq!(
+        stats.counters.conns, 60,
+        "IPVS's Conns (templates are not connections)"
+    );
+    assert_eq!(run.service_rules("TCP", vip).flags, "persistent 60");
+}
+
+// reuse: conn_reuse_mode=0, one client ip:port reconnecting 5 times; --client filter.
+fn reuse(run: &ScenarioRun) {
+    let vip = addr("172.31.0.30:80");
+    let client = addr("198.51.100.11:40000");
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let reconnects = run.client("reuse");
+    assert_eq!(reconnects.len(), 5);
+    for line in &reconnects {
+        assert!(line.ok(), "reconnect failed: {line:?}");
+        assert_eq!(
+            line.local,
+            Some(client),
+            "lab-net did not keep its source port"
+        );
+    }
+    let kinds: Vec<&str> = trace.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["new", "reused", "reused", "reused", "reused"],
+        "event kinds in order"
+    );
+    assert_eq!(trace.summary.count("new"), 1);
+    assert_eq!(trace.summary.count("reused"), 4);
+    let first = &trace.events[0];
+    assert_scheduled_fields(first, "TCP", "rr");
+    for event in &trace.events {
+        assert_eq!(
+            event.client, client,
+            "--client let another client through: {event:?}"
+        );
+        assert_eq!(event.vip, vip);
+        assert_eq!(
+            event.backend, first.backend,
+            "a reused entry changed pod: {event:?}"
+        );
+        assert_eq!(
+            event.conn, first.conn,
+            "reused is the same kernel entry: {event:?}"
+        );
+    }
+    // The kernel holds one entry for that client ip:port, on the traced pod.
+    let entries: Vec<ConnEntry> = entries_of(run, "conns", "TCP", vip)
+        .into_iter()
+        .filter(|e| e.source == client)
+        .collect();
+    assert_events_are_entries(&[first], &entries);
+    // IPVS scheduled client1 once and client2's 3 connections; the 4 reuses went uncounted.
+    let other = run.client("other");
+    assert_eq!(
+        other.iter().filter(|l| l.ok()).count(),
+        3,
+        "client2: {other:?}"
+    );
+    assert_eq!(
+        run.service_stats("TCP", vip).counters.conns,
+        1 + 3,
+        "IPVS's Conns"
+    );
+}
+
+// no_dest: a service without endpoints and one with only a weight-0 endpoint.
+fn no_dest(run: &ScenarioRun) {
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let cases = [
+        ("empty", addr("198.51.100.11:41000"), addr("172.31.0.31:80")),
+        (
+            "draining",
+            addr("198.51.100.11:41001"),
+            addr("172.31.0.32:80"),
+        ),
+    ];
+    assert_eq!(
+        trace.events.len(),
+        8,
+        "one no_dest per refused connect, nothing else: {:?}",
+        trace.events
+    );
+    for (tag, client, vip) in cases {
+        let lines = run.client(tag);
+        assert_eq!(lines.len(), 4, "{tag} connects");
+        for line in &lines {
+            let error = line.error.as_deref().unwrap_or("");
+            assert!(
+                error.contains("refused"),
+                "IPVS answers a service without real servers with port unreachable: {line:?}"
+            );
+        }
+        let events: Vec<&Event> = trace.events.iter().filter(|e| e.vip == vip).collect();
+        assert_eq!(events.len(), 4, "{tag}: no_dest events");
+        for event in events {
+            let what = format!("{event:?}");
+            assert_eq!(event.event, "no_dest", "{what}");
+            assert_eq!(event.client, client, "{what}");
+            assert_eq!(event.proto, "TCP", "{what}");
+            assert!(
+                event.backend.is_none()
+                    && event.fwd.is_none()
+                    && event.weight.is_none()
+                    && event.active_conns.is_none()
+                    && event.inactive_conns.is_none()
+                    && event.conn.is_none(),
+                "no_dest has no entry, so no backend, fwd, dest counters or id: {what}"
+            );
+        }
+        assert!(
+            entries_of(run, "conns", "TCP", vip).is_empty(),
+            "{tag}: the kernel made entries"
+        );
+        assert_eq!(
+            run.service_stats("TCP", vip).counters.conns,
+            0,
+            "{tag}: Conns"
+        );
+        assert_eq!(
+            trace.summary.no_dest.get(&format!("TCP {vip} rr")),
+            Some(&4),
+            "summary: {:?}",
+            trace.summary
+        );
+    }
+    assert_eq!(trace.summary.count("no_dest"), 8);
+    assert_eq!(trace.summary.count("new"), 0);
+}
+
+// nodeport: a ClusterIP-style VIP and a NodePort on a node address, same pods.
+fn nodeport(run: &ScenarioRun) {
+    let cluster_ip = addr("172.31.0.40:80");
+    let node_port = addr("192.0.2.10:30080");
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 30, "lab-net connections");
+    assert_eq!(trace.events.len(), 30, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    // The attribution itself: each event carries the address its client dialled.
+    assert_events_are_connections(&events, &clients);
+    let pods = |n| [("10.245.7.1:8080", 1, n), ("10.245.7.2:8080", 1, n)];
+    assert_distribution(run, &trace, "TCP", cluster_ip, "rr", &pods(7));
+    assert_distribution(run, &trace, "TCP", node_port, "rr", &pods(8));
+}
+
+// errors: the clear errors that can be provoked for real, and the ways out of them.
+fn errors(run: &ScenarioRun) {
+    let failed = |name: &str, needles: &[&str]| {
+        let dump = run.dump(name);
+        assert_eq!(
+            dump.status,
+            Some(1),
+            "{name}: exit status; output:\n{}",
+            dump.text
+        );
+        assert!(
+            dump.text.contains("error:"),
+            "{name}: no `error:` line:\n{}",
+            dump.text
+        );
+        for needle in needles {
+            assert!(
+                dump.text.contains(needle),
+                "{name}: the error does not mention {needle:?}:\n{}",
+                dump.text
+            );
+        }
+    };
+    failed("noroot", &["CAP_BPF", "CAP_PERFMON", "root"]);
+    failed("unloaded", &["ip_vs", "not loaded", "--wait"]);
+    failed("nobtf", &["BTF", "--btf"]);
+
+    // `--wait` across the module load, and `--btf` with the saved module BTF, both trace.
+    for (name, vip) in [("wait", "172.31.0.50:80"), ("btf", "172.31.0.51:80")] {
+        let trace = run.trace(name);
+        assert_clean(name, &trace);
+        let events: Vec<&Event> = trace.of_kind("new").collect();
+        assert_eq!(events.len(), 5, "{name}: new events");
+        for event in &events {
+            assert_scheduled_fields(event, "TCP", "rr");
+        }
+        assert_events_are_connections(&events, &run.client(name));
+        assert_events_are_entries(
+            &events,
+            &entries_of(run, &format!("conns-{name}"), "TCP", addr(vip)),
+        );
+    }
+}
