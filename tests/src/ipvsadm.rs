@@ -17,7 +17,8 @@ pub struct ConnEntry {
     pub proto: String,
     /// `mm:ss` until the entry expires.
     pub expire: String,
-    /// IPVS's state: `ESTABLISHED`, `TIME_WAIT`, `CLOSE`, `UDP`, `NONE` (templates), ...
+    /// IPVS's state: `ESTABLISHED`, `TIME_WAIT`, `CLOSE`, `UDP`, `ASSURED` (a persistence
+    /// template, listed with client port 0), ...
     pub state: String,
     pub source: SocketAddr,
     pub virtual_addr: SocketAddr,
@@ -251,6 +252,41 @@ TCP  172.31.0.10:80                    251     1254      752    70730    41112
             }
         );
         assert!(parse_conns("TCP 01:57 TIME_WAIT 1.2.3.4:5\n").is_err());
+    }
+
+    // The persistent and udp scenarios on Debian's 6.12.117 kernel: a template (client port 0)
+    // beside a connection, and UDP entries.
+    const TEMPLATE_AND_UDP: &str = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 00:59  ASSURED     198.51.100.12:0    172.31.0.20:80     10.245.4.2:8080
+TCP 01:59  TIME_WAIT   198.51.100.12:45722 172.31.0.20:80     10.245.4.2:8080
+UDP 04:59  UDP         198.51.100.11:57445 172.31.0.53:53     10.245.3.1:53
+";
+
+    #[test]
+    fn templates_and_udp_entries() {
+        let entries = parse_conns(TEMPLATE_AND_UDP).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].state, "ASSURED");
+        assert_eq!(entries[0].source.port(), 0);
+        assert_eq!(entries[2].proto, "UDP");
+        assert_eq!(entries[2].destination, "10.245.3.1:53".parse().unwrap());
+    }
+
+    const PERSISTENT_RULES: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  172.31.0.20:80 rr persistent 60
+  -> 10.245.4.1:8080              Masq    1      0          20        
+";
+
+    #[test]
+    fn persistent_flags() {
+        let services = parse_rules(PERSISTENT_RULES).unwrap();
+        assert_eq!(services[0].flags, "persistent 60");
+        assert_eq!(services[0].dests[0].inactive, 20);
     }
 
     #[test]

@@ -66,9 +66,10 @@ impl Boot {
         match run.status {
             Some(0) => run,
             Some(status) => panic!(
-                "scenario {name} failed in the {} guest with status {status}\n{}",
+                "scenario {name} failed in the {} guest with status {status}\n{}\nconsole tail:\n{}",
                 self.kernel,
-                run.report()
+                run.report(),
+                output.console_tail(40)
             ),
             None => panic!(
                 "scenario {name} never finished on {} (guest died or timed out)\n{}\nconsole tail:\n{}",
@@ -226,10 +227,17 @@ impl Figures {
     }
 }
 
-/// `target/lab/results/<kernel>.txt`: one line per scenario, for the lead to quote.
+/// `target/lab/results/<kernel>.txt`: one line per scenario, for the closing note; and
+/// `<kernel>-console.txt`: the whole console of the boot, to read what a scenario printed.
 fn write_results(boot: &Boot) -> std::io::Result<()> {
     let dir = target_dir().join("lab").join("results");
     fs::create_dir_all(&dir)?;
+    if let Ok(output) = &boot.outcome {
+        fs::write(
+            dir.join(format!("{}-console.txt", boot.kernel)),
+            &output.console,
+        )?;
+    }
     let mut text = format!(
         "kernel {}: lab::run {:.1} s host wall time, {}\n",
         boot.kernel,

@@ -400,7 +400,7 @@ fn persistent(run: &ScenarioRun) {
         );
     }
     assert_events_are_connections(&news, &run.all_clients());
-    // Templates (state NONE, client port 0) and connections, all in the kernel's table.
+    // Templates (listed as ASSURED, client port 0) and connections, all in the kernel's table.
     let all: Vec<&Event> = templates.iter().chain(&news).copied().collect();
     assert_events_are_entries(&all, &entries_of(run, "conns", "TCP", vip));
     let stats = run.service_stats("TCP", vip);
@@ -577,7 +577,10 @@ fn errors(run: &ScenarioRun) {
             );
         }
     };
-    failed("noroot", &["CAP_BPF", "CAP_PERFMON", "root"]);
+    failed(
+        "noroot",
+        &["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "root"],
+    );
     failed("unloaded", &["ip_vs", "not loaded", "--wait"]);
     failed("nobtf", &["BTF", "--btf"]);
 
