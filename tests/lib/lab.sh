@@ -69,25 +69,36 @@ node_teardown() {
             kill "$_pid" 2>/dev/null && wait "$_pid" 2>/dev/null
         done
     fi
-    ipvsadm -C 2>/dev/null
-    # One `ip -batch -force` (it goes on after an error) for every link and netns. A netns dies
-    # asynchronously, and its veth with it: deleting the pair first frees the interface name
-    # at once for the next scenario.
-    {
-        for _ns in $(ls /run/netns 2>/dev/null); do
-            echo "link delete h-$_ns"
-            echo "netns delete $_ns"
-        done
-        echo "link delete kube-ipvs0"
-        echo "link delete eth0"
-    } | $IP -force -batch - 2>/dev/null
-    # A scenario standing in for a kernel without module BTF hides /sys/kernel/btf.
-    grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts && umount /sys/kernel/btf
-    # Back to the kernel defaults a scenario may have changed.
-    [ -d /proc/sys/net/ipv4/vs ] && echo 1 >/proc/sys/net/ipv4/vs/conn_reuse_mode
-    echo 1000 >/proc/sys/net/ipv4/icmp_ratelimit
+    node_reset
     rm -rf "$LAB_TMP"
     [ -z "$_errexit" ] || set -e
+}
+
+# node_reset: the node as the lab booted it, whoever left it otherwise (node_teardown, and
+# run-all.sh after a scenario that died half-way): ip_vs loaded, /sys/kernel/btf not hidden,
+# no virtual service, no netns, no kube-ipvs0 or eth0, default sysctls.
+node_reset() {
+    [ -d /sys/module/ip_vs ] || /lab/load-ipvs.sh
+    # The errors scenario hides /sys/kernel/btf to stand in for a kernel without module BTF.
+    if grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts; then umount /sys/kernel/btf; fi
+    ipvsadm -C
+    _left=$(ls /run/netns 2>/dev/null)
+    if [ -n "$_left" ] || [ -e /sys/class/net/kube-ipvs0 ] || [ -e /sys/class/net/eth0 ]; then
+        # One `ip -force -batch` (it goes on after an error) for every link and netns. A netns
+        # dies asynchronously, and its veth with it: deleting the pair first frees the
+        # interface name at once for the next scenario.
+        {
+            for _ns in $_left; do
+                echo "link delete h-$_ns"
+                echo "netns delete $_ns"
+            done
+            echo "link delete kube-ipvs0"
+            echo "link delete eth0"
+        } | $IP -force -batch - 2>/dev/null
+    fi
+    # Back to the kernel defaults a scenario may have changed.
+    echo 1 >/proc/sys/net/ipv4/vs/conn_reuse_mode
+    echo 1000 >/proc/sys/net/ipv4/icmp_ratelimit
 }
 
 # add_vip IP: a ClusterIP / externalIP / LoadBalancer address, bound on kube-ipvs0.

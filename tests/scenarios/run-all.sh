@@ -33,22 +33,7 @@ for file in "$@"; do
     fi
     elapsed=$(awk -v a="$start" -v b="$(uptime_s)" 'BEGIN { printf "%.2f", b - a }')
     echo "@@SCENARIO $name END status=$status elapsed=$elapsed@@"
-    # A scenario's EXIT trap cleans up after it; one that died half-way may still leave ip_vs
-    # unloaded, /sys/kernel/btf hidden, services, netns or interfaces behind.
-    [ -d /sys/module/ip_vs ] || /lab/load-ipvs.sh
-    grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts && umount /sys/kernel/btf
-    ipvsadm -C
-    left=$(ls /run/netns 2>/dev/null)
-    if [ -n "$left" ] || [ -e /sys/class/net/kube-ipvs0 ] || [ -e /sys/class/net/eth0 ]; then
-        echo "run-all: cleaning up after $name: netns [$left]"
-        {
-            for ns in $left; do
-                echo "link delete h-$ns"
-                echo "netns delete $ns"
-            done
-            echo "link delete kube-ipvs0"
-            echo "link delete eth0"
-        } | /sbin/ip -force -batch - 2>/dev/null
-    fi
+    # A scenario's EXIT trap cleans up after it; one that died half-way may not have.
+    (. /lab/lib.sh && node_reset)
 done
 exit "$failed"
