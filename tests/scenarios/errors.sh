@@ -5,6 +5,8 @@
 #   wait:     `trace --wait` started before ip_vs is loaded -> traces once it is
 #   nobtf:    no module BTF in /sys/kernel/btf -> says so and mentions --btf
 #   btf:      `--btf` with a saved copy of the module's BTF -> traces
+#   attach:   the mandatory kprobe cannot attach (the hidden test hook aims it at a symbol the
+#             kernel does not have) -> names the kernel function
 # Each failing run is bounded by `timeout` and dumped with its exit status; the tracing runs
 # make real connections and dump the kernel's entries to compare with.
 set -e
@@ -24,6 +26,7 @@ service() {
 node_setup
 
 dump noroot su -s /bin/sh nobody -c 'timeout 20 ipvs-trace trace -o json'
+dump attach timeout 20 ipvs-trace trace -o json --debug-kprobe-target ip_vs_conn_new=ip_vs_no_such_fn
 
 node_teardown
 /lab/unload-ipvs.sh || die "cannot unload ip_vs"

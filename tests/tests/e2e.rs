@@ -583,6 +583,7 @@ fn errors(run: &ScenarioRun) {
     );
     failed("unloaded", &["ip_vs", "not loaded", "--wait"]);
     failed("nobtf", &["BTF", "--btf"]);
+    failed("attach", &["kretprobe", "ip_vs_no_such_fn"]);
 
     // `--wait` across the module load, and `--btf` with the saved module BTF, both trace.
     for (name, vip) in [("wait", "172.31.0.50:80"), ("btf", "172.31.0.51:80")] {
