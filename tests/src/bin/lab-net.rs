@@ -123,12 +123,20 @@ fn main() -> ExitCode {
                 timeout: Duration::from_millis(timeout_ms),
             };
             let mut failed = 0u32;
+            // UDP sockets stay open until the run ends: while one holds its ephemeral port the
+            // kernel cannot hand that port to a later query, so every query really has a fresh
+            // source ip:port and a fresh IPVS entry (a repeated port would find the old entry).
+            let mut open_udp = Vec::new();
             for i in 0..count {
                 if i > 0 && interval_ms > 0 {
                     thread::sleep(Duration::from_millis(interval_ms));
                 }
                 let (local, result) = if udp {
-                    connect_udp(&opts)
+                    let (local, result, socket) = connect_udp(&opts);
+                    if opts.bind.is_none_or(|b| b.port() == 0) {
+                        open_udp.extend(socket);
+                    }
+                    (local, result)
                 } else {
                     connect_tcp(&opts)
                 };
@@ -248,21 +256,21 @@ fn tcp_exchange(socket: &Socket, opts: &ConnectOpts) -> io::Result<()> {
 }
 
 /// One UDP "connection": a datagram from a fresh socket (so a fresh source port and a fresh
-/// IPVS entry), and its echo.
-fn connect_udp(opts: &ConnectOpts) -> (Option<SocketAddr>, io::Result<()>) {
+/// IPVS entry), and its echo. The socket is handed back so the caller can keep its port taken.
+fn connect_udp(opts: &ConnectOpts) -> (Option<SocketAddr>, io::Result<()>, Option<UdpSocket>) {
     let bind = opts.bind.unwrap_or_else(|| match opts.to {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     });
     let socket = match UdpSocket::bind(bind) {
         Ok(s) => s,
-        Err(err) => return (opts.bind, Err(err)),
+        Err(err) => return (opts.bind, Err(err), None),
     };
     // connect() fixes the local address now and makes the kernel drop datagrams from anyone
     // but the VIP, and deliver an ICMP unreachable as an error.
     let outcome = udp_exchange(&socket, opts);
     let local = socket.local_addr().ok().or(opts.bind);
-    (local, outcome)
+    (local, outcome, Some(socket))
 }
 
 fn udp_exchange(socket: &UdpSocket, opts: &ConnectOpts) -> io::Result<()> {
@@ -342,7 +350,7 @@ mod tests {
         );
 
         let echo = ConnectOpts { to: udp, ..normal };
-        let (local, result) = connect_udp(&echo);
+        let (local, result, _socket) = connect_udp(&echo);
         result.expect("UDP echo from the loopback server");
         assert_ne!(local.expect("local address known").port(), 0);
     }
