@@ -36,6 +36,8 @@ pub struct KernelOffsets {
     pub svc_protocol: u32,
     pub svc_af: u32,
     pub svc_scheduler: u32,
+    /// `struct netns_ipvs *ipvs`: the netns of a `no_dest` event, which has no entry.
+    pub svc_ipvs: u32,
     // struct ip_vs_scheduler
     pub sched_name: u32,
     // struct netns_ipvs / struct net / struct ns_common
@@ -78,6 +80,7 @@ impl KernelOffsets {
             svc_protocol: 0,
             svc_af: 0,
             svc_scheduler: 0,
+            svc_ipvs: 0,
             sched_name: 0,
             ipvs_net: 0,
             net_ns_inum: 0,

@@ -66,10 +66,7 @@ pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
     if let Some(dest) = cp.ptr(offset!(conn_dest)) {
         fill_dest(event, dest);
     }
-    if let Some(inum) = conn_netns(cp) {
-        event.header.netns = inum;
-        event.valid |= valid::NETNS;
-    }
+    fill_netns(event, cp, offset!(conn_ipvs));
     Some(())
 }
 
@@ -110,12 +107,18 @@ pub fn fill_scheduler(event: &mut ConnEvent, svc: KPtr) {
     }
 }
 
-/// `cp->ipvs->net->ns.inum`: the network namespace that owns the IPVS table.
-fn conn_netns(cp: KPtr) -> Option<u32> {
+/// `owner->ipvs->net->ns.inum` (owner a connection or a service, `ipvs` at `ipvs_offset`): the
+/// network namespace that owns the IPVS table. Best effort, flagged in `valid`.
+pub fn fill_netns(event: &mut ConnEvent, owner: KPtr, ipvs_offset: u32) {
     if offset!(flags) & flags::NETNS == 0 {
-        return None;
+        return;
     }
-    cp.ptr(offset!(conn_ipvs))?
-        .ptr(offset!(ipvs_net))?
-        .read::<u32>(offset!(net_ns_inum))
+    let inum = owner
+        .ptr(ipvs_offset)
+        .and_then(|ipvs| ipvs.ptr(offset!(ipvs_net)))
+        .and_then(|net| net.read::<u32>(offset!(net_ns_inum)));
+    if let Some(inum) = inum {
+        event.header.netns = inum;
+        event.valid |= valid::NETNS;
+    }
 }

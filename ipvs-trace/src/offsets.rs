@@ -155,7 +155,14 @@ const FIELDS: &[Field] = &[
     required("ip_vs_iphdr", &[("daddr", 0)], 16, |o| &mut o.iph_daddr),
     // struct sk_buff (vmlinux): packet data for the state-transition probes.
     required("sk_buff", &[("data", 0)], 8, |o| &mut o.skb_data),
-    // cp->ipvs->net->ns.inum: the network namespace of the connection.
+    // cp->ipvs->net->ns.inum: the network namespace of the connection (svc->ipvs for no_dest).
+    Field {
+        strukt: "ip_vs_service",
+        names: &[("ipvs", 0)],
+        size: 8,
+        need: NETNS,
+        slot: |o| &mut o.svc_ipvs,
+    },
     Field {
         strukt: "netns_ipvs",
         names: &[("net", 0)],
@@ -424,6 +431,7 @@ mod tests {
         );
         let rcu_sched = s.type_tag("rcu", sched);
         let sched_ptr = s.ptr(rcu_sched);
+        let svc_netns_ptr = s.ptr(netns);
         let svc = put(
             &mut s,
             "ip_vs_service",
@@ -434,6 +442,7 @@ mod tests {
                 ("addr", v.inet_addr, 36),
                 ("port", v.be16, 52),
                 ("scheduler", sched_ptr, 200),
+                ("ipvs", svc_netns_ptr, 240),
             ],
         );
         let svc_ptr = s.ptr(svc);
@@ -530,6 +539,7 @@ mod tests {
             svc_protocol: 34,
             svc_af: 32,
             svc_scheduler: 200,
+            svc_ipvs: 240,
             sched_name: 16,
             ipvs_net: 1000,
             net_ns_inum: 136,

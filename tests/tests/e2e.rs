@@ -516,6 +516,8 @@ fn no_dest(run: &ScenarioRun) {
                     && event.conn.is_none(),
                 "no_dest has no entry, so no backend, fwd, dest counters or id: {what}"
             );
+            // The service's own netns (svc->ipvs), as for the entries of the other scenarios.
+            assert!(event.netns.is_some_and(|n| n != 0), "no netns: {what}");
         }
         assert!(
             entries_of(run, "conns", "TCP", vip).is_empty(),

@@ -90,6 +90,7 @@ fn no_dest(ctx: &RetProbeContext, args: &SchedArgs) -> Option<()> {
             event.valid |= valid::CLIENT_PORT;
         }
         emit::fill_scheduler(event, svc);
+        emit::fill_netns(event, svc, offset!(svc_ipvs));
         Some(())
     });
     Some(())
