@@ -5,6 +5,7 @@
 //! kernel's own view (`ipvsadm -Lnc`, `ipvsadm -Ln --stats`), never with the tracer itself.
 
 pub mod ipvsadm;
+pub mod kube_apiserver;
 pub mod lab;
 pub mod labnet;
 pub mod output;
