@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod duration;
 pub mod events;
 pub mod filter;
+pub mod kube;
 pub mod loader;
 pub mod offsets;
 pub mod output;

@@ -1,0 +1,380 @@
+//! The name index: addresses seen in IPVS events → Kubernetes names.
+//!
+//! Four stores of slim objects (one per kind) and five lookup maps derived from them. Every
+//! lookup is one or two hash probes keyed by (proto, ip, port) or ip and hands out `Arc<str>`
+//! clones: no allocation per event.
+//!
+//! Each derived key keeps the list of objects that claim it, in the order they first claimed
+//! it, and a lookup answers with the newest claimant. Two objects legitimately claim the same
+//! key while the cluster converges (a pod IP reused by a new pod before the old pod's delete
+//! arrives, two slices listing one endpoint): the newest is the one traffic goes to, and when
+//! one claimant goes away the others are still there. An update of an object keeps its place
+//! in the list, so a late status update of an old pod does not take its IP back.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::objects::{
+    Kind, NodeInfo, Object, ObjectKey, PodInfo, ServiceInfo, ServiceType, SliceInfo,
+};
+use crate::events::Proto;
+
+/// One change to the index, as a watch or a snapshot delivers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Added or modified.
+    Upsert(Object),
+    Delete(ObjectKey),
+    /// A (re)list: every object of this kind is replaced by these.
+    Reset(Kind, Vec<Object>),
+}
+
+/// The Service port a virtual service belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceName {
+    /// `namespace/name:port-name`, or `namespace/name` when the port is unnamed.
+    pub label: Arc<str>,
+    /// `namespace/name`.
+    pub service: Arc<str>,
+    pub service_type: ServiceType,
+}
+
+/// The endpoint a real server address belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendName {
+    /// `namespace/name` of the pod (`None`: the endpoint has no Pod targetRef).
+    pub pod: Option<Arc<str>>,
+    pub node: Option<Arc<str>>,
+    /// The endpoint's `serving` condition (`None`: not reported, or known from the pod only).
+    pub serving: Option<bool>,
+    /// The endpoint's `terminating` condition (`None`: not reported, or known from the pod
+    /// only).
+    pub terminating: Option<bool>,
+}
+
+/// Who owns a client address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientName {
+    Pod {
+        /// `namespace/name`.
+        pod: Arc<str>,
+        node: Option<Arc<str>>,
+    },
+    /// A node's own address, which hostNetwork pods share.
+    Node(Arc<str>),
+}
+
+type VipKey = (Proto, IpAddr, u16);
+
+/// Objects claiming one key, oldest first; the newest answers lookups.
+type Claims<V> = Vec<(Arc<str>, V)>;
+
+/// The index. Shared between the event loop (reads) and the watches (writes) as a
+/// [`super::SharedIndex`].
+#[derive(Debug, Default)]
+pub struct Index {
+    pods: HashMap<Arc<str>, PodInfo>,
+    services: HashMap<Arc<str>, ServiceInfo>,
+    slices: HashMap<Arc<str>, SliceInfo>,
+    nodes: HashMap<Arc<str>, NodeInfo>,
+    /// ClusterIPs, externalIPs, LoadBalancer ingress IPs.
+    vips: HashMap<VipKey, Claims<ServiceName>>,
+    /// NodePorts, valid on every node address.
+    node_ports: HashMap<(Proto, u16), Claims<ServiceName>>,
+    backends: HashMap<VipKey, Claims<BackendName>>,
+    pod_ips: HashMap<IpAddr, Claims<ClientName>>,
+    node_ips: HashMap<IpAddr, Claims<Arc<str>>>,
+}
+
+impl Index {
+    #[must_use]
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Applies one change.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Upsert(object) => self.upsert(object),
+            Change::Delete(key) => self.delete(&key),
+            Change::Reset(kind, objects) => {
+                self.clear(kind);
+                for object in objects {
+                    // A relist of one kind carries only that kind; anything else is a caller
+                    // bug that must not wipe or corrupt the other kinds.
+                    debug_assert_eq!(object.kind(), kind, "Reset({kind}) with {}", object.key());
+                    if object.kind() == kind {
+                        self.upsert(object);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of stored objects of `kind`.
+    #[must_use]
+    pub fn len(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Pod => self.pods.len(),
+            Kind::Service => self.services.len(),
+            Kind::EndpointSlice => self.slices.len(),
+            Kind::Node => self.nodes.len(),
+        }
+    }
+
+    /// True when nothing is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        [Kind::Pod, Kind::Service, Kind::EndpointSlice, Kind::Node]
+            .into_iter()
+            .all(|kind| self.len(kind) == 0)
+    }
+
+    /// The Service port behind a virtual service: ClusterIP(s), externalIPs and LoadBalancer
+    /// ingress IPs on the service port, or a NodePort on any node address.
+    #[must_use]
+    pub fn service_for(&self, proto: Proto, vip: SocketAddr) -> Option<ServiceName> {
+        newest(self.vips.get(&(proto, vip.ip(), vip.port())))
+            .or_else(|| {
+                if self.node_ips.contains_key(&vip.ip()) {
+                    newest(self.node_ports.get(&(proto, vip.port())))
+                } else {
+                    None
+                }
+            })
+            .cloned()
+    }
+
+    /// The endpoint behind a real server address, from the EndpointSlices; failing that, the
+    /// pod that has the IP (without endpoint conditions).
+    #[must_use]
+    pub fn backend_for(&self, proto: Proto, backend: SocketAddr) -> Option<BackendName> {
+        if let Some(found) = newest(self.backends.get(&(proto, backend.ip(), backend.port()))) {
+            return Some(found.clone());
+        }
+        match newest(self.pod_ips.get(&backend.ip()))? {
+            ClientName::Pod { pod, node } => Some(BackendName {
+                pod: Some(Arc::clone(pod)),
+                node: node.clone(),
+                serving: None,
+                terminating: None,
+            }),
+            ClientName::Node(_) => None,
+        }
+    }
+
+    /// The pod with this IP, or the node when it is a node address (hostNetwork pods share
+    /// it).
+    #[must_use]
+    pub fn pod_for_ip(&self, ip: IpAddr) -> Option<ClientName> {
+        newest(self.pod_ips.get(&ip)).cloned().or_else(|| {
+            newest(self.node_ips.get(&ip)).map(|node| ClientName::Node(Arc::clone(node)))
+        })
+    }
+
+    fn upsert(&mut self, object: Object) {
+        match object {
+            Object::Pod(new) => {
+                let owner = Arc::clone(&new.name);
+                let old = self.pods.insert(Arc::clone(&owner), new);
+                let new = &self.pods[&owner];
+                let old = old.as_ref().map(pod_entries).unwrap_or_default();
+                replace(&mut self.pod_ips, &owner, old, pod_entries(new));
+            }
+            Object::Service(new) => {
+                let owner = Arc::clone(&new.name);
+                let old = self.services.insert(Arc::clone(&owner), new);
+                let (new_vips, new_ports) = service_entries(&self.services[&owner]);
+                let (old_vips, old_ports) = old.as_ref().map(service_entries).unwrap_or_default();
+                replace(&mut self.vips, &owner, old_vips, new_vips);
+                replace(&mut self.node_ports, &owner, old_ports, new_ports);
+            }
+            Object::EndpointSlice(new) => {
+                let owner = Arc::clone(&new.name);
+                let old = self.slices.insert(Arc::clone(&owner), new);
+                let new = &self.slices[&owner];
+                let old = old.as_ref().map(slice_entries).unwrap_or_default();
+                replace(&mut self.backends, &owner, old, slice_entries(new));
+            }
+            Object::Node(new) => {
+                let owner = Arc::clone(&new.name);
+                let old = self.nodes.insert(Arc::clone(&owner), new);
+                let new = &self.nodes[&owner];
+                let old = old.as_ref().map(node_entries).unwrap_or_default();
+                replace(&mut self.node_ips, &owner, old, node_entries(new));
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &ObjectKey) {
+        let owner = &key.name;
+        match key.kind {
+            Kind::Pod => {
+                if let Some(old) = self.pods.remove(owner) {
+                    replace(&mut self.pod_ips, owner, pod_entries(&old), Vec::new());
+                }
+            }
+            Kind::Service => {
+                if let Some(old) = self.services.remove(owner) {
+                    let (vips, ports) = service_entries(&old);
+                    replace(&mut self.vips, owner, vips, Vec::new());
+                    replace(&mut self.node_ports, owner, ports, Vec::new());
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(old) = self.slices.remove(owner) {
+                    replace(&mut self.backends, owner, slice_entries(&old), Vec::new());
+                }
+            }
+            Kind::Node => {
+                if let Some(old) = self.nodes.remove(owner) {
+                    replace(&mut self.node_ips, owner, node_entries(&old), Vec::new());
+                }
+            }
+        }
+    }
+
+    /// Forgets every object of `kind` and what they claimed (each derived map has one owner
+    /// kind, so it is cleared whole).
+    fn clear(&mut self, kind: Kind) {
+        match kind {
+            Kind::Pod => {
+                self.pods.clear();
+                self.pod_ips.clear();
+            }
+            Kind::Service => {
+                self.services.clear();
+                self.vips.clear();
+                self.node_ports.clear();
+            }
+            Kind::EndpointSlice => {
+                self.slices.clear();
+                self.backends.clear();
+            }
+            Kind::Node => {
+                self.nodes.clear();
+                self.node_ips.clear();
+            }
+        }
+    }
+}
+
+fn newest<V>(claims: Option<&Claims<V>>) -> Option<&V> {
+    claims.and_then(|c| c.last()).map(|(_, value)| value)
+}
+
+/// Moves `owner`'s claims from `old` to `new` entries: claims it keeps stay in place (with the
+/// new value), new ones go last (newest), dropped ones are released.
+fn replace<K: Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, Claims<V>>,
+    owner: &Arc<str>,
+    old: Vec<(K, V)>,
+    new: Vec<(K, V)>,
+) {
+    let kept: HashSet<&K> = if old.is_empty() {
+        HashSet::new()
+    } else {
+        new.iter().map(|(key, _)| key).collect()
+    };
+    let released: Vec<K> = old
+        .into_iter()
+        .filter(|(key, _)| !kept.contains(key))
+        .map(|(key, _)| key)
+        .collect();
+    drop(kept);
+    for key in released {
+        if let Some(claims) = map.get_mut(&key) {
+            claims.retain(|(who, _)| who != owner);
+            if claims.is_empty() {
+                map.remove(&key);
+            }
+        }
+    }
+    for (key, value) in new {
+        let claims = map.entry(key).or_default();
+        match claims.iter_mut().find(|(who, _)| who == owner) {
+            Some(slot) => slot.1 = value,
+            None => claims.push((Arc::clone(owner), value)),
+        }
+    }
+}
+
+fn pod_entries(pod: &PodInfo) -> Vec<(IpAddr, ClientName)> {
+    let name = if pod.host_network {
+        // The pod's IPs are its node's: they name the node (and only if we know which).
+        let Some(node) = &pod.node else {
+            return Vec::new();
+        };
+        ClientName::Node(Arc::clone(node))
+    } else {
+        ClientName::Pod {
+            pod: Arc::clone(&pod.name),
+            node: pod.node.clone(),
+        }
+    };
+    pod.ips.iter().map(|&ip| (ip, name.clone())).collect()
+}
+
+type ServiceEntries = (Vec<(VipKey, ServiceName)>, Vec<((Proto, u16), ServiceName)>);
+
+fn service_entries(svc: &ServiceInfo) -> ServiceEntries {
+    let mut vips = Vec::new();
+    let mut node_ports = Vec::new();
+    // ExternalName Services are DNS aliases: kube-proxy makes no virtual service for them.
+    if svc.service_type == ServiceType::ExternalName {
+        return (vips, node_ports);
+    }
+    for port in &svc.ports {
+        let label: Arc<str> = match &port.name {
+            Some(port_name) => format!("{}:{port_name}", svc.name).into(),
+            None => Arc::clone(&svc.name),
+        };
+        let name = ServiceName {
+            label,
+            service: Arc::clone(&svc.name),
+            service_type: svc.service_type,
+        };
+        for &ip in svc
+            .cluster_ips
+            .iter()
+            .chain(&svc.external_ips)
+            .chain(&svc.load_balancer_ips)
+        {
+            vips.push(((port.proto, ip, port.port), name.clone()));
+        }
+        if let Some(node_port) = port.node_port {
+            node_ports.push(((port.proto, node_port), name));
+        }
+    }
+    (vips, node_ports)
+}
+
+fn slice_entries(slice: &SliceInfo) -> Vec<(VipKey, BackendName)> {
+    let mut entries = Vec::new();
+    for endpoint in &slice.endpoints {
+        let name = BackendName {
+            pod: endpoint.pod.clone(),
+            node: endpoint.node.clone(),
+            serving: endpoint.serving,
+            terminating: endpoint.terminating,
+        };
+        for &ip in &endpoint.addresses {
+            for port in &slice.ports {
+                entries.push(((port.proto, ip, port.port), name.clone()));
+            }
+        }
+    }
+    entries
+}
+
+fn node_entries(node: &NodeInfo) -> Vec<(IpAddr, Arc<str>)> {
+    node.addresses
+        .iter()
+        .map(|&ip| (ip, Arc::clone(&node.name)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
