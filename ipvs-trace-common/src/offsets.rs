@@ -99,6 +99,10 @@ pub mod flags {
     pub const DEST_TOTALCONNS: u32 = 1 << 0;
     /// `ipvs_net` and `net_ns_inum` resolved: events carry the netns inode.
     pub const NETNS: u32 = 1 << 1;
+    /// `ip_vs_conn.af` is a `u8` (7.x reorganised the struct), not a `u16`.
+    pub const CONN_AF_U8: u32 = 1 << 2;
+    /// `ip_vs_conn.daf` is a `u8` (7.x), not a `u16`.
+    pub const CONN_DAF_U8: u32 = 1 << 3;
 }
 
 #[cfg(feature = "user")]

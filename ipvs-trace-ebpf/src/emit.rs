@@ -55,8 +55,8 @@ pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
     event.client_port = cp.be16(offset!(conn_cport))?;
     event.vip_port = cp.be16(offset!(conn_vport))?;
     event.backend_port = cp.be16(offset!(conn_dport))?;
-    event.af = cp.read::<u16>(offset!(conn_af))?;
-    event.daf = cp.read::<u16>(offset!(conn_daf))?;
+    event.af = conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
+    event.daf = conn_family(cp, offset!(conn_daf), flags::CONN_DAF_U8)?;
     event.protocol = cp.read::<u16>(offset!(conn_protocol))?;
     event.flags = cp.read::<u32>(offset!(conn_flags))?;
     event.state = u32::from(cp.read::<u16>(offset!(conn_state))?);
@@ -68,6 +68,16 @@ pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
     }
     fill_netns(event, cp, offset!(conn_ipvs));
     Some(())
+}
+
+/// An address family member of `ip_vs_conn`: a `u16` until 6.x, a `u8` in 7.x, as userspace
+/// found in BTF and flagged with `u8_flag`.
+pub fn conn_family(cp: KPtr, offset: u32, u8_flag: u32) -> Option<u16> {
+    if offset!(flags) & u8_flag != 0 {
+        cp.read::<u8>(offset).map(u16::from)
+    } else {
+        cp.read::<u16>(offset)
+    }
 }
 
 /// Counters of the chosen real server and, through its service, the scheduler's name.

@@ -81,6 +81,8 @@ struct Field {
     names: &'static [(&'static str, u32)],
     /// Size in bytes the probes read.
     size: u32,
+    /// Another size the probes also read, and the flag that tells them so (`(0, 0)`: none).
+    narrow: (u32, u32),
     need: Need,
     slot: fn(&mut KernelOffsets) -> &mut u32,
 }
@@ -95,8 +97,21 @@ const fn required(
         strukt,
         names,
         size,
+        narrow: (0, 0),
         need: Need::Required,
         slot,
+    }
+}
+
+/// An address family member: a `u16` until 6.x, a `u8` in 7.x's reorganised `ip_vs_conn`.
+const fn family(
+    names: &'static [(&'static str, u32)],
+    u8_flag: u32,
+    slot: fn(&mut KernelOffsets) -> &mut u32,
+) -> Field {
+    Field {
+        narrow: (1, u8_flag),
+        ..required("ip_vs_conn", names, 2, slot)
     }
 }
 
@@ -115,8 +130,8 @@ const FIELDS: &[Field] = &[
     required("ip_vs_conn", &[("cport", 0)], 2, |o| &mut o.conn_cport),
     required("ip_vs_conn", &[("vport", 0)], 2, |o| &mut o.conn_vport),
     required("ip_vs_conn", &[("dport", 0)], 2, |o| &mut o.conn_dport),
-    required("ip_vs_conn", &[("af", 0)], 2, |o| &mut o.conn_af),
-    required("ip_vs_conn", &[("daf", 0)], 2, |o| &mut o.conn_daf),
+    family(&[("af", 0)], flags::CONN_AF_U8, |o| &mut o.conn_af),
+    family(&[("daf", 0)], flags::CONN_DAF_U8, |o| &mut o.conn_daf),
     required("ip_vs_conn", &[("protocol", 0)], 2, |o| {
         &mut o.conn_protocol
     }),
@@ -160,6 +175,7 @@ const FIELDS: &[Field] = &[
         strukt: "ip_vs_service",
         names: &[("ipvs", 0)],
         size: 8,
+        narrow: (0, 0),
         need: NETNS,
         slot: |o| &mut o.svc_ipvs,
     },
@@ -167,6 +183,7 @@ const FIELDS: &[Field] = &[
         strukt: "netns_ipvs",
         names: &[("net", 0)],
         size: 8,
+        narrow: (0, 0),
         need: NETNS,
         slot: |o| &mut o.ipvs_net,
     },
@@ -174,6 +191,7 @@ const FIELDS: &[Field] = &[
         strukt: "net",
         names: &[("ns.inum", 0)],
         size: 4,
+        narrow: (0, 0),
         need: NETNS,
         slot: |o| &mut o.net_ns_inum,
     },
@@ -192,6 +210,9 @@ fn find(btf: &Btf, field: &Field) -> Result<(Member, u32), Problem> {
     for &(name, flag) in field.names {
         match btf.member(field.strukt, name) {
             Ok(member) if member.size == field.size => return Ok((member, flag)),
+            Ok(member) if field.narrow.0 != 0 && member.size == field.narrow.0 => {
+                return Ok((member, flag | field.narrow.1))
+            }
             Ok(member) => {
                 return Err(Problem::WrongSize {
                     field: name,
@@ -305,6 +326,8 @@ mod tests {
         drop: Option<(&'static str, &'static str)>,
         /// `(struct, field)` given a 4-byte type instead.
         widen: Option<(&'static str, &'static str)>,
+        /// A member given a one-byte type.
+        narrow: Option<(&'static str, &'static str)>,
         /// Leave out the split (`ip_vs`) blob altogether.
         no_ip_vs: bool,
     }
@@ -313,6 +336,7 @@ mod tests {
     struct Vmlinux {
         builder: Builder,
         btf: Arc<Btf>,
+        uchar: u32,
         char_: u32,
         u16_: u32,
         u32_: u32,
@@ -375,6 +399,7 @@ mod tests {
         Vmlinux {
             builder: b,
             btf,
+            uchar,
             char_,
             u16_,
             u32_,
@@ -403,6 +428,8 @@ mod tests {
                 .map(|&(f, t, byte)| {
                     let t = if layout.widen == Some((name, f)) {
                         v.u32_
+                    } else if layout.narrow == Some((name, f)) {
+                        v.uchar
                     } else {
                         t
                     };
@@ -603,6 +630,42 @@ mod tests {
         assert!(
             msg.starts_with("field `sk_buff.data` not found"),
             "a vmlinux field: {msg}"
+        );
+    }
+
+    #[test]
+    fn one_byte_address_families_set_their_flags() {
+        // 7.2's ip_vs_conn: af and daf are u8.
+        let r = resolved(&Layout {
+            narrow: Some(("ip_vs_conn", "af")),
+            ..complete()
+        });
+        let mut want = expected();
+        want.flags |= flags::CONN_AF_U8;
+        assert_eq!(r.offsets, want);
+        let r = resolved(&Layout {
+            narrow: Some(("ip_vs_conn", "daf")),
+            ..complete()
+        });
+        assert_eq!(
+            r.offsets.flags & (flags::CONN_AF_U8 | flags::CONN_DAF_U8),
+            flags::CONN_DAF_U8
+        );
+        // Other fields get no such leeway: a one-byte port is refused.
+        let (e, _) = error(&Layout {
+            narrow: Some(("ip_vs_conn", "cport")),
+            ..complete()
+        });
+        assert!(
+            matches!(
+                e,
+                OffsetError::WrongSize {
+                    field: "cport",
+                    found: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
         );
     }
 

@@ -6,7 +6,7 @@
 //! `ipvsadm --stats` does not count it. The state transition is the only place that sees it.
 
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
-use ipvs_trace_common::EventKind;
+use ipvs_trace_common::{offsets::flags, EventKind};
 
 use crate::{emit, kernel::KPtr, maps::offset};
 
@@ -50,7 +50,8 @@ fn try_tcp_state_transition(ctx: &ProbeContext) -> Option<()> {
     // At the IPVS hooks skb->data points at the network header; the kernel finds the TCP
     // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6).
     let data = skb.ptr(offset!(skb_data))?;
-    let header_len = if cp.read::<u16>(offset!(conn_af))? == AF_INET6 {
+    let af = emit::conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
+    let header_len = if af == AF_INET6 {
         40
     } else {
         u32::from(data.read::<u8>(0)? & 0x0f) * 4
