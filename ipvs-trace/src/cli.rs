@@ -8,10 +8,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::events::{model::EventKind, Proto};
-use crate::filter::{parse_event_kind, AddrMatch, Filter};
+use crate::filter::{
+    parse_event_kind, parse_namespace, parse_pod, AddrMatch, Filter, ServiceMatch,
+};
 use crate::output::OutputFormat;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
@@ -67,15 +69,24 @@ Examples:
       five minutes of JSON lines for later analysis
   ipvs-trace trace --wait
       start before kube-proxy has loaded ip_vs, trace as soon as it has
+  kubectl get pods,services,endpointslices,nodes -A -o json > cluster.json
+  ipvs-trace trace --kube-snapshot cluster.json --service ratel/vpaas-demo-prod
+      Service, pod and node names from a snapshot; only one Service's connections
 
 Columns: W ACT INACT are the real server's weight and its active and inactive connection counts
 at that moment (as in `ipvsadm -Ln`), FWD the forwarding method (Masq = NAT, Route = DR,
 Tunnel = IPIP, Local, Bypass); TIME is UTC. `-` marks what does not apply or could not be read.
+With a Kubernetes source, CLIENT, VIP and BACKEND show the client pod (or node), the Service
+port (namespace/name:port) and the backend pod where known; -n keeps addresses.
 
 Environment: RUST_LOG=debug (or info, trace) logs what the tool does on stderr.";
 
 /// Arguments of `ipvs-trace trace`.
+///
+/// Every flag that is a source of Kubernetes names belongs to the `kube_source` group, which
+/// the name filters require.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("kube_source").multiple(true)))]
 #[expect(
     clippy::doc_markdown,
     reason = "these doc comments are terminal help text, where backticks would show literally"
@@ -134,6 +145,30 @@ pub struct TraceArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
 
+    /// Table: show addresses, not Kubernetes names (JSON always carries both).
+    #[arg(short, long)]
+    pub numeric: bool,
+
+    /// Kubernetes names from a snapshot instead of a live cluster: the output of
+    /// `kubectl get pods,services,endpointslices,nodes -A -o json`. Repeatable; an object in
+    /// several files is taken from the last.
+    #[arg(long, value_name = "FILE", group = "kube_source")]
+    pub kube_snapshot: Vec<PathBuf>,
+
+    /// Only events whose Service, backend pod or client pod is in this namespace (needs a
+    /// Kubernetes source).
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace, requires = "kube_source")]
+    pub namespace: Option<String>,
+
+    /// Only connections to this Service, or to one named port of it (needs a Kubernetes
+    /// source).
+    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]", requires = "kube_source")]
+    pub service: Option<ServiceMatch>,
+
+    /// Only events whose backend pod or client pod is this one (needs a Kubernetes source).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod, requires = "kube_source")]
+    pub pod: Option<String>,
+
     /// Attach the probe meant for kernel function FUNCTION to SYMBOL instead (tests use it to
     /// provoke an attach failure).
     #[arg(long, hide = true, value_name = "FUNCTION=SYMBOL", value_parser = parse_kprobe_target)]
@@ -175,6 +210,10 @@ pub struct TraceConfig {
     pub ring_size: Option<u32>,
     /// Test hook: (kernel function, symbol to attach its probe to instead).
     pub kprobe_target_override: Option<(String, String)>,
+    /// Table shows addresses, not names.
+    pub numeric: bool,
+    /// `--kube-snapshot` files, in order.
+    pub kube_snapshots: Vec<PathBuf>,
 }
 
 impl TraceArgs {
@@ -192,6 +231,9 @@ impl TraceArgs {
                 client: self.client,
                 proto: self.proto.map(Proto::from),
                 kinds,
+                namespace: self.namespace,
+                service: self.service,
+                pod: self.pod,
             },
             count: self.count,
             duration: self.duration,
@@ -199,6 +241,8 @@ impl TraceArgs {
             btf: self.btf,
             ring_size: self.ring_size,
             kprobe_target_override: self.debug_kprobe_target,
+            numeric: self.numeric,
+            kube_snapshots: self.kube_snapshot,
         }
     }
 }
@@ -305,6 +349,8 @@ mod tests {
                 btf: None,
                 ring_size: None,
                 kprobe_target_override: None,
+                numeric: false,
+                kube_snapshots: Vec::new(),
             }
         );
     }
@@ -337,6 +383,17 @@ mod tests {
             "1M",
             "--debug-kprobe-target",
             "ip_vs_conn_new=no_such_function",
+            "-n",
+            "--kube-snapshot",
+            "a.json",
+            "--kube-snapshot",
+            "b.json",
+            "--namespace",
+            "ratel",
+            "--service",
+            "ratel/vpaas-demo-prod:http",
+            "--pod",
+            "ratel/web-1",
         ])
         .unwrap();
         assert_eq!(
@@ -349,6 +406,9 @@ mod tests {
                     client: Some("fd00::c1".parse().unwrap()),
                     proto: Some(Proto::Udp),
                     kinds: vec![EventKind::New, EventKind::Reused],
+                    namespace: Some("ratel".into()),
+                    service: Some("ratel/vpaas-demo-prod:http".parse().unwrap()),
+                    pod: Some("ratel/web-1".into()),
                 },
                 count: Some(300),
                 duration: Some(Duration::from_secs(90)),
@@ -356,6 +416,8 @@ mod tests {
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
                 kprobe_target_override: Some(("ip_vs_conn_new".into(), "no_such_function".into())),
+                numeric: true,
+                kube_snapshots: vec!["a.json".into(), "b.json".into()],
             }
         );
     }
@@ -402,6 +464,27 @@ mod tests {
         assert!(err.contains("FUNCTION=SYMBOL"), "{err}");
         let err = error(&["-o", "yaml"]);
         assert!(err.contains("table, json"), "{err}");
+        let err = error(&["--kube-snapshot", "a.json", "--service", "vpaas-demo-prod"]);
+        assert!(
+            err.contains("--service") && err.contains("NAMESPACE/NAME"),
+            "{err}"
+        );
+        let err = error(&["--kube-snapshot", "a.json", "--pod", "ratel"]);
+        assert!(
+            err.contains("--pod") && err.contains("NAMESPACE/NAME"),
+            "{err}"
+        );
+        let err = error(&["--kube-snapshot", "a.json", "--namespace", "a/b"]);
+        assert!(err.contains("--namespace"), "{err}");
+        // Names need a source of names.
+        for flag in [
+            ["--namespace", "ratel"],
+            ["--service", "ratel/web"],
+            ["--pod", "ratel/web-1"],
+        ] {
+            let err = error(&flag);
+            assert!(err.contains("--kube-snapshot"), "{err}");
+        }
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Which events to show: `--vip`, `--backend`, `--client`, `--proto`, `--event`.
+//! Which events to show: `--vip`, `--backend`, `--client`, `--proto`, `--event`, and by
+//! Kubernetes name `--namespace`, `--service`, `--pod`.
+//!
+//! Name filters look at the names the index resolved for the event: an event whose addresses
+//! are not (yet) known by name does not match them.
 //!
 //! Applied in userspace after decoding. The kernel side already keeps only IPVS decisions (a
 //! handful per connection), so filtering there would save little and would make every filter a
@@ -9,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use crate::events::{model::EventKind, Event, Proto};
+use crate::kube::{namespace_of, Names};
 
 /// An address to match: an IP, optionally with a port (`10.0.0.1`, `10.0.0.1:80`, `fd00::1`,
 /// `[fd00::1]:80`).
@@ -77,6 +82,73 @@ pub fn parse_event_kind(text: &str) -> Result<EventKind, String> {
         })
 }
 
+/// `--service NAMESPACE/NAME[:PORT]`: a Service, or one named port of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceMatch {
+    /// As given: `namespace/name` or `namespace/name:port-name`.
+    text: String,
+    with_port: bool,
+}
+
+impl ServiceMatch {
+    /// Matches the Service's `namespace/name`, or its `namespace/name:port` label when a port
+    /// was given.
+    #[must_use]
+    pub fn matches(&self, service: &crate::kube::ServiceName) -> bool {
+        let have = if self.with_port {
+            &*service.label
+        } else {
+            &*service.service
+        };
+        have == self.text
+    }
+}
+
+impl FromStr for ServiceMatch {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ServiceMatch, String> {
+        let (name, port) = match text.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (text, None),
+        };
+        parse_qualified(name)
+            .filter(|()| port.is_none_or(|p| !p.is_empty() && !p.contains(':')))
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not NAMESPACE/NAME or NAMESPACE/NAME:PORT-NAME \
+                     (e.g. ratel/vpaas-demo-prod, ratel/vpaas-demo-prod:http)"
+                )
+            })?;
+        Ok(ServiceMatch {
+            text: text.to_owned(),
+            with_port: port.is_some(),
+        })
+    }
+}
+
+/// Parses `--pod NAMESPACE/NAME`.
+pub fn parse_pod(text: &str) -> Result<String, String> {
+    parse_qualified(text)
+        .filter(|()| !text.contains(':'))
+        .map(|()| text.to_owned())
+        .ok_or_else(|| format!("{text:?} is not NAMESPACE/NAME (e.g. ratel/web-7d9f8-abcde)"))
+}
+
+/// Parses `--namespace NAMESPACE`.
+pub fn parse_namespace(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains('/') || text.contains(':') {
+        return Err(format!("{text:?} is not a namespace name (e.g. ratel)"));
+    }
+    Ok(text.to_owned())
+}
+
+/// `Some(())` when `text` is `namespace/name` with both parts present.
+fn parse_qualified(text: &str) -> Option<()> {
+    let (namespace, name) = text.split_once('/')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains('/')).then_some(())
+}
+
 /// The conjunction of the user's filters; an absent filter matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -86,11 +158,16 @@ pub struct Filter {
     pub proto: Option<Proto>,
     /// Kinds to show; empty means all.
     pub kinds: Vec<EventKind>,
+    /// The Service, the backend pod or the client pod is in this namespace.
+    pub namespace: Option<String>,
+    pub service: Option<ServiceMatch>,
+    /// The backend pod or the client pod (`namespace/name`).
+    pub pod: Option<String>,
 }
 
 impl Filter {
     #[must_use]
-    pub fn matches(&self, event: &Event) -> bool {
+    pub fn matches(&self, event: &Event, names: &Names) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && self.proto.is_none_or(|proto| proto == event.proto)
             && self.vip.is_none_or(|vip| vip.matches(event.vip))
@@ -99,6 +176,32 @@ impl Filter {
             && self
                 .backend
                 .is_none_or(|want| event.backend.is_some_and(|addr| want.matches(addr)))
+            && self.matches_names(names)
+    }
+
+    /// True when a filter needs Kubernetes names.
+    #[must_use]
+    pub fn uses_names(&self) -> bool {
+        self.namespace.is_some() || self.service.is_some() || self.pod.is_some()
+    }
+
+    fn matches_names(&self, names: &Names) -> bool {
+        let service = names.service.as_ref();
+        let pods = [names.backend_pod(), names.client_pod()];
+        self.service
+            .as_ref()
+            .is_none_or(|want| service.is_some_and(|have| want.matches(have)))
+            && self
+                .pod
+                .as_deref()
+                .is_none_or(|want| pods.contains(&Some(want)))
+            && self.namespace.as_deref().is_none_or(|want| {
+                service
+                    .map(|s| &*s.service)
+                    .into_iter()
+                    .chain(pods.into_iter().flatten())
+                    .any(|name| namespace_of(name) == Some(want))
+            })
     }
 }
 
@@ -179,44 +282,50 @@ mod tests {
 
     #[test]
     fn empty_filter_matches_everything() {
-        assert!(Filter::default().matches(&event()));
+        assert!(Filter::default().matches(&event(), &Names::NONE));
     }
 
     #[test]
     fn vip_filter_matches_ip_and_optional_port() {
         let ev = event();
-        assert!(filter(|f| f.vip = "172.31.42.227".parse().ok()).matches(&ev));
-        assert!(filter(|f| f.vip = "172.31.42.227:80".parse().ok()).matches(&ev));
-        assert!(!filter(|f| f.vip = "172.31.42.227:443".parse().ok()).matches(&ev));
-        assert!(!filter(|f| f.vip = "172.31.42.228".parse().ok()).matches(&ev));
+        assert!(filter(|f| f.vip = "172.31.42.227".parse().ok()).matches(&ev, &Names::NONE));
+        assert!(filter(|f| f.vip = "172.31.42.227:80".parse().ok()).matches(&ev, &Names::NONE));
+        assert!(!filter(|f| f.vip = "172.31.42.227:443".parse().ok()).matches(&ev, &Names::NONE));
+        assert!(!filter(|f| f.vip = "172.31.42.228".parse().ok()).matches(&ev, &Names::NONE));
         // The VIP filter looks at the VIP only, not at the backend.
-        assert!(!filter(|f| f.vip = "10.245.112.32".parse().ok()).matches(&ev));
+        assert!(!filter(|f| f.vip = "10.245.112.32".parse().ok()).matches(&ev, &Names::NONE));
     }
 
     #[test]
     fn backend_filter_needs_a_backend() {
         let mut ev = event();
         let f = filter(|f| f.backend = "10.245.112.32:8080".parse().ok());
-        assert!(f.matches(&ev));
-        assert!(!filter(|f| f.backend = "10.245.112.32:80".parse().ok()).matches(&ev));
+        assert!(f.matches(&ev, &Names::NONE));
+        assert!(!filter(|f| f.backend = "10.245.112.32:80".parse().ok()).matches(&ev, &Names::NONE));
         ev.backend = None;
-        assert!(!f.matches(&ev), "no_dest has no backend to match");
+        assert!(
+            !f.matches(&ev, &Names::NONE),
+            "no_dest has no backend to match"
+        );
     }
 
     #[test]
     fn client_filter_ignores_the_port() {
         let ev = event();
-        assert!(filter(|f| f.client = "10.245.97.12".parse().ok()).matches(&ev));
-        assert!(!filter(|f| f.client = "10.245.97.13".parse().ok()).matches(&ev));
+        assert!(filter(|f| f.client = "10.245.97.12".parse().ok()).matches(&ev, &Names::NONE));
+        assert!(!filter(|f| f.client = "10.245.97.13".parse().ok()).matches(&ev, &Names::NONE));
     }
 
     #[test]
     fn proto_and_kind_filters() {
         let ev = event();
-        assert!(filter(|f| f.proto = Some(Proto::Tcp)).matches(&ev));
-        assert!(!filter(|f| f.proto = Some(Proto::Udp)).matches(&ev));
-        assert!(filter(|f| f.kinds = vec![EventKind::Reused, EventKind::New]).matches(&ev));
-        assert!(!filter(|f| f.kinds = vec![EventKind::NoDest]).matches(&ev));
+        assert!(filter(|f| f.proto = Some(Proto::Tcp)).matches(&ev, &Names::NONE));
+        assert!(!filter(|f| f.proto = Some(Proto::Udp)).matches(&ev, &Names::NONE));
+        assert!(
+            filter(|f| f.kinds = vec![EventKind::Reused, EventKind::New])
+                .matches(&ev, &Names::NONE)
+        );
+        assert!(!filter(|f| f.kinds = vec![EventKind::NoDest]).matches(&ev, &Names::NONE));
     }
 
     #[test]
@@ -226,11 +335,95 @@ mod tests {
             f.proto = Some(Proto::Tcp);
             f.client = "10.245.97.99".parse().ok();
         });
-        assert!(!both.matches(&ev), "right proto, wrong client");
+        assert!(
+            !both.matches(&ev, &Names::NONE),
+            "right proto, wrong client"
+        );
         let both = filter(|f| {
             f.kinds = vec![EventKind::New];
             f.proto = Some(Proto::Udp);
         });
-        assert!(!both.matches(&ev), "right kind, wrong proto");
+        assert!(!both.matches(&ev, &Names::NONE), "right kind, wrong proto");
+    }
+
+    /// The seed event with the names of the seed snapshot.
+    fn named_event() -> (Event, Names) {
+        let ev = event();
+        let names = Names::resolve(&crate::output::tests::seed_index(), &ev);
+        assert!(names.service.is_some() && names.backend.is_some() && names.client.is_some());
+        (ev, names)
+    }
+
+    #[test]
+    fn service_filter_by_service_or_named_port() {
+        let (ev, names) = named_event();
+        for (want, expected) in [
+            ("ratel/vpaas-demo-prod", true),
+            ("ratel/vpaas-demo-prod:http", true),
+            ("ratel/vpaas-demo-prod:grpc", false),
+            ("ratel/vpaas-demo", false),
+            ("kube-system/vpaas-demo-prod", false),
+        ] {
+            let f = filter(|f| f.service = Some(want.parse().unwrap()));
+            assert_eq!(f.matches(&ev, &names), expected, "{want}");
+            assert!(
+                !f.matches(&ev, &Names::NONE),
+                "unknown names never match {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_filter_matches_backend_or_client_pod() {
+        let (ev, names) = named_event();
+        for (want, expected) in [
+            (
+                "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm",
+                true,
+            ),
+            ("ratel/vpaas-demo-client-6f8b9c7d5-kq2lm", true),
+            (
+                "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-x7k2p",
+                false,
+            ),
+        ] {
+            let f = filter(|f| f.pod = Some(parse_pod(want).unwrap()));
+            assert_eq!(f.matches(&ev, &names), expected, "{want}");
+        }
+    }
+
+    #[test]
+    fn namespace_filter_matches_any_named_part() {
+        let (ev, mut names) = named_event();
+        let ratel = filter(|f| f.namespace = Some("ratel".into()));
+        assert!(ratel.matches(&ev, &names));
+        assert!(!filter(|f| f.namespace = Some("kube-system".into())).matches(&ev, &names));
+        // The client pod alone is enough.
+        names.service = None;
+        names.backend = None;
+        assert!(ratel.matches(&ev, &names));
+        names.client = None;
+        assert!(!ratel.matches(&ev, &names));
+        assert!(ratel.uses_names() && !Filter::default().uses_names());
+    }
+
+    #[test]
+    fn name_filters_refuse_malformed_names() {
+        for bad in [
+            "",
+            "web",
+            "/web",
+            "ratel/",
+            "a/b/c",
+            "ratel/web:",
+            "ratel/web:a:b",
+        ] {
+            assert!(bad.parse::<ServiceMatch>().is_err(), "{bad:?} accepted");
+        }
+        for bad in ["", "web", "ratel/", "a/b/c", "ratel/web:http"] {
+            assert!(parse_pod(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_namespace("ratel/web").is_err());
+        assert_eq!(parse_namespace("ratel"), Ok("ratel".into()));
     }
 }

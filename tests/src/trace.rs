@@ -27,6 +27,7 @@ pub struct Event {
     pub backend_pod: Option<String>,
     pub backend_node: Option<String>,
     pub client_pod: Option<String>,
+    pub backend_terminating: Option<bool>,
     pub netns: Option<u64>,
     pub cpu: u32,
     pub conn: Option<String>,
@@ -42,12 +43,13 @@ impl Event {
             && self.backend_pod.is_none()
             && self.backend_node.is_none()
             && self.client_pod.is_none()
+            && self.backend_terminating.is_none()
     }
 }
 
 /// The fields of the contract. serde would take a missing `Option` field for `null`; the
 /// contract says every line has every field, so presence is checked on its own.
-const CONTRACT_FIELDS: [&str; 19] = [
+const CONTRACT_FIELDS: [&str; 20] = [
     "time",
     "event",
     "proto",
@@ -64,6 +66,7 @@ const CONTRACT_FIELDS: [&str; 19] = [
     "backend_pod",
     "backend_node",
     "client_pod",
+    "backend_terminating",
     "netns",
     "cpu",
     "conn",
@@ -219,7 +222,7 @@ mod tests {
 
     #[test]
     fn parses_a_contract_line_and_refuses_others() {
-        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000"}"#;
+        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"backend_terminating":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000"}"#;
         let events = parse_events(line).unwrap();
         assert_eq!(
             events[0].backend,

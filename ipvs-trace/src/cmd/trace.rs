@@ -15,6 +15,7 @@ use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::events::{Event, EventReader};
 use crate::filter::Filter;
+use crate::kube::{snapshot, Names, SharedIndex};
 use crate::loader::{LoaderOptions, Tracer};
 use crate::output::{
     summary::{Losses, Summary},
@@ -33,6 +34,9 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     // instead of killing it with the probes half attached.
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // Before the probes: a snapshot that cannot be used is a mistake to fix, not a reason to
+    // trace without the names that were asked for.
+    let index = load_snapshots(&config)?;
 
     let options = LoaderOptions {
         btf: config.btf.clone(),
@@ -49,9 +53,14 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         .context("registering the ring buffer with the event loop")?;
 
     let mut session = Session {
-        printer: Printer::new(config.output, clock),
+        printer: Printer::new(config.output, clock).numeric(config.numeric),
         filter: config.filter,
-        summary: Summary::default(),
+        summary: if index.is_some() {
+            Summary::with_names()
+        } else {
+            Summary::default()
+        },
+        index,
         remaining: config.count,
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
@@ -103,6 +112,24 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The index of the `--kube-snapshot` files, if any were given.
+fn load_snapshots(config: &TraceConfig) -> anyhow::Result<Option<SharedIndex>> {
+    if config.kube_snapshots.is_empty() {
+        return Ok(None);
+    }
+    let (index, skipped) = snapshot::load(&config.kube_snapshots)?;
+    for (kind, n) in &skipped {
+        tracing::info!("kubernetes snapshot: ignored {n} {kind} object(s): names come from Pods, Services, EndpointSlices and Nodes");
+    }
+    if index.is_empty() {
+        tracing::warn!(
+            "the Kubernetes snapshot holds no Pods, Services, EndpointSlices or Nodes: \
+             events print raw addresses"
+        );
+    }
+    Ok(Some(SharedIndex::new(index.into())))
+}
+
 /// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
 /// logged, rather than failing a trace that otherwise worked.
 fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
@@ -130,6 +157,8 @@ struct Session<W: Write> {
     printer: Printer,
     filter: Filter,
     summary: Summary,
+    /// Kubernetes names, when a source was given.
+    index: Option<SharedIndex>,
     /// Events still to print before `--count` is reached.
     remaining: Option<u64>,
     out: W,
@@ -149,11 +178,17 @@ impl<W: Write> Session<W> {
             if self.remaining == Some(0) {
                 break;
             }
-            if !self.filter.matches(&event) {
+            // A read lock per event, held for a few hash probes: a writer (the watches) waits
+            // at most that long, and the event loop at most one `Change`.
+            let names = match &self.index {
+                Some(index) => Names::resolve_shared(index, &event),
+                None => Names::default(),
+            };
+            if !self.filter.matches(&event, &names) {
                 continue;
             }
-            self.printer.event(&mut self.out, &event)?;
-            self.summary.record(&event);
+            self.printer.event(&mut self.out, &event, &names)?;
+            self.summary.record(&event, &names);
             if let Some(remaining) = &mut self.remaining {
                 *remaining -= 1;
             }
@@ -179,6 +214,7 @@ mod tests {
             printer: Printer::new(OutputFormat::Json, CLOCK),
             filter,
             summary: Summary::default(),
+            index: None,
             remaining: count,
             out: Vec::new(),
         }
@@ -247,5 +283,32 @@ mod tests {
             Flow::CountReached
         );
         assert_eq!(printed_kinds(&session).len(), 7);
+    }
+
+    #[test]
+    fn names_resolve_before_filtering_and_reach_output_and_summary() {
+        let filter = Filter {
+            service: Some("ratel/vpaas-demo-prod".parse().unwrap()),
+            ..Filter::default()
+        };
+        let mut session = session(filter, None);
+        let index = crate::output::tests::seed_index();
+        session.index = Some(SharedIndex::new(index.into()));
+        session.summary = Summary::with_names();
+        session.handle(&mut sample_events()).unwrap();
+        // The IPv6 reused entry and the no_dest on port 443 are not the Service's.
+        assert_eq!(printed_kinds(&session), ["new", "template", "new"]);
+        let text = String::from_utf8(session.out.clone()).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| l.contains("\"service\":\"ratel/vpaas-demo-prod:http\"")),
+            "{text}"
+        );
+        let summary = session.summary.render(&Losses::default());
+        assert!(
+            summary.contains("  TCP ratel/vpaas-demo-prod:http rr  (172.31.42.227:80)\n"),
+            "{summary}"
+        );
+        assert!(summary.contains("unresolved: events=0 "), "{summary}");
     }
 }

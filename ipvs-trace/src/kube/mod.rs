@@ -29,6 +29,13 @@ pub struct Names {
 }
 
 impl Names {
+    /// Nothing known.
+    pub const NONE: Names = Names {
+        service: None,
+        backend: None,
+        client: None,
+    };
+
     /// Looks the event's addresses up.
     #[must_use]
     pub fn resolve(index: &Index, event: &Event) -> Names {

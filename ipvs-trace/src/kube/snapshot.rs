@@ -161,4 +161,4 @@ fn describe(item: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

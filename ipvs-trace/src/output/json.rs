@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
 use crate::events::Event;
+use crate::kube::Names;
 
 /// Serialises any `Display` value as a JSON string without an intermediate `String`.
 struct AsString<T>(T);
@@ -44,20 +45,23 @@ struct JsonLine<'a> {
     weight: Option<i32>,
     active_conns: Option<i32>,
     inactive_conns: Option<i32>,
-    // Kubernetes names: part of the contract now, null until the Kubernetes enrichment fills
-    // them.
+    // Kubernetes names: null without a Kubernetes source, or when the index does not know the
+    // address (yet).
     service: Option<&'a str>,
     service_type: Option<&'a str>,
     backend_pod: Option<&'a str>,
     backend_node: Option<&'a str>,
     client_pod: Option<&'a str>,
+    /// The endpoint's `terminating` condition: true when IPVS picked an endpoint Kubernetes is
+    /// taking away (the stale-endpoint problem).
+    backend_terminating: Option<bool>,
     netns: Option<u32>,
     cpu: u32,
     conn: Option<AsString<Hex>>,
 }
 
 impl<'a> JsonLine<'a> {
-    fn new(clock: &WallClock, event: &'a Event) -> JsonLine<'a> {
+    fn new(clock: &WallClock, event: &'a Event, names: &'a Names) -> JsonLine<'a> {
         JsonLine {
             time: clock.rfc3339(event.timestamp_ns),
             event: event.kind.as_str(),
@@ -70,11 +74,12 @@ impl<'a> JsonLine<'a> {
             weight: event.dest.map(|d| d.weight),
             active_conns: event.dest.map(|d| d.active_conns),
             inactive_conns: event.dest.map(|d| d.inactive_conns),
-            service: None,
-            service_type: None,
-            backend_pod: None,
-            backend_node: None,
-            client_pod: None,
+            service: names.service.as_ref().map(|s| &*s.label),
+            service_type: names.service.as_ref().map(|s| s.service_type.as_str()),
+            backend_pod: names.backend_pod(),
+            backend_node: names.backend_node(),
+            client_pod: names.client_pod(),
+            backend_terminating: names.backend.as_ref().and_then(|b| b.terminating),
             netns: event.netns,
             cpu: event.cpu,
             conn: event.conn.map(|id| AsString(Hex(id))),
@@ -83,18 +88,24 @@ impl<'a> JsonLine<'a> {
 }
 
 /// Writes `event` as one JSON object and a newline.
-pub fn write_line(out: &mut impl io::Write, clock: &WallClock, event: &Event) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &JsonLine::new(clock, event)).map_err(io::Error::from)?;
+pub fn write_line(
+    out: &mut impl io::Write,
+    clock: &WallClock,
+    event: &Event,
+    names: &Names,
+) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &JsonLine::new(clock, event, names))
+        .map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::output::tests::{assert_golden, render};
-    use crate::output::OutputFormat;
+    use crate::output::tests::{assert_golden, render, render_with, seed_index, CLOCK};
+    use crate::output::{OutputFormat, Printer};
 
     /// The field order of the contract in DESIGN.md.
-    const CONTRACT: [&str; 19] = [
+    const CONTRACT: [&str; 20] = [
         "time",
         "event",
         "proto",
@@ -111,6 +122,7 @@ mod tests {
         "backend_pod",
         "backend_node",
         "client_pod",
+        "backend_terminating",
         "netns",
         "cpu",
         "conn",
@@ -121,9 +133,43 @@ mod tests {
         assert_golden("events.jsonl", &render(OutputFormat::Json));
     }
 
+    fn render_named() -> String {
+        render_with(Printer::new(OutputFormat::Json, CLOCK), Some(&seed_index()))
+    }
+
+    #[test]
+    fn json_named_golden() {
+        assert_golden("events-named.jsonl", &render_named());
+    }
+
+    #[test]
+    fn names_fill_the_name_fields() {
+        let text = render_named();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["service"], "ratel/vpaas-demo-prod:http");
+        assert_eq!(first["service_type"], "LoadBalancer");
+        assert_eq!(
+            first["backend_pod"],
+            "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm"
+        );
+        assert_eq!(first["backend_node"], "cn-beijing.10.245.96.43");
+        assert_eq!(
+            first["client_pod"],
+            "ratel/vpaas-demo-client-6f8b9c7d5-kq2lm"
+        );
+        assert_eq!(first["backend_terminating"], false);
+        // The seed snapshot knows neither the IPv6 addresses nor port 443.
+        for line in text.lines().skip(2).take(2) {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(value["service"].is_null(), "{line}");
+            assert!(value["backend_terminating"].is_null(), "{line}");
+        }
+    }
+
     #[test]
     fn every_line_has_the_contract_fields_in_order() {
-        for line in render(OutputFormat::Json).lines() {
+        let both = render(OutputFormat::Json) + &render_named();
+        for line in both.lines() {
             let mut rest = line;
             for field in CONTRACT {
                 let key = format!("\"{field}\":");

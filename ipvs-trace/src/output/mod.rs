@@ -12,6 +12,7 @@ use std::io;
 
 use crate::clock::WallClock;
 use crate::events::Event;
+use crate::kube::Names;
 
 /// How events are printed (`--output`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,12 +29,24 @@ pub enum OutputFormat {
 pub struct Printer {
     format: OutputFormat,
     clock: WallClock,
+    /// Table cells keep raw addresses even where names are known (`--numeric`).
+    numeric: bool,
 }
 
 impl Printer {
     #[must_use]
     pub fn new(format: OutputFormat, clock: WallClock) -> Printer {
-        Printer { format, clock }
+        Printer {
+            format,
+            clock,
+            numeric: false,
+        }
+    }
+
+    /// `--numeric`: the table shows addresses, not names (JSON always has both).
+    #[must_use]
+    pub fn numeric(self, numeric: bool) -> Printer {
+        Printer { numeric, ..self }
     }
 
     /// Whatever precedes the first event (the table's header line).
@@ -44,11 +57,14 @@ impl Printer {
         }
     }
 
-    /// One event, one line.
-    pub fn event(&self, out: &mut impl io::Write, event: &Event) -> io::Result<()> {
+    /// One event, one line, with the names of its addresses as far as they are known.
+    pub fn event(&self, out: &mut impl io::Write, event: &Event, names: &Names) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write_row(out, &self.clock, event),
-            OutputFormat::Json => json::write_line(out, &self.clock, event),
+            OutputFormat::Table => {
+                let names = if self.numeric { &Names::NONE } else { names };
+                table::write_row(out, &self.clock, event, names)
+            }
+            OutputFormat::Json => json::write_line(out, &self.clock, event, names),
         }
     }
 }
@@ -155,11 +171,26 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn render(format: OutputFormat) -> String {
-        let printer = Printer::new(format, CLOCK);
+        render_with(Printer::new(format, CLOCK), None)
+    }
+
+    /// The index of the seed scenario's snapshot (the sample events' addresses are its own).
+    pub(crate) fn seed_index() -> crate::kube::Index {
+        let path = crate::kube::snapshot::tests::seed_path();
+        crate::kube::snapshot::load(&[path])
+            .expect("the seed snapshot loads")
+            .0
+    }
+
+    /// Renders the sample events, with names from `index` when given.
+    pub(crate) fn render_with(printer: Printer, index: Option<&crate::kube::Index>) -> String {
         let mut out = Vec::new();
         printer.begin(&mut out).unwrap();
         for event in sample_events() {
-            printer.event(&mut out, &event).unwrap();
+            let names = index
+                .map(|index| Names::resolve(index, &event))
+                .unwrap_or_default();
+            printer.event(&mut out, &event, &names).unwrap();
         }
         String::from_utf8(out).expect("UTF-8 output")
     }

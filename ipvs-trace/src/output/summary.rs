@@ -4,27 +4,63 @@
 //! It counts the events that were printed (after filters), so it describes the output above it.
 //! Ordering is stable (by protocol, VIP, scheduler; backends by address) so runs compare with
 //! `diff`.
+//!
+//! With a Kubernetes source, services and backends whose names are known are keyed by name: the
+//! ClusterIP, externalIP and NodePort addresses of one Service port add up under its name, and
+//! the addresses follow in parentheses. What is not known stays keyed by address, exactly as
+//! without a source, and a line counts the events whose addresses the index did not know.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::events::{model::EventKind, Event, Proto};
+use crate::kube::Names;
+
+/// A service or backend: by address, or by Kubernetes name when known.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Addr(SocketAddr),
+    Named(Arc<str>),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(addr) => f.pad(&addr.to_string()),
+            Target::Named(name) => f.pad(name),
+        }
+    }
+}
 
 /// A virtual service as the events see it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct ServiceKey {
     proto: Proto,
-    vip: SocketAddr,
+    vip: Target,
     scheduler: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct ServiceCounts {
-    /// New connections per real server.
-    new: BTreeMap<SocketAddr, u64>,
+    /// New connections per real server, with the addresses a named one was seen at.
+    new: BTreeMap<Target, (u64, BTreeSet<SocketAddr>)>,
     /// Scheduling attempts that found no usable real server.
     no_dest: u64,
+    /// Addresses of a named service.
+    vips: BTreeSet<SocketAddr>,
+}
+
+/// Recorded events whose addresses the Kubernetes index did not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Unresolved {
+    /// Events with an unknown VIP or backend.
+    events: u64,
+    service: u64,
+    backend: u64,
+    /// Unknown clients (clients outside the cluster are expected here).
+    client: u64,
 }
 
 /// Events that were not shown, by where they were lost.
@@ -43,12 +79,31 @@ pub struct Losses {
 pub struct Summary {
     kinds: BTreeMap<EventKind, u64>,
     services: BTreeMap<ServiceKey, ServiceCounts>,
+    /// `Some` when a Kubernetes source is in use.
+    unresolved: Option<Unresolved>,
 }
 
 impl Summary {
-    /// Counts one printed event.
-    pub fn record(&mut self, event: &Event) {
+    /// A summary that also reports how many addresses had no Kubernetes name.
+    #[must_use]
+    pub fn with_names() -> Summary {
+        Summary {
+            unresolved: Some(Unresolved::default()),
+            ..Summary::default()
+        }
+    }
+
+    /// Counts one printed event, with the names it was printed with.
+    pub fn record(&mut self, event: &Event, names: &Names) {
         *self.kinds.entry(event.kind).or_default() += 1;
+        if let Some(unresolved) = &mut self.unresolved {
+            let service = names.service.is_none();
+            let backend = event.backend.is_some() && names.backend.is_none();
+            unresolved.service += u64::from(service);
+            unresolved.backend += u64::from(backend);
+            unresolved.client += u64::from(names.client.is_none());
+            unresolved.events += u64::from(service || backend);
+        }
         let tracked = match event.kind {
             EventKind::New => event.backend,
             EventKind::NoDest => None,
@@ -56,12 +111,29 @@ impl Summary {
         };
         let key = ServiceKey {
             proto: event.proto,
-            vip: event.vip,
+            vip: names.service.as_ref().map_or(Target::Addr(event.vip), |s| {
+                Target::Named(Arc::clone(&s.label))
+            }),
             scheduler: event.scheduler.clone(),
         };
         let counts = self.services.entry(key).or_default();
+        if names.service.is_some() {
+            counts.vips.insert(event.vip);
+        }
         match tracked {
-            Some(backend) => *counts.new.entry(backend).or_default() += 1,
+            Some(backend) => {
+                let target = names
+                    .backend
+                    .as_ref()
+                    .and_then(|b| b.pod.as_ref())
+                    .map_or(Target::Addr(backend), |pod| Target::Named(Arc::clone(pod)));
+                let by_name = matches!(target, Target::Named(_));
+                let entry = counts.new.entry(target).or_default();
+                entry.0 += 1;
+                if by_name {
+                    entry.1.insert(backend);
+                }
+            }
             None if event.kind == EventKind::NoDest => counts.no_dest += 1,
             // A `new` event without a backend address is not attributable to a real server;
             // it still counts in the per-kind line.
@@ -106,17 +178,33 @@ impl Summary {
             let _ = write!(out, "   unreadable: {unreadable} (kernel read failed)");
         }
         out.push('\n');
+        if let Some(u) = &self.unresolved {
+            let _ = writeln!(
+                out,
+                "  unresolved: events={} (service={} backend={})   clients={} (printed raw: not in \
+                 the Kubernetes index)",
+                u.events, u.service, u.backend, u.client
+            );
+        }
         for (key, counts) in &self.services {
             let scheduler = key.scheduler.as_deref().unwrap_or("-");
-            let _ = writeln!(out, "  {} {} {scheduler}", key.proto, key.vip);
+            let _ = write!(out, "  {} {} {scheduler}", key.proto, key.vip);
+            if !counts.vips.is_empty() {
+                let _ = write!(out, "  ({})", joined(&counts.vips));
+            }
+            out.push('\n');
             let width = counts
                 .new
                 .keys()
-                .map(|addr| addr.to_string().len())
+                .map(|target| target.to_string().len())
                 .max()
                 .unwrap_or(0);
-            for (backend, n) in &counts.new {
-                let _ = writeln!(out, "    -> {:<width$}  new={n}", backend.to_string());
+            for (backend, (n, addrs)) in &counts.new {
+                let _ = write!(out, "    -> {:<width$}  new={n}", backend.to_string());
+                if !addrs.is_empty() {
+                    let _ = write!(out, "  ({})", joined(addrs));
+                }
+                out.push('\n');
             }
             if counts.no_dest > 0 {
                 let _ = writeln!(out, "    no destination: no_dest={}", counts.no_dest);
@@ -124,6 +212,11 @@ impl Summary {
         }
         out
     }
+}
+
+fn joined(addrs: &BTreeSet<SocketAddr>) -> String {
+    let texts: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    texts.join(", ")
 }
 
 #[cfg(test)]
@@ -161,16 +254,15 @@ mod tests {
             "10.245.113.1:8080",
         ];
         for i in 0..9 {
-            summary.record(&new_event("172.31.42.227:80", backends[(i * 2) % 3], "rr"));
+            let event = new_event("172.31.42.227:80", backends[(i * 2) % 3], "rr");
+            summary.record(&event, &Names::NONE);
         }
-        summary.record(&new_event("10.245.96.43:32380", "10.245.112.4:8080", "rr"));
-        summary.record(&new_event(
-            "172.31.42.227:50091",
-            "10.245.112.32:50091",
-            "wrr",
-        ));
+        let event = new_event("10.245.96.43:32380", "10.245.112.4:8080", "rr");
+        summary.record(&event, &Names::NONE);
+        let event = new_event("172.31.42.227:50091", "10.245.112.32:50091", "wrr");
+        summary.record(&event, &Names::NONE);
         for event in sample_events() {
-            summary.record(&event);
+            summary.record(&event, &Names::NONE);
         }
         assert_eq!(
             summary.render(&Losses {
@@ -203,7 +295,7 @@ ipvs-trace summary
         let mut summary = Summary::default();
         let mut event = sample_events().remove(0);
         event.kind = EventKind::Expire;
-        summary.record(&event);
+        summary.record(&event, &Names::NONE);
         let text = summary.render(&Losses {
             ring_full: None,
             unreadable: Some(2),
@@ -222,6 +314,55 @@ ipvs-trace summary
         assert!(
             !text.contains("->"),
             "expire does not count as a connection: {text}"
+        );
+    }
+
+    #[test]
+    fn keyed_by_names_where_known() {
+        let index = crate::output::tests::seed_index();
+        let mut summary = Summary::with_names();
+        let mut record = |vip: &str, backend: &str| {
+            let event = new_event(vip, backend, "rr");
+            summary.record(&event, &Names::resolve(&index, &event));
+        };
+        // One Service port reached at its ClusterIP, external IP and NodePort.
+        record("172.31.42.227:80", "10.245.112.32:8080");
+        record("10.245.11.252:80", "10.245.112.47:8080");
+        record("10.245.96.43:32380", "10.245.112.32:8080");
+        record("172.31.42.227:50091", "10.245.113.15:50091");
+        // Addresses the snapshot does not know stay raw.
+        record("172.31.9.9:80", "10.245.112.32:8080");
+        record("172.31.42.227:80", "10.245.120.1:8080");
+        for event in sample_events() {
+            summary.record(&event, &Names::resolve(&index, &event));
+        }
+        let pod = "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d";
+        assert_eq!(
+            summary.render(&Losses {
+                ring_full: Some(0),
+                unreadable: Some(0),
+                malformed: 0
+            }),
+            format!(
+                "\
+ipvs-trace summary
+  events: new=8 template=1 reused=1 no_dest=1
+  lost: 0 (ring buffer full)   malformed: 0
+  unresolved: events=4 (service=3 backend=2)   clients=1 (printed raw: not in the Kubernetes index)
+  TCP 172.31.9.9:80 rr
+    -> {pod}-dgzsm  new=1  (10.245.112.32:8080)
+  TCP 172.31.42.227:443 rr
+    no destination: no_dest=1
+  TCP ratel/vpaas-demo-prod:grpc rr  (172.31.42.227:50091)
+    -> {pod}-q9wfn  new=1  (10.245.113.15:50091)
+  TCP ratel/vpaas-demo-prod:http -  (172.31.42.227:80)
+    -> {pod}-dgzsm  new=1  (10.245.112.32:8080)
+  TCP ratel/vpaas-demo-prod:http rr  (10.245.11.252:80, 10.245.96.43:32380, 172.31.42.227:80)
+    -> 10.245.120.1:8080                                                   new=1
+    -> {pod}-dgzsm  new=3  (10.245.112.32:8080)
+    -> {pod}-x7k2p  new=1  (10.245.112.47:8080)
+"
+            )
         );
     }
 }
