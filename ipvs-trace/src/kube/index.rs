@@ -11,6 +11,7 @@
 //! one claimant goes away the others are still there. An update of an object keeps its place
 //! in the list, so a late status update of an old pod does not take its IP back.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
@@ -68,8 +69,45 @@ pub enum ClientName {
 
 type VipKey = (Proto, IpAddr, u16);
 
-/// Objects claiming one key, oldest first; the newest answers lookups.
-type Claims<V> = Vec<(Arc<str>, V)>;
+/// Objects claiming one key; the newest answers lookups.
+#[derive(Debug)]
+struct Claims<V> {
+    /// The oldest claimant, inline: almost every key has exactly one, so a lookup reads the
+    /// hash table slot and nothing behind another pointer.
+    first: (Arc<str>, V),
+    /// Later claimants, oldest first.
+    later: Vec<(Arc<str>, V)>,
+}
+
+impl<V> Claims<V> {
+    fn newest(&self) -> &V {
+        &self.later.last().unwrap_or(&self.first).1
+    }
+
+    /// Sets `owner`'s value, keeping its place if it already claims the key.
+    fn set(&mut self, owner: &Arc<str>, value: V) {
+        if self.first.0 == *owner {
+            self.first.1 = value;
+        } else if let Some(slot) = self.later.iter_mut().find(|(who, _)| who == owner) {
+            slot.1 = value;
+        } else {
+            self.later.push((Arc::clone(owner), value));
+        }
+    }
+
+    /// Drops `owner`'s claim; false when no claimant is left.
+    fn release(&mut self, owner: &Arc<str>) -> bool {
+        if self.first.0 == *owner {
+            if self.later.is_empty() {
+                return false;
+            }
+            self.first = self.later.remove(0);
+        } else {
+            self.later.retain(|(who, _)| who != owner);
+        }
+        true
+    }
+}
 
 /// The index. Shared between the event loop (reads) and the watches (writes) as a
 /// [`super::SharedIndex`].
@@ -174,7 +212,31 @@ impl Index {
         })
     }
 
-    fn upsert(&mut self, object: Object) {
+    /// The stored copy of a node's or pod's name, when there is one: 100k pods then share a
+    /// few hundred node name strings instead of holding one each.
+    fn share(&self, name: &mut Option<Arc<str>>, kind: Kind) {
+        let Some(text) = name.as_ref() else { return };
+        let stored = match kind {
+            Kind::Node => self.nodes.get_key_value(text).map(|(k, _)| k),
+            Kind::Pod => self.pods.get_key_value(text).map(|(k, _)| k),
+            Kind::Service | Kind::EndpointSlice => None,
+        };
+        if let Some(stored) = stored {
+            *name = Some(Arc::clone(stored));
+        }
+    }
+
+    fn upsert(&mut self, mut object: Object) {
+        match &mut object {
+            Object::Pod(pod) => self.share(&mut pod.node, Kind::Node),
+            Object::EndpointSlice(slice) => {
+                for endpoint in &mut slice.endpoints {
+                    self.share(&mut endpoint.node, Kind::Node);
+                    self.share(&mut endpoint.pod, Kind::Pod);
+                }
+            }
+            Object::Service(_) | Object::Node(_) => {}
+        }
         match object {
             Object::Pod(new) => {
                 let owner = Arc::clone(&new.name);
@@ -262,7 +324,7 @@ impl Index {
 }
 
 fn newest<V>(claims: Option<&Claims<V>>) -> Option<&V> {
-    claims.and_then(|c| c.last()).map(|(_, value)| value)
+    claims.map(Claims::newest)
 }
 
 /// Moves `owner`'s claims from `old` to `new` entries: claims it keeps stay in place (with the
@@ -286,17 +348,20 @@ fn replace<K: Hash + Eq + Clone, V>(
     drop(kept);
     for key in released {
         if let Some(claims) = map.get_mut(&key) {
-            claims.retain(|(who, _)| who != owner);
-            if claims.is_empty() {
+            if !claims.release(owner) {
                 map.remove(&key);
             }
         }
     }
     for (key, value) in new {
-        let claims = map.entry(key).or_default();
-        match claims.iter_mut().find(|(who, _)| who == owner) {
-            Some(slot) => slot.1 = value,
-            None => claims.push((Arc::clone(owner), value)),
+        match map.entry(key) {
+            Entry::Occupied(mut claims) => claims.get_mut().set(owner, value),
+            Entry::Vacant(slot) => {
+                slot.insert(Claims {
+                    first: (Arc::clone(owner), value),
+                    later: Vec::new(),
+                });
+            }
         }
     }
 }
