@@ -197,6 +197,22 @@ pub struct NodeInfo {
     pub addresses: Vec<IpAddr>,
 }
 
+impl ConvertError {
+    /// What is wrong, without naming the object (for callers that already name it).
+    #[must_use]
+    pub fn detail(&self) -> String {
+        match self {
+            ConvertError::NoName { .. } => "no metadata.name".to_owned(),
+            ConvertError::BadValue {
+                what,
+                value,
+                expected,
+                ..
+            } => format!("{what} {value:?} is not {expected}"),
+        }
+    }
+}
+
 /// Why an object could not be converted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConvertError {

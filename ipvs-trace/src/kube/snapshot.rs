@@ -19,19 +19,21 @@ use super::objects::{ConvertError, Object};
 /// Why a snapshot could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("cannot read Kubernetes snapshot {}: {source}", path.display())]
+    // The I/O and JSON errors are part of the message, not a `source`: the error chain would
+    // print them twice.
+    #[error("cannot read Kubernetes snapshot {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
-        "Kubernetes snapshot {} is not JSON ({source}); create it with \
+        "Kubernetes snapshot {} is not JSON ({error}); create it with \
          `kubectl get pods,services,endpointslices,nodes -A -o json > FILE`",
         path.display()
     )]
     NotJson {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error(
         "Kubernetes snapshot {} is a {found}, not a List of objects; create it with \
@@ -60,13 +62,13 @@ pub struct Snapshot {
 
 /// Reads and converts one snapshot file.
 pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
-    let text = std::fs::read(path).map_err(|source| SnapshotError::Read {
+    let text = std::fs::read(path).map_err(|error| SnapshotError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    let value: Value = serde_json::from_slice(&text).map_err(|source| SnapshotError::NotJson {
+    let value: Value = serde_json::from_slice(&text).map_err(|error| SnapshotError::NotJson {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse(path, value)
 }
@@ -146,7 +148,7 @@ where
     for<'a> Object: TryFrom<&'a K, Error = ConvertError>,
 {
     let full: K = serde_json::from_value(item).map_err(|err| err.to_string())?;
-    Object::try_from(&full).map_err(|err| err.to_string())
+    Object::try_from(&full).map_err(|err| err.detail())
 }
 
 /// `Kind namespace/name` of a raw item, for error messages.

@@ -137,7 +137,10 @@ fn a_single_kind_list_is_accepted() {
 #[test]
 fn errors_name_the_file_and_the_item() {
     let missing = PathBuf::from("/nonexistent/snapshot.json");
-    let err = load(&[missing]).unwrap_err().to_string();
+    let error = load(&[missing]).unwrap_err();
+    // The cause is in the message; as a `source` too, `error: {:#}` would print it twice.
+    assert!(std::error::Error::source(&error).is_none());
+    let err = error.to_string();
     assert!(
         err.starts_with("cannot read Kubernetes snapshot /nonexistent/snapshot.json: "),
         "{err}"
@@ -168,7 +171,7 @@ fn errors_name_the_file_and_the_item() {
         parse(Path::new("snap.json"), bad_ip)
             .unwrap_err()
             .to_string(),
-        "Kubernetes snapshot snap.json, item 1 (Service ratel/web): Service ratel/web: \
+        "Kubernetes snapshot snap.json, item 1 (Service ratel/web): \
          spec.clusterIPs \"172.31.42.300\" is not an IP address"
     );
 
