@@ -415,6 +415,10 @@ mod tests {
 
     /// The fake vmlinux and an `ip_vs`-like split blob on top of it (volatile members, a
     /// type-tagged pointer), at distinct offsets so a field written to the wrong slot shows.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one fake kernel, declared type by type like the headers it imitates"
+    )]
     fn fake_kernel(layout: &Layout) -> Btf {
         let v = fake_vmlinux(layout);
         if layout.no_ip_vs {
