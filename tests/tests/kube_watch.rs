@@ -404,3 +404,114 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The `kube-apiserver` binary as the VM lab runs it: the seed's `kubectl get -o json` fixture,
+/// port 0 with `--write-kubeconfig`, changes through the `/lab/...` HTTP control interface.
+#[tokio::test]
+async fn binary_serves_the_seed_fixture_and_takes_http_changes() {
+    let dir = TempDir::new("binary");
+    let kubeconfig_path = dir.0.join("kubeconfig");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed-snapshot.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kube-apiserver"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--objects",
+            fixture,
+            "--bookmark-ms",
+            "200",
+        ])
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kube-apiserver starts");
+    let _kill = KillOnDrop(&mut child);
+    let start = Instant::now();
+    while !kubeconfig_path.exists() {
+        assert!(start.elapsed() < WAIT, "no kubeconfig written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = std::fs::read_to_string(&kubeconfig_path).unwrap();
+    let addr: SocketAddr = text
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the kubeconfig names the server");
+
+    let index: SharedIndex = Arc::new(RwLock::new(Index::new()));
+    let watches = watch::spawn(KubeSource::Kubeconfig(kubeconfig_path), Arc::clone(&index)).await;
+    let lab = Lab {
+        index,
+        watches,
+        _dir: TempDir::new("binary-lab"),
+    };
+    lab.synced().await;
+    lab.wait("the seed's names", |s| {
+        s.service("172.31.42.227:80").as_deref() == Some("ratel/vpaas-demo-prod:http")
+            && s.endpoint("10.245.112.32")
+                == Some((
+                    "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm".into(),
+                    false,
+                ))
+    })
+    .await;
+
+    let new_pod = pod("ratel", "added-over-http", "10.245.120.1").to_string();
+    let reply = http(addr, "POST", "/lab/apply", &new_pod);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    lab.wait("pod applied over HTTP", |s| {
+        s.pod_by_ip("10.245.120.1").as_deref() == Some("ratel/added-over-http")
+    })
+    .await;
+    let reply = http(
+        addr,
+        "DELETE",
+        "/lab/objects/pods/ratel/added-over-http",
+        "",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    lab.wait("pod deleted over HTTP", |s| {
+        s.pod_by_ip("10.245.120.1").is_none()
+    })
+    .await;
+    let reply = http(
+        addr,
+        "DELETE",
+        "/lab/objects/pods/ratel/added-over-http",
+        "",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 404"),
+        "deleting twice is an error: {reply}"
+    );
+    let reply = http(addr, "POST", "/lab/compact", "");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    lab.wait_lists(2).await;
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the whole reply.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
