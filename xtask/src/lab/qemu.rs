@@ -34,11 +34,15 @@ pub(crate) struct Boot {
 ///   of sitting there until the timeout.
 /// - `kernel` is preferably an ELF vmlinux, entered through its PVH entry point: this skips the
 ///   bzImage decompressor, the slowest part of an emulated boot.
+/// - `-smp 1`: with two vCPUs, multi-threaded TCG can run a stale translation of code the
+///   kernel is patching (text_poke's int3 at early boot): a CI run saw 6.12 die with
+///   `Oops: int3` in `sched_clock_cpu` before the script started. One vCPU makes
+///   self-modifying code exact; and two guests already share the host's two cores.
 /// - `mitigations=off`: the guest is a throwaway; speculative-execution mitigations only slow
 ///   every emulated syscall.
 fn command(kernel: &Path, initrd: &Path) -> Command {
     let mut qemu = Command::new(QEMU);
-    qemu.args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048"])
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "2048"])
         .args(["-nic", "none", "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(kernel)
