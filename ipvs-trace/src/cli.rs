@@ -14,6 +14,7 @@ use crate::events::{model::EventKind, Proto};
 use crate::filter::{
     parse_event_kind, parse_namespace, parse_pod, AddrMatch, Filter, ServiceMatch,
 };
+use crate::kube::source::NameSource;
 use crate::output::OutputFormat;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
@@ -69,22 +70,25 @@ Examples:
       five minutes of JSON lines for later analysis
   ipvs-trace trace --wait
       start before kube-proxy has loaded ip_vs, trace as soon as it has
+  ipvs-trace trace --kubeconfig /etc/kubernetes/admin.conf --service ratel/vpaas-demo-prod
+      names from a live cluster; only one Service's connections
   kubectl get pods,services,endpointslices,nodes -A -o json > cluster.json
-  ipvs-trace trace --kube-snapshot cluster.json --service ratel/vpaas-demo-prod
-      Service, pod and node names from a snapshot; only one Service's connections
+  ipvs-trace trace --kube-snapshot cluster.json --namespace ratel
+      the same names from a snapshot, offline; only one namespace
 
 Columns: W ACT INACT are the real server's weight and its active and inactive connection counts
 at that moment (as in `ipvsadm -Ln`), FWD the forwarding method (Masq = NAT, Route = DR,
 Tunnel = IPIP, Local, Bypass); TIME is UTC. `-` marks what does not apply or could not be read.
-With a Kubernetes source, CLIENT, VIP and BACKEND show the client pod (or node), the Service
-port (namespace/name:port) and the backend pod where known; -n keeps addresses.
+With Kubernetes names, CLIENT, VIP and BACKEND show the client pod (or node), the Service port
+(namespace/name:port) and the backend pod where known; -n keeps addresses. Names never delay an
+event: one whose addresses are not (yet) known prints raw, and the summary counts it.
 
 Environment: RUST_LOG=debug (or info, trace) logs what the tool does on stderr.";
 
 /// Arguments of `ipvs-trace trace`.
 ///
-/// Every flag that is a source of Kubernetes names belongs to the `kube_source` group, which
-/// the name filters require.
+/// The flags that choose a source of Kubernetes names form the `kube_source` group, so that
+/// `--no-kube` can refuse them all at once.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("kube_source").multiple(true)))]
 #[expect(
@@ -149,24 +153,39 @@ pub struct TraceArgs {
     #[arg(short, long)]
     pub numeric: bool,
 
+    /// Watch the cluster of this kubeconfig (its current context) for names. Without it, the
+    /// cluster is found as kubectl finds it: KUBECONFIG, ~/.kube/config, or the service
+    /// account when running in a pod; with none of them, addresses only. Needs list and watch
+    /// on pods, services, nodes and endpointslices (see README).
+    #[arg(long, value_name = "FILE", group = "kube_source")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Kubernetes names from a snapshot instead of a live cluster: the output of
     /// `kubectl get pods,services,endpointslices,nodes -A -o json`. Repeatable; an object in
     /// several files is taken from the last.
-    #[arg(long, value_name = "FILE", group = "kube_source")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "kube_source",
+        conflicts_with = "kubeconfig"
+    )]
     pub kube_snapshot: Vec<PathBuf>,
 
-    /// Only events whose Service, backend pod or client pod is in this namespace (needs a
-    /// Kubernetes source).
-    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace, requires = "kube_source")]
+    /// Never contact the Kubernetes API, even when a cluster is configured: addresses only.
+    #[arg(long, conflicts_with_all = ["kube_source", "namespace", "service", "pod"])]
+    pub no_kube: bool,
+
+    /// Only events whose Service, backend pod or client pod is in this namespace (needs
+    /// Kubernetes names).
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace)]
     pub namespace: Option<String>,
 
-    /// Only connections to this Service, or to one named port of it (needs a Kubernetes
-    /// source).
-    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]", requires = "kube_source")]
+    /// Only connections to this Service, or to one named port of it (needs Kubernetes names).
+    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]")]
     pub service: Option<ServiceMatch>,
 
-    /// Only events whose backend pod or client pod is this one (needs a Kubernetes source).
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod, requires = "kube_source")]
+    /// Only events whose backend pod or client pod is this one (needs Kubernetes names).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod)]
     pub pod: Option<String>,
 
     /// Attach the probe meant for kernel function FUNCTION to SYMBOL instead (tests use it to
@@ -212,8 +231,8 @@ pub struct TraceConfig {
     pub kprobe_target_override: Option<(String, String)>,
     /// Table shows addresses, not names.
     pub numeric: bool,
-    /// `--kube-snapshot` files, in order.
-    pub kube_snapshots: Vec<PathBuf>,
+    /// Where Kubernetes names come from.
+    pub names: NameSource,
 }
 
 impl TraceArgs {
@@ -242,7 +261,15 @@ impl TraceArgs {
             ring_size: self.ring_size,
             kprobe_target_override: self.debug_kprobe_target,
             numeric: self.numeric,
-            kube_snapshots: self.kube_snapshot,
+            names: if self.no_kube {
+                NameSource::Off
+            } else if let Some(path) = self.kubeconfig {
+                NameSource::Kubeconfig(path)
+            } else if self.kube_snapshot.is_empty() {
+                NameSource::Auto
+            } else {
+                NameSource::Snapshots(self.kube_snapshot)
+            },
         }
     }
 }
@@ -350,7 +377,7 @@ mod tests {
                 ring_size: None,
                 kprobe_target_override: None,
                 numeric: false,
-                kube_snapshots: Vec::new(),
+                names: NameSource::Auto,
             }
         );
     }
@@ -417,7 +444,7 @@ mod tests {
                 ring_size: Some(1 << 20),
                 kprobe_target_override: Some(("ip_vs_conn_new".into(), "no_such_function".into())),
                 numeric: true,
-                kube_snapshots: vec!["a.json".into(), "b.json".into()],
+                names: NameSource::Snapshots(vec!["a.json".into(), "b.json".into()]),
             }
         );
     }
@@ -476,15 +503,33 @@ mod tests {
         );
         let err = error(&["--kube-snapshot", "a.json", "--namespace", "a/b"]);
         assert!(err.contains("--namespace"), "{err}");
-        // Names need a source of names.
+        // Name filters and --no-kube contradict each other; so do two sources.
         for flag in [
             ["--namespace", "ratel"],
             ["--service", "ratel/web"],
             ["--pod", "ratel/web-1"],
+            ["--kubeconfig", "k"],
+            ["--kube-snapshot", "a.json"],
         ] {
-            let err = error(&flag);
-            assert!(err.contains("--kube-snapshot"), "{err}");
+            let err = error(&[flag[0], flag[1], "--no-kube"]);
+            assert!(err.contains("--no-kube") && err.contains(flag[0]), "{err}");
         }
+        let err = error(&["--kubeconfig", "k", "--kube-snapshot", "a.json"]);
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+
+    #[test]
+    fn name_sources() {
+        let names = |args: &[&str]| parse(args).unwrap().names;
+        assert_eq!(names(&[]), NameSource::Auto);
+        assert_eq!(names(&["--no-kube"]), NameSource::Off);
+        assert_eq!(
+            names(&["--kubeconfig", "/etc/kubernetes/kubelet.conf"]),
+            NameSource::Kubeconfig("/etc/kubernetes/kubelet.conf".into())
+        );
+        // A name filter alone is fine here: whether a cluster is configured is known at run
+        // time (kube::source).
+        assert_eq!(names(&["--service", "ratel/web"]), NameSource::Auto);
     }
 
     #[test]

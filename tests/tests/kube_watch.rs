@@ -515,3 +515,63 @@ impl Drop for KillOnDrop<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// The trace's own path: `--kubeconfig` opened by `kube::source`, the watches on their own
+/// thread (the event loop's runtime is not involved), health for the summary, and dropping the
+/// source stopping the watches.
+#[tokio::test]
+async fn trace_source_watches_on_its_own_thread_until_dropped() {
+    use ipvs_trace::kube::source::{self, Ambient, NameSource, Opened};
+
+    let server = server(&cluster(), |_| {});
+    let dir = TempDir::new("source");
+    let path = dir.0.join("kubeconfig");
+    std::fs::write(&path, kubeconfig(server.addr())).unwrap();
+    let nothing = Ambient {
+        kubeconfig_env: None,
+        home_config: None,
+        in_cluster: false,
+    };
+    let opened = source::open(&NameSource::Kubeconfig(path), &nothing, true).unwrap();
+    let Opened::Live(index, live) = &opened else {
+        panic!("--kubeconfig opens live watches");
+    };
+    assert!(
+        live.health().wait_synced(WAIT).await,
+        "{:?}",
+        live.health().kinds()
+    );
+    server.apply(pod("ratel", "late", "10.245.120.9")).unwrap();
+    let start = Instant::now();
+    while View(&index.read().unwrap())
+        .pod_by_ip("10.245.120.9")
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "the new pod never reached the index"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = opened.health_lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[0].starts_with("pods: synced (1 list(s), 1 event(s))"),
+        "{lines:?}"
+    );
+
+    let index = Arc::clone(index);
+    drop(opened);
+    // Give a still-running watch ample time to deliver, then check that none did.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .apply(pod("ratel", "after-stop", "10.245.120.10"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        View(&index.read().unwrap())
+            .pod_by_ip("10.245.120.10")
+            .is_none(),
+        "the watches outlived their source"
+    );
+}

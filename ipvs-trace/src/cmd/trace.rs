@@ -15,7 +15,8 @@ use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::events::{Event, EventReader};
 use crate::filter::Filter;
-use crate::kube::{snapshot, Names, SharedIndex};
+use crate::kube::source::{self, Ambient};
+use crate::kube::{Names, SharedIndex};
 use crate::loader::{LoaderOptions, Tracer};
 use crate::output::{
     summary::{Losses, Summary},
@@ -35,8 +36,14 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // Before the probes: a snapshot that cannot be used is a mistake to fix, not a reason to
-    // trace without the names that were asked for.
-    let index = load_snapshots(&config)?;
+    // trace without the names that were asked for. Live watches start now, in the background,
+    // so they list while the probes load; they never hold up the trace.
+    let names = source::open(
+        &config.names,
+        &Ambient::detect(),
+        config.filter.uses_names(),
+    )?;
+    let index = names.index().cloned();
 
     let options = LoaderOptions {
         btf: config.btf.clone(),
@@ -55,7 +62,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     let mut session = Session {
         printer: Printer::new(config.output, clock).numeric(config.numeric),
         filter: config.filter,
-        summary: if index.is_some() {
+        summary: if names.index().is_some() {
             Summary::with_names()
         } else {
             Summary::default()
@@ -108,26 +115,9 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         unreadable: counter(tracer.read_errors(), "unreadable events"),
         malformed: reader.malformed(),
     };
+    session.summary.set_kubernetes_health(names.health_lines());
     notice(session.summary.render(&losses).trim_end());
     Ok(())
-}
-
-/// The index of the `--kube-snapshot` files, if any were given.
-fn load_snapshots(config: &TraceConfig) -> anyhow::Result<Option<SharedIndex>> {
-    if config.kube_snapshots.is_empty() {
-        return Ok(None);
-    }
-    let (index, skipped) = snapshot::load(&config.kube_snapshots)?;
-    for (kind, n) in &skipped {
-        tracing::info!("kubernetes snapshot: ignored {n} {kind} object(s): names come from Pods, Services, EndpointSlices and Nodes");
-    }
-    if index.is_empty() {
-        tracing::warn!(
-            "the Kubernetes snapshot holds no Pods, Services, EndpointSlices or Nodes: \
-             events print raw addresses"
-        );
-    }
-    Ok(Some(SharedIndex::new(index.into())))
 }
 
 /// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is

@@ -1,12 +1,15 @@
 //! Kubernetes names for IPVS addresses: the [`index`] of slim [`objects`], fed by an offline
-//! [`snapshot`] (`--kube-snapshot`) or by live watches.
+//! [`snapshot`] (`--kube-snapshot`) or by live [`watch`]es on their own thread ([`live`]);
+//! [`source`] picks one from the command line and the environment.
 //!
 //! The event loop only ever reads the index, under a short read lock, and never waits for the
 //! API: an address that is not (yet) known prints raw.
 
 pub mod index;
+pub mod live;
 pub mod objects;
 pub mod snapshot;
+pub mod source;
 pub mod watch;
 
 use std::sync::{Arc, PoisonError, RwLock};

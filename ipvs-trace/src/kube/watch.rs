@@ -81,17 +81,16 @@ pub enum KindChange<T> {
 
 type HealthTable = Arc<Mutex<Vec<KindHealth>>>;
 
-/// The running watches; dropping it stops them.
-pub struct WatchHandle {
-    health: HealthTable,
-    tasks: Vec<JoinHandle<()>>,
-}
+/// A view of the watches' health that outlives no one: cheap to clone, readable from any
+/// thread (the event loop reads it while the watches run on their own).
+#[derive(Clone)]
+pub struct Health(HealthTable);
 
-impl WatchHandle {
+impl Health {
     /// Health of every kind, in [`KINDS`] order.
     #[must_use]
-    pub fn health(&self) -> Vec<KindHealth> {
-        self.health
+    pub fn kinds(&self) -> Vec<KindHealth> {
+        self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -100,7 +99,7 @@ impl WatchHandle {
     /// Every kind has completed its initial list.
     #[must_use]
     pub fn synced(&self) -> bool {
-        self.health().iter().all(|h| h.synced)
+        self.kinds().iter().all(|h| h.synced)
     }
 
     /// Waits until every kind is synced, at most `timeout`; true if they are. For callers that
@@ -118,11 +117,11 @@ impl WatchHandle {
         }
     }
 
-    /// One line per kind for the summary, e.g. `pods: synced (1 list, 12 events)` or
-    /// `services: not synced: <last error>`.
+    /// One line per kind for the summary, e.g. `pods: synced (1 list(s), 12 event(s))` or
+    /// `services: not synced; 3 error(s), last: <error>`.
     #[must_use]
     pub fn summary_lines(&self) -> Vec<String> {
-        self.health()
+        self.kinds()
             .iter()
             .map(|h| {
                 let state = if h.synced {
@@ -140,6 +139,43 @@ impl WatchHandle {
                 }
             })
             .collect()
+    }
+}
+
+/// The running watches; dropping it stops them.
+pub struct WatchHandle {
+    health: Health,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl WatchHandle {
+    /// The watches' health, to keep after handing the handle to the thread that owns them.
+    #[must_use]
+    pub fn monitor(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Health of every kind, in [`KINDS`] order.
+    #[must_use]
+    pub fn health(&self) -> Vec<KindHealth> {
+        self.health.kinds()
+    }
+
+    /// Every kind has completed its initial list.
+    #[must_use]
+    pub fn synced(&self) -> bool {
+        self.health.synced()
+    }
+
+    /// See [`Health::wait_synced`].
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        self.health.wait_synced(timeout).await
+    }
+
+    /// See [`Health::summary_lines`].
+    #[must_use]
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.health.summary_lines()
     }
 }
 
@@ -179,7 +215,10 @@ pub fn spawn_with<S: Sink>(client: &Client, sink: &S) -> WatchHandle {
         ),
         spawn_kind::<Node, S>(client, sink, &health, Kind::Node, S::node),
     ];
-    WatchHandle { health, tasks }
+    WatchHandle {
+        health: Health(health),
+        tasks,
+    }
 }
 
 /// Resolves the source and starts the watches. A source that cannot be used (no kubeconfig,
@@ -201,7 +240,7 @@ pub async fn spawn_source<S: Sink>(source: &KubeSource, sink: &S) -> WatchHandle
                 h.last_error = Some(message.clone());
             }
             WatchHandle {
-                health,
+                health: Health(health),
                 tasks: Vec::new(),
             }
         }
@@ -319,10 +358,14 @@ async fn watch_kind<K, T>(
                 });
             }
             Ok(watcher::Event::Apply(object)) => {
+                // Scripts that change the cluster wait for this line (RUST_LOG=debug) before
+                // making the connections that must see the change.
+                tracing::debug!("kubernetes {name}: applied {}", qualified(&object));
                 apply(KindChange::Upsert(convert(&object)));
                 update(&health, kind, |h| h.events += 1);
             }
             Ok(watcher::Event::Delete(object)) => {
+                tracing::debug!("kubernetes {name}: deleted {}", qualified(&object));
                 apply(KindChange::Delete(convert(&object)));
                 update(&health, kind, |h| h.events += 1);
             }
@@ -344,6 +387,16 @@ async fn watch_kind<K, T>(
                 });
             }
         }
+    }
+}
+
+/// `namespace/name`, or `name` for cluster-scoped objects.
+fn qualified(object: &impl Resource) -> String {
+    let meta = object.meta();
+    let name = meta.name.as_deref().unwrap_or_default();
+    match &meta.namespace {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_owned(),
     }
 }
 

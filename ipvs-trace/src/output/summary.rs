@@ -81,6 +81,8 @@ pub struct Summary {
     services: BTreeMap<ServiceKey, ServiceCounts>,
     /// `Some` when a Kubernetes source is in use.
     unresolved: Option<Unresolved>,
+    /// One line per watched kind, when the names come from live watches.
+    kubernetes: Vec<String>,
 }
 
 impl Summary {
@@ -141,6 +143,12 @@ impl Summary {
         }
     }
 
+    /// The live watches' state at the end, for the summary: a reader who sees unresolved
+    /// events learns here whether the API was reachable.
+    pub fn set_kubernetes_health(&mut self, lines: Vec<String>) {
+        self.kubernetes = lines;
+    }
+
     /// Events of `kind` recorded so far.
     #[must_use]
     pub fn count(&self, kind: EventKind) -> u64 {
@@ -185,6 +193,9 @@ impl Summary {
                  the Kubernetes index)",
                 u.events, u.service, u.backend, u.client
             );
+        }
+        for line in &self.kubernetes {
+            let _ = writeln!(out, "  kubernetes {line}");
         }
         for (key, counts) in &self.services {
             let scheduler = key.scheduler.as_deref().unwrap_or("-");
