@@ -60,7 +60,11 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         .context("registering the ring buffer with the event loop")?;
 
     let mut session = Session {
-        printer: Printer::new(config.output, clock).numeric(config.numeric),
+        printer: if names.index().is_some() {
+            Printer::new(config.output, clock).with_names(config.numeric)
+        } else {
+            Printer::new(config.output, clock)
+        },
         filter: config.filter,
         summary: if names.index().is_some() {
             Summary::with_names()

@@ -29,8 +29,8 @@ pub enum OutputFormat {
 pub struct Printer {
     format: OutputFormat,
     clock: WallClock,
-    /// Table cells keep raw addresses even where names are known (`--numeric`).
-    numeric: bool,
+    /// The table's layout: names once a Kubernetes source is given, unless `--numeric`.
+    layout: table::Layout,
 }
 
 impl Printer {
@@ -39,20 +39,26 @@ impl Printer {
         Printer {
             format,
             clock,
-            numeric: false,
+            layout: table::Layout::Addresses,
         }
     }
 
-    /// `--numeric`: the table shows addresses, not names (JSON always has both).
+    /// With a Kubernetes source, the table shows names (`numeric` false) or keeps addresses
+    /// (`--numeric`). JSON always has both.
     #[must_use]
-    pub fn numeric(self, numeric: bool) -> Printer {
-        Printer { numeric, ..self }
+    pub fn with_names(self, numeric: bool) -> Printer {
+        let layout = if numeric {
+            table::Layout::Addresses
+        } else {
+            table::Layout::Names
+        };
+        Printer { layout, ..self }
     }
 
     /// Whatever precedes the first event (the table's header line).
     pub fn begin(&self, out: &mut impl io::Write) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write_header(out),
+            OutputFormat::Table => table::write_header(out, self.layout),
             OutputFormat::Json => Ok(()),
         }
     }
@@ -60,10 +66,7 @@ impl Printer {
     /// One event, one line, with the names of its addresses as far as they are known.
     pub fn event(&self, out: &mut impl io::Write, event: &Event, names: &Names) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => {
-                let names = if self.numeric { &Names::NONE } else { names };
-                table::write_row(out, &self.clock, event, names)
-            }
+            OutputFormat::Table => table::write_row(out, &self.clock, self.layout, event, names),
             OutputFormat::Json => json::write_line(out, &self.clock, event, names),
         }
     }

@@ -1,19 +1,29 @@
 //! The human table: one aligned line per event under a header.
 //!
-//! Output is streamed, so column widths are fixed up front, sized for IPv4 `ip:port`
-//! (21 characters); a longer IPv6 address widens its own line only. What is unknown prints as
-//! `-`. TIME is UTC. With a Kubernetes source, CLIENT, VIP and BACKEND show names (client pod or
-//! node, `namespace/service:port`, backend pod) where the index knows them; longer names widen
-//! their own line the same way.
+//! Output is streamed, so column widths are fixed up front. Two layouts:
+//! - addresses (no Kubernetes source, or `-n`): CLIENT, VIP and BACKEND columns sized for IPv4
+//!   `ip:port` (21 characters); a longer IPv6 address widens its own line only;
+//! - names: the fixed-width columns first, then the flow as the last, free-width column,
+//!   `CLIENT -> SERVICE -> BACKEND on NODE`, each part a name where the index knows it and the
+//!   address where not. Pod names run past 60 characters, which no fixed column could hold
+//!   without ragging every line after it.
+//!
+//! What is unknown prints as `-`. TIME is UTC.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::io;
 
 use crate::clock::WallClock;
 use crate::events::Event;
 use crate::kube::{BackendName, ClientName, Names};
 
-/// Renders one line in the table's layout.
+/// Which layout a table uses, fixed for the whole run (the header depends on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Addresses,
+    Names,
+}
+
 fn line<W: io::Write>(out: &mut W, cells: [&dyn Display; 11]) -> io::Result<()> {
     let [time, event, proto, client, vip, backend, sched, fwd, weight, active, inactive] = cells;
     writeln!(
@@ -23,73 +33,136 @@ fn line<W: io::Write>(out: &mut W, cells: [&dyn Display; 11]) -> io::Result<()> 
     )
 }
 
-/// The header line.
-pub fn write_header(out: &mut impl io::Write) -> io::Result<()> {
-    line(
+fn named_line<W: io::Write>(out: &mut W, cells: [&dyn Display; 9]) -> io::Result<()> {
+    let [time, event, proto, sched, fwd, weight, active, inactive, flow] = cells;
+    writeln!(
         out,
-        [
-            &"TIME", &"EVENT", &"PROTO", &"CLIENT", &"VIP", &"BACKEND", &"SCHED", &"FWD", &"W",
-            &"ACT", &"INACT",
-        ],
+        "{time:<15}  {event:<8}  {proto:<5}  {sched:<5}  {fwd:<6}  {weight:>3}  {active:>6}  \
+         {inactive:>6}  {flow}"
     )
 }
 
-/// One event; an address whose name is known shows the name instead (`names` is empty under
-/// `--numeric`).
+/// The header line of `layout`.
+pub fn write_header(out: &mut impl io::Write, layout: Layout) -> io::Result<()> {
+    match layout {
+        Layout::Addresses => line(
+            out,
+            [
+                &"TIME", &"EVENT", &"PROTO", &"CLIENT", &"VIP", &"BACKEND", &"SCHED", &"FWD", &"W",
+                &"ACT", &"INACT",
+            ],
+        ),
+        Layout::Names => named_line(
+            out,
+            [
+                &"TIME",
+                &"EVENT",
+                &"PROTO",
+                &"SCHED",
+                &"FWD",
+                &"W",
+                &"ACT",
+                &"INACT",
+                &"CLIENT -> SERVICE -> BACKEND on NODE",
+            ],
+        ),
+    }
+}
+
+/// One event in `layout`.
 pub fn write_row(
     out: &mut impl io::Write,
     clock: &WallClock,
+    layout: Layout,
     event: &Event,
     names: &Names,
 ) -> io::Result<()> {
     let time = clock.time_of_day(event.timestamp_ns);
     let dest = event.dest.as_ref();
-    let client: &dyn Display = match &names.client {
-        Some(ClientName::Pod { pod, .. }) => pod,
-        Some(ClientName::Node(node)) => node,
-        None => &event.client,
-    };
-    let vip: &dyn Display = match &names.service {
-        Some(service) => &service.label,
-        None => &event.vip,
-    };
-    // A terminating endpoint is what users chase when traffic goes to a pod on its way out:
-    // marked where it shows. Rare, so the allocation does not matter.
-    let marked;
-    let backend: &dyn Display = match &names.backend {
-        Some(BackendName {
-            pod: Some(pod),
-            terminating,
-            ..
-        }) => {
-            if *terminating == Some(true) {
-                marked = format!("{pod} (terminating)");
-                &marked
-            } else {
-                pod
-            }
-        }
-        _ => or_dash(event.backend.as_ref()),
-    };
-    line(
-        out,
-        [
-            &time,
-            &event.kind.as_str(),
-            &event.proto,
-            client,
-            vip,
-            backend,
-            or_dash(event.scheduler.as_ref()),
-            or_dash(event.fwd.as_ref()),
-            or_dash(dest.map(|d| &d.weight)),
-            or_dash(dest.map(|d| &d.active_conns)),
-            or_dash(dest.map(|d| &d.inactive_conns)),
-        ],
-    )
+    let (sched, fwd) = (
+        or_dash(event.scheduler.as_ref()),
+        or_dash(event.fwd.as_ref()),
+    );
+    let weight = or_dash(dest.map(|d| &d.weight));
+    let active = or_dash(dest.map(|d| &d.active_conns));
+    let inactive = or_dash(dest.map(|d| &d.inactive_conns));
+    let kind = event.kind.as_str();
+    match layout {
+        Layout::Names => named_line(
+            out,
+            [
+                &time,
+                &kind,
+                &event.proto,
+                sched,
+                fwd,
+                weight,
+                active,
+                inactive,
+                &Flow { event, names },
+            ],
+        ),
+        Layout::Addresses => line(
+            out,
+            [
+                &time,
+                &kind,
+                &event.proto,
+                &event.client,
+                &event.vip,
+                or_dash(event.backend.as_ref()),
+                sched,
+                fwd,
+                weight,
+                active,
+                inactive,
+            ],
+        ),
+    }
 }
 
-/// The value, or `-` when it does not apply or could not be read.
+/// `client -> service -> backend on node`, names where known.
+struct Flow<'a> {
+    event: &'a Event,
+    names: &'a Names,
+}
+
+impl Display for Flow<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Flow { event, names } = self;
+        match &names.client {
+            Some(ClientName::Pod { pod, .. }) => write!(f, "{pod}")?,
+            Some(ClientName::Node(node)) => write!(f, "{node}")?,
+            None => write!(f, "{}", event.client)?,
+        }
+        match &names.service {
+            Some(service) => write!(f, " -> {}", service.label)?,
+            None => write!(f, " -> {}", event.vip)?,
+        }
+        let Some(backend) = event.backend else {
+            return f.write_str(" -> (no destination)");
+        };
+        match &names.backend {
+            Some(BackendName {
+                pod: Some(pod),
+                node,
+                terminating,
+                ..
+            }) => {
+                write!(f, " -> {pod}")?;
+                if *terminating == Some(true) {
+                    f.write_str(" (terminating)")?;
+                }
+                match node {
+                    Some(node) => write!(f, " on {node}"),
+                    None => Ok(()),
+                }
+            }
+            _ => write!(f, " -> {backend}"),
+        }
+    }
+}
+
 fn or_dash<T: Display>(value: Option<&T>) -> &dyn Display {
     match value {
         Some(value) => value,
@@ -109,7 +182,7 @@ mod tests {
 
     #[test]
     fn table_named_golden() {
-        let printer = Printer::new(OutputFormat::Table, CLOCK);
+        let printer = Printer::new(OutputFormat::Table, CLOCK).with_names(false);
         assert_golden(
             "table-named.txt",
             &render_with(printer, Some(&seed_index())),
@@ -118,7 +191,7 @@ mod tests {
 
     #[test]
     fn numeric_keeps_addresses() {
-        let printer = Printer::new(OutputFormat::Table, CLOCK).numeric(true);
+        let printer = Printer::new(OutputFormat::Table, CLOCK).with_names(true);
         assert_eq!(
             render_with(printer, Some(&seed_index())),
             render(OutputFormat::Table)
@@ -143,7 +216,10 @@ mod tests {
         for object in snapshot.objects {
             index.apply(crate::kube::Change::Upsert(object));
         }
-        let text = render_with(Printer::new(OutputFormat::Table, CLOCK), Some(&index));
+        let text = render_with(
+            Printer::new(OutputFormat::Table, CLOCK).with_names(false),
+            Some(&index),
+        );
         let first = text.lines().nth(1).unwrap();
         assert!(first.contains("656758fc8d-dgzsm (terminating)"), "{first}");
     }
