@@ -358,7 +358,9 @@ stop_trace() {
     wait "$TRACE_PID" || _st=$?
     if [ "${TRACE_TO_CONSOLE:-0}" = 1 ]; then
         # For a person: the summary (what followed the tracing line), and a failure if any.
-        awk 'shown; /^ipvs-trace: tracing/ { shown = 1 }' "$LAB_TMP/$TRACE_NAME.stderr"
+        # (The names-synced line was shown when it came.)
+        awk 'shown && !/^ipvs-trace: kubernetes names synced/; /^ipvs-trace: tracing/ { shown = 1 }' \
+            "$LAB_TMP/$TRACE_NAME.stderr"
         [ "$_st" -eq 0 ] || lab_log "ipvs-trace exited with status $_st"
     else
         dump "$TRACE_NAME.out" cat "$LAB_TMP/$TRACE_NAME.out"
@@ -367,4 +369,72 @@ stop_trace() {
         lab_log "ipvs-trace $TRACE_NAME stopped"
     fi
     TRACE_PID=
+}
+
+# trace_wait_stderr TEXT TIMEOUT_SECONDS: until the running tracer's stderr contains TEXT
+# (e.g. the `kubernetes names synced` line); fails the scenario, showing that stderr, if not.
+trace_wait_stderr() {
+    wait_for "$LAB_TMP/$TRACE_NAME.stderr" "$1" "$2" && return 0
+    echo "lab: no '$1' from ipvs-trace after $2 s; its stderr:"
+    cat "$LAB_TMP/$TRACE_NAME.stderr"
+    die "ipvs-trace did not say '$1'"
+}
+
+# The seed cluster (DESIGN.md), as tests/fixtures/seed-snapshot.json describes it: node
+# cn-beijing.10.245.96.43, Service ratel/vpaas-demo-prod (type LoadBalancer) on its ClusterIP,
+# its ingress IP and the node's NodePorts, ports http 80->8080 (nodePort 32380) and grpc
+# 50091->50091 (nodePort 31502), three pods.
+SEED_CLUSTER_IP=172.31.42.227
+SEED_EXTERNAL_IP=10.245.11.252
+SEED_NODE_IP=10.245.96.43
+SEED_POD_IPS="10.245.112.32 10.245.112.47 10.245.113.15"
+
+# seed_node: the seed node as kube-proxy (IPVS mode, rr, Masq) programs it: the three pods
+# serving both ports, one virtual service per address and port, and two clients: the pod
+# ratel/vpaas-demo-client-... (netns client-pod, 10.245.97.12) and one outside the cluster
+# (netns outside, 198.51.100.7).
+seed_node() {
+    add_vip $SEED_CLUSTER_IP
+    add_vip $SEED_EXTERNAL_IP
+    add_node_ip $SEED_NODE_IP
+    mk_pod dgzsm 10.245.112.32 8080 50091
+    mk_pod x7k2p 10.245.112.47 8080 50091
+    mk_pod q9wfn 10.245.113.15 8080 50091
+    for _vs in $SEED_CLUSTER_IP:80:8080 $SEED_EXTERNAL_IP:80:8080 $SEED_NODE_IP:32380:8080 \
+        $SEED_CLUSTER_IP:50091:50091 $SEED_EXTERNAL_IP:50091:50091 $SEED_NODE_IP:31502:50091; do
+        _vip=${_vs%:*}
+        _port=${_vs##*:}
+        ipvsadm -A -t "$_vip" -s rr
+        for _pod in $SEED_POD_IPS; do
+            ipvsadm -a -t "$_vip" -r "$_pod:$_port" -m -w 1
+        done
+    done
+    mk_client client-pod 10.245.97.12
+    mk_client outside 198.51.100.7
+}
+
+# kube_apiserver_start FILE...: the in-repo API server on loopback serving the objects of the
+# FILEs (`kubectl get -o json` output); sets KUBE_API (ip:port) and LAB_KUBECONFIG (a
+# kubeconfig for it).
+kube_apiserver_start() {
+    _objects=
+    for _f in "$@"; do _objects="$_objects --objects $_f"; done
+    LAB_KUBECONFIG=$LAB_TMP/kubeconfig
+    # shellcheck disable=SC2086 # one --objects FILE pair per word
+    kube-apiserver --listen 127.0.0.1:0 $_objects --write-kubeconfig "$LAB_KUBECONFIG" \
+        >"$LAB_TMP/kube-apiserver.log" 2>&1 &
+    echo $! >>"$LAB_PIDS"
+    wait_for "$LAB_TMP/kube-apiserver.log" "listening on" 20 || {
+        cat "$LAB_TMP/kube-apiserver.log"
+        die "kube-apiserver did not start"
+    }
+    KUBE_API=$(sed -n 's/^kube-apiserver: listening on \([^ ]*\) .*/\1/p' "$LAB_TMP/kube-apiserver.log")
+    [ -n "$KUBE_API" ] || die "no address in kube-apiserver's log"
+}
+
+# kube_apply FILE: create or replace the object(s) in FILE on the lab's API server, as
+# `kubectl apply` would (watchers get ADDED or MODIFIED).
+kube_apply() {
+    wget -q -O /dev/null --post-file "$1" "http://$KUBE_API/lab/apply" ||
+        die "kube-apiserver refused $1"
 }

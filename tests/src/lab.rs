@@ -28,6 +28,8 @@ pub const SCENARIOS: &[&str] = &[
     "reuse",
     "no_dest",
     "nodeport",
+    "names",
+    "snapshot",
     "errors",
 ];
 

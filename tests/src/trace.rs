@@ -108,10 +108,19 @@ pub struct Summary {
     pub malformed: u64,
     /// Records the kernel side could not read (shown only when non-zero).
     pub unreadable: u64,
-    /// Per virtual service (`"TCP 172.31.0.10:80 rr"`): backend → new connections.
+    /// Per virtual service (`"TCP 172.31.0.10:80 rr"`, or with names
+    /// `"TCP ratel/web:http rr  (172.31.0.10:80, 10.0.0.1:30080)"`): backend address → new
+    /// connections. A backend shown by pod name counts under its address when it has exactly
+    /// one (the usual case: one pod, one target port).
     pub services: BTreeMap<String, BTreeMap<SocketAddr, u64>>,
+    /// Per virtual service: backends shown by pod name → (new connections, their addresses).
+    pub pods: BTreeMap<String, BTreeMap<String, (u64, Vec<SocketAddr>)>>,
     /// Per virtual service: `no_dest` count.
     pub no_dest: BTreeMap<String, u64>,
+    /// `unresolved: events=N ...` (present with a Kubernetes source).
+    pub unresolved_events: Option<u64>,
+    /// `kubernetes <kind>: ...` lines (live watches), without the prefix.
+    pub kubernetes: Vec<String>,
 }
 
 impl Summary {
@@ -155,26 +164,20 @@ pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
             };
             summary.malformed = after(&words, "malformed:", line)?.unwrap_or(0);
             summary.unreadable = after(&words, "unreadable:", line)?.unwrap_or(0);
+        } else if let Some(rest) = trimmed.strip_prefix("unresolved:") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let events = words
+                .first()
+                .and_then(|w| w.strip_prefix("events="))
+                .ok_or_else(|| format!("summary: no events= in {line:?}"))?;
+            summary.unresolved_events = Some(count(events, line)?);
+        } else if let Some(rest) = trimmed.strip_prefix("kubernetes ") {
+            summary.kubernetes.push(rest.to_owned());
         } else if let Some(rest) = trimmed.strip_prefix("->") {
             let key = service
                 .clone()
                 .ok_or_else(|| format!("summary: backend before service: {line:?}"))?;
-            let (backend, n) = rest
-                .trim()
-                .split_once(char::is_whitespace)
-                .ok_or_else(|| format!("summary: bad backend line {line:?}"))?;
-            let n = n
-                .trim()
-                .strip_prefix("new=")
-                .ok_or_else(|| format!("summary: no new= in {line:?}"))?;
-            let backend: SocketAddr = backend
-                .parse()
-                .map_err(|_| format!("summary: bad backend address in {line:?}"))?;
-            summary
-                .services
-                .entry(key)
-                .or_default()
-                .insert(backend, count(n, line)?);
+            backend_line(&mut summary, key, rest, line)?;
         } else if let Some(n) = trimmed.strip_prefix("no destination: no_dest=") {
             let key = service
                 .clone()
@@ -194,6 +197,54 @@ pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
         ));
     }
     Ok(summary)
+}
+
+/// `-> BACKEND  new=N`, where BACKEND is an address, or a pod followed by `(ADDR, ...)`.
+fn backend_line(summary: &mut Summary, key: String, rest: &str, line: &str) -> Result<(), String> {
+    let (backend, rest) = rest
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("summary: bad backend line {line:?}"))?;
+    let rest = rest.trim();
+    let (n, addresses) = match rest.split_once(char::is_whitespace) {
+        Some((n, addresses)) => (n, Some(addresses.trim())),
+        None => (rest, None),
+    };
+    let n = count(
+        n.strip_prefix("new=")
+            .ok_or_else(|| format!("summary: no new= in {line:?}"))?,
+        line,
+    )?;
+    let Some(addresses) = addresses else {
+        let backend: SocketAddr = backend
+            .parse()
+            .map_err(|_| format!("summary: bad backend address in {line:?}"))?;
+        summary.services.entry(key).or_default().insert(backend, n);
+        return Ok(());
+    };
+    let addresses = addresses
+        .strip_prefix('(')
+        .and_then(|a| a.strip_suffix(')'))
+        .ok_or_else(|| format!("summary: pod without its addresses in {line:?}"))?
+        .split(", ")
+        .map(|a| {
+            a.parse::<SocketAddr>()
+                .map_err(|_| format!("summary: bad address {a:?} in {line:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let [only] = addresses[..] {
+        summary
+            .services
+            .entry(key.clone())
+            .or_default()
+            .insert(only, n);
+    }
+    summary
+        .pods
+        .entry(key)
+        .or_default()
+        .insert(backend.to_owned(), (n, addresses));
+    Ok(())
 }
 
 fn count(text: &str, line: &str) -> Result<u64, String> {
@@ -262,6 +313,43 @@ ipvs-trace summary
         assert_eq!(rr[&"10.245.112.32:8080".parse().unwrap()], 4);
         assert_eq!(summary.no_dest["TCP 172.31.42.227:443 rr"], 1);
         assert!(summary.services["TCP 172.31.42.227:443 rr"].is_empty());
+    }
+
+    /// With names, as `summary.rs`'s own test renders them, plus the live watches' lines.
+    #[test]
+    fn parses_the_named_summary() {
+        let stderr = "\
+ipvs-trace summary
+  events: new=5 template=0 reused=0 no_dest=0
+  lost: 0 (ring buffer full)   malformed: 0
+  unresolved: events=1 (service=0 backend=1)   clients=1 (printed raw: not in the Kubernetes index)
+  kubernetes pods: synced (1 list(s), 2 event(s))
+  kubernetes services: not synced; 3 error(s), last: connection refused
+  TCP ratel/web:http rr  (10.245.96.43:32380, 172.31.42.227:80)
+    -> 10.245.120.1:8080                new=1
+    -> ratel/web-dgzsm  new=3  (10.245.112.32:8080)
+    -> ratel/web-x7k2p  new=1  (10.245.112.47:8080, 10.245.112.47:8081)
+";
+        let summary = parse_summary(stderr).unwrap();
+        assert_eq!(summary.unresolved_events, Some(1));
+        assert_eq!(summary.kubernetes.len(), 2);
+        assert!(summary.kubernetes[1].starts_with("services: not synced"));
+        let key = "TCP ratel/web:http rr  (10.245.96.43:32380, 172.31.42.227:80)";
+        let by_addr = &summary.services[key];
+        assert_eq!(by_addr[&"10.245.120.1:8080".parse().unwrap()], 1);
+        assert_eq!(by_addr[&"10.245.112.32:8080".parse().unwrap()], 3);
+        assert_eq!(
+            by_addr.len(),
+            2,
+            "a pod with two addresses has no single one"
+        );
+        let pods = &summary.pods[key];
+        assert_eq!(pods["ratel/web-dgzsm"].0, 3);
+        assert_eq!(pods["ratel/web-x7k2p"].1.len(), 2);
+        assert!(parse_summary(
+            "ipvs-trace summary\n  events: new=1\n  lost: 0   malformed: 0\n  TCP a rr\n    -> ratel/web  new=1  10.0.0.1:80\n"
+        )
+        .is_err());
     }
 
     #[test]

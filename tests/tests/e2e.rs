@@ -58,6 +58,8 @@ per_kernel! {
     reuse: reuse_6_1, reuse_6_12;
     no_dest: no_dest_6_1, no_dest_6_12;
     nodeport: nodeport_6_1, nodeport_6_12;
+    names: names_6_1, names_6_12;
+    snapshot: snapshot_6_1, snapshot_6_12;
     errors: errors_6_1, errors_6_12;
 }
 
@@ -96,8 +98,18 @@ fn assert_clean(name: &str, trace: &Trace) {
     );
 }
 
-/// The fields a `new` or `template` event must carry for a Masq service of `scheduler`.
+/// The fields a `new` or `template` event must carry for a Masq service of `scheduler`, with
+/// no Kubernetes source.
 fn assert_scheduled_fields(event: &Event, proto: &str, scheduler: &str) {
+    assert_scheduling(event, proto, scheduler);
+    assert!(
+        event.names_are_null(),
+        "Kubernetes names without a Kubernetes source: {event:?}"
+    );
+}
+
+/// The kernel's part of a `new` or `template` event for a Masq service of `scheduler`.
+fn assert_scheduling(event: &Event, proto: &str, scheduler: &str) {
     let what = format!("{event:?}");
     assert_eq!(event.proto, proto, "{what}");
     assert_eq!(event.scheduler.as_deref(), Some(scheduler), "{what}");
@@ -110,10 +122,6 @@ fn assert_scheduled_fields(event: &Event, proto: &str, scheduler: &str) {
     );
     assert!(event.conn.is_some(), "no connection id: {what}");
     assert!(event.netns.is_some_and(|n| n != 0), "no netns: {what}");
-    assert!(
-        event.names_are_null(),
-        "Kubernetes names without a Kubernetes source: {what}"
-    );
 }
 
 /// Each event (a `new` or `template`) is exactly one entry of the kernel's connection table
@@ -160,33 +168,32 @@ fn entries_of(run: &ScenarioRun, conns_dump: &str, proto: &str, vip: SocketAddr)
 }
 
 /// Each successful `lab-net` connection is exactly one event, from the same client ip:port to
-/// the address the client dialled.
+/// the address the client dialled. Connections are told apart by (client ip:port, dialled
+/// address): one netns dialling two Services at once may use a source port twice.
 fn assert_events_are_connections(events: &[&Event], clients: &[ClientLine]) {
-    let mut dialled: BTreeMap<SocketAddr, SocketAddr> = BTreeMap::new();
+    let mut dialled: BTreeSet<(SocketAddr, SocketAddr)> = BTreeSet::new();
     for line in clients {
         assert!(line.ok(), "connection failed: {line:?}");
         let local = line
             .local
             .unwrap_or_else(|| panic!("no local address: {line:?}"));
         assert!(
-            dialled.insert(local, line.remote).is_none(),
-            "two connections from {local}: the scenario cannot tell their events apart"
+            dialled.insert((local, line.remote)),
+            "two connections {local} -> {}: the scenario cannot tell their events apart",
+            line.remote
         );
     }
     let mut seen = BTreeSet::new();
     for event in events {
-        let Some(remote) = dialled.get(&event.client) else {
-            panic!(
-                "event from {} which made no connection: {event:?}",
-                event.client
-            );
-        };
-        assert_eq!(
-            event.vip, *remote,
-            "event attributed to another VIP than the client dialled: {event:?}"
+        let connection = (event.client, event.vip);
+        assert!(
+            dialled.contains(&connection),
+            "event for a connection no client made ({} -> {}): {event:?}",
+            event.client,
+            event.vip
         );
         assert!(
-            seen.insert(event.client),
+            seen.insert(connection),
             "two events for one connection: {event:?}"
         );
     }
@@ -194,10 +201,7 @@ fn assert_events_are_connections(events: &[&Event], clients: &[ClientLine]) {
         seen.len(),
         dialled.len(),
         "connections without an event: {:?}",
-        dialled
-            .keys()
-            .filter(|c| !seen.contains(c))
-            .collect::<Vec<_>>()
+        dialled.difference(&seen).collect::<Vec<_>>()
     );
 }
 
@@ -554,6 +558,194 @@ fn nodeport(run: &ScenarioRun) {
     let pods = |n| [("10.245.7.1:8080", 1, n), ("10.245.7.2:8080", 1, n)];
     assert_distribution(run, &trace, "TCP", cluster_ip, "rr", &pods(7));
     assert_distribution(run, &trace, "TCP", node_port, "rr", &pods(8));
+}
+
+/// The seed cluster of `tests/fixtures/seed-snapshot.json` (DESIGN.md): what the Kubernetes
+/// fields of an event must say.
+mod seed {
+    pub const CLUSTER_IP: &str = "172.31.42.227";
+    pub const EXTERNAL_IP: &str = "10.245.11.252";
+    pub const NODE_IP: &str = "10.245.96.43";
+    pub const SERVICE_TYPE: &str = "LoadBalancer";
+    const DEPLOY: &str = "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d";
+
+    /// Pod IP → (pod, node).
+    pub fn pod(ip: &str) -> Option<(String, &'static str)> {
+        let (suffix, node) = match ip {
+            "10.245.112.32" => ("dgzsm", "cn-beijing.10.245.96.43"),
+            "10.245.112.47" => ("x7k2p", "cn-beijing.10.245.96.43"),
+            "10.245.113.15" => ("q9wfn", "cn-beijing.10.245.96.44"),
+            _ => return None,
+        };
+        Some((format!("{DEPLOY}-{suffix}"), node))
+    }
+
+    /// Client IP → client pod (the outside client is no pod).
+    pub fn client_pod(ip: &str) -> Option<&'static str> {
+        (ip == "10.245.97.12").then_some("ratel/vpaas-demo-client-6f8b9c7d5-kq2lm")
+    }
+
+    /// Virtual service port → Service port label.
+    pub fn service(port: u16) -> &'static str {
+        match port {
+            80 | 32380 => "ratel/vpaas-demo-prod:http",
+            50091 | 31502 => "ratel/vpaas-demo-prod:grpc",
+            _ => panic!("port {port} is not the seed Service's"),
+        }
+    }
+}
+
+/// A scheduled event of the seed node carries the seed's names; `terminating` is what
+/// `backend_terminating` must be.
+fn assert_seed_names(event: &Event, terminating: bool) {
+    let what = format!("{event:?}");
+    assert_scheduling(event, "TCP", "rr");
+    let backend = event.backend.expect("checked by assert_scheduling");
+    let (pod, node) = seed::pod(&backend.ip().to_string())
+        .unwrap_or_else(|| panic!("backend is not a seed pod: {what}"));
+    assert_eq!(
+        event.service.as_deref(),
+        Some(seed::service(event.vip.port())),
+        "{what}"
+    );
+    assert_eq!(
+        event.service_type.as_deref(),
+        Some(seed::SERVICE_TYPE),
+        "{what}"
+    );
+    assert_eq!(event.backend_pod.as_deref(), Some(pod.as_str()), "{what}");
+    assert_eq!(event.backend_node.as_deref(), Some(node), "{what}");
+    assert_eq!(
+        event.client_pod.as_deref(),
+        seed::client_pod(&event.client.ip().to_string()),
+        "{what}"
+    );
+    assert_eq!(event.backend_terminating, Some(terminating), "{what}");
+}
+
+/// The summary line of a named Service port lists, per pod, what IPVS counted for that pod
+/// over all of the port's virtual services (`vips`).
+fn assert_named_summary(run: &ScenarioRun, trace: &Trace, label: &str, vips: &[SocketAddr]) {
+    let mut sorted = vips.to_vec();
+    sorted.sort_unstable();
+    let addresses: Vec<String> = sorted.iter().map(ToString::to_string).collect();
+    let key = format!("TCP {label} rr  ({})", addresses.join(", "));
+    let pods = trace
+        .summary
+        .pods
+        .get(&key)
+        .unwrap_or_else(|| panic!("no summary line {key:?}; stderr:\n{}", trace.stderr));
+    let mut kernel: BTreeMap<String, u64> = BTreeMap::new();
+    for vip in vips {
+        for (dest, counters) in &run.service_stats("TCP", *vip).dests {
+            let (pod, _) = seed::pod(&dest.ip().to_string())
+                .unwrap_or_else(|| panic!("{dest} is not a seed pod"));
+            *kernel.entry(pod).or_default() += counters.conns;
+        }
+    }
+    let summary: BTreeMap<String, u64> =
+        pods.iter().map(|(pod, (n, _))| (pod.clone(), *n)).collect();
+    assert_eq!(
+        summary, kernel,
+        "summary {key:?} against IPVS's Conns per real server"
+    );
+    assert_eq!(
+        trace.summary.unresolved_events,
+        Some(0),
+        "unresolved events"
+    );
+}
+
+// names: live names from the API server in the guest; an endpoint turning terminating.
+fn names(run: &ScenarioRun) {
+    let cluster_http = addr(&format!("{}:80", seed::CLUSTER_IP));
+    let cluster_grpc = addr(&format!("{}:50091", seed::CLUSTER_IP));
+    let node_port = addr(&format!("{}:32380", seed::NODE_IP));
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    assert!(
+        trace.stderr.contains(
+            "ipvs-trace: kubernetes names synced: 6 pods, 3 services, 3 endpointslices, 2 nodes"
+        ),
+        "no sync line with the seed's counts:\n{}",
+        trace.stderr
+    );
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 18, "lab-net connections");
+    assert_eq!(trace.events.len(), 18, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &clients);
+    for vip in [cluster_http, cluster_grpc, node_port] {
+        let of_vip: Vec<&Event> = events.iter().copied().filter(|e| e.vip == vip).collect();
+        assert_events_are_entries(&of_vip, &entries_of(run, "conns", "TCP", vip));
+    }
+    // The connections made after the EndpointSlice change, and only those, see dgzsm
+    // terminating.
+    let late: BTreeSet<(SocketAddr, SocketAddr)> = run
+        .client("late")
+        .iter()
+        .filter_map(|c| Some((c.local?, c.remote)))
+        .collect();
+    assert_eq!(late.len(), 6, "connections after the change");
+    let dgzsm = ip("10.245.112.32");
+    let mut stale = 0;
+    for event in &events {
+        let terminating = late.contains(&(event.client, event.vip))
+            && event.backend.map(|b| b.ip()) == Some(dgzsm);
+        stale += u32::from(terminating);
+        assert_seed_names(event, terminating);
+    }
+    // rr over three pods: 2 of the 6 late connections went to the terminating one.
+    assert_eq!(stale, 2, "events to the terminating endpoint");
+    assert_named_summary(run, &trace, seed::service(80), &[cluster_http, node_port]);
+    assert_named_summary(run, &trace, seed::service(50091), &[cluster_grpc]);
+    let kube = &trace.summary.kubernetes;
+    assert_eq!(kube.len(), 4, "one line per watched kind: {kube:?}");
+    assert!(
+        kube.iter().all(|l| l.contains(": synced (1 list(s)")),
+        "{kube:?}"
+    );
+    assert!(
+        kube.contains(&"endpointslices: synced (1 list(s), 1 event(s))".to_owned()),
+        "{kube:?}"
+    );
+}
+
+// snapshot: the same names from --kube-snapshot, filtered to one named Service port.
+fn snapshot(run: &ScenarioRun) {
+    let http = [
+        addr(&format!("{}:80", seed::CLUSTER_IP)),
+        addr(&format!("{}:80", seed::EXTERNAL_IP)),
+        addr(&format!("{}:32380", seed::NODE_IP)),
+    ];
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let shown: Vec<ClientLine> = ["http", "lb", "nodeport"]
+        .iter()
+        .flat_map(|tag| run.client(tag))
+        .collect();
+    assert_eq!(shown.len(), 12, "lab-net connections to the http port");
+    assert_eq!(trace.events.len(), 12, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &shown);
+    for vip in http {
+        let of_vip: Vec<&Event> = events.iter().copied().filter(|e| e.vip == vip).collect();
+        assert_events_are_entries(&of_vip, &entries_of(run, "conns", "TCP", vip));
+    }
+    for event in &events {
+        assert_seed_names(event, false);
+    }
+    assert_named_summary(run, &trace, seed::service(80), &http);
+    // The filter hid connections IPVS did schedule.
+    let grpc = run.client("grpc");
+    assert_eq!(grpc.len(), 3);
+    assert!(grpc.iter().all(ClientLine::ok), "{grpc:?}");
+    let grpc_vip = addr(&format!("{}:50091", seed::CLUSTER_IP));
+    assert_eq!(run.service_stats("TCP", grpc_vip).counters.conns, 3);
+    assert!(
+        trace.summary.kubernetes.is_empty(),
+        "no watches with a snapshot"
+    );
 }
 
 // errors: the clear errors that can be provoked for real, and the ways out of them.

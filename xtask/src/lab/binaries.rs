@@ -1,5 +1,5 @@
-//! The statically linked programs that go into the guest: `ipvs-trace` and the traffic tool
-//! `lab-net`.
+//! The statically linked programs that go into the guest: `ipvs-trace`, the traffic tool
+//! `lab-net`, and the in-repo `kube-apiserver` that serves the lab's Kubernetes objects.
 //!
 //! The guest has no glibc of the right version for arbitrary binaries, so both are linked with
 //! `+crt-static`. The flag is scoped to the target triple (`CARGO_TARGET_<triple>_RUSTFLAGS` with
@@ -21,9 +21,10 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 pub(crate) struct Binaries {
     pub ipvs_trace: PathBuf,
     pub lab_net: PathBuf,
+    pub kube_apiserver: PathBuf,
 }
 
-/// Builds both binaries once per process (later lab runs in the same process reuse them: the
+/// Builds the binaries once per process (later lab runs in the same process reuse them: the
 /// sources cannot change under a running test binary). The caller holds the build lock.
 pub(crate) fn ensure() -> Result<&'static Binaries> {
     static BUILT: OnceLock<Binaries> = OnceLock::new();
@@ -46,15 +47,21 @@ fn build() -> Result<Binaries> {
             .current_dir(paths::workspace_root())
             .args(["build", "--release", "--target", TARGET])
             .args(["-p", "ipvs-trace", "--bin", "ipvs-trace"])
-            .args(["-p", "ipvs-trace-tests", "--bin", "lab-net"]),
+            .args(["-p", "ipvs-trace-tests", "--bin", "lab-net"])
+            .args(["--bin", "kube-apiserver"]),
     )
     .context("building the static binaries for the VM lab")?;
     let dir = paths::target_dir().join(TARGET).join("release");
     let binaries = Binaries {
         ipvs_trace: dir.join("ipvs-trace"),
         lab_net: dir.join("lab-net"),
+        kube_apiserver: dir.join("kube-apiserver"),
     };
-    for binary in [&binaries.ipvs_trace, &binaries.lab_net] {
+    for binary in [
+        &binaries.ipvs_trace,
+        &binaries.lab_net,
+        &binaries.kube_apiserver,
+    ] {
         if has_interpreter(binary)? {
             bail!(
                 "{} is dynamically linked although it was built with +crt-static for {TARGET}; \

@@ -352,6 +352,9 @@ fn unload_script() -> String {
 /// Guest paths of the per-run files.
 const IPVS_TRACE: &str = "/usr/bin/ipvs-trace";
 const LAB_NET: &str = "/usr/bin/lab-net";
+const KUBE_APISERVER: &str = "/usr/bin/kube-apiserver";
+/// `tests/fixtures/*.json` (the seed cluster's objects) go here.
+const FIXTURES: &str = "/lab/fixtures";
 const LAB_LIB: &str = "/lab/lib.sh";
 const SCRIPT: &str = "/lab/script.sh";
 
@@ -362,9 +365,14 @@ pub(crate) fn write_run(base: &Path, binaries: &Binaries, run: &LabRun) -> Resul
     let mut m = Manifest::default();
     m.host(IPVS_TRACE, &binaries.ipvs_trace)?;
     m.host(LAB_NET, &binaries.lab_net)?;
+    m.host(KUBE_APISERVER, &binaries.kube_apiserver)?;
     let lib = paths::workspace_root().join("tests/lib/lab.sh");
     if lib.is_file() {
         m.host(LAB_LIB, &lib)?;
+    }
+    for fixture in fixtures()? {
+        let name = fixture.file_name().unwrap_or_default().to_string_lossy();
+        m.host(&format!("{FIXTURES}/{name}"), &fixture)?;
     }
     let script = fs::read(run.script)
         .with_context(|| format!("reading the lab script {}", run.script.display()))?;
@@ -393,6 +401,20 @@ pub(crate) fn write_run(base: &Path, binaries: &Binaries, run: &LabRun) -> Resul
     // Inode numbers well above the base's keep the two archives apart.
     m.write(BufWriter::new(file), 1 << 24)?;
     Ok(path)
+}
+
+/// The Kubernetes objects scripts serve with `kube-apiserver` or pass to `--kube-snapshot`.
+fn fixtures() -> Result<Vec<PathBuf>> {
+    let dir = paths::workspace_root().join("tests/fixtures");
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Per-run images of processes that died before cleaning up (killed test runs).
