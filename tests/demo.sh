@@ -14,48 +14,38 @@ say() {
 
 node_setup
 
-CLUSTER_IP=172.31.42.227
-EXTERNAL_IP=10.245.11.252
-NODE_IP=10.245.96.43
+CLUSTER_IP=$SEED_CLUSTER_IP
+EXTERNAL_IP=$SEED_EXTERNAL_IP
+NODE_IP=$SEED_NODE_IP
+POD=vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d
 
 say "Service ratel/vpaas-demo-prod: ClusterIP $CLUSTER_IP, external IP $EXTERNAL_IP,"
 echo "    ports 80->8080 (nodePort 32380) and 50091->50091 (nodePort 31502); 3 pods."
 echo "    kube-proxy (IPVS mode) binds the service addresses on the dummy kube-ipvs0 and"
 echo "    programs one IPVS virtual service per address and port: scheduler rr, forward Masq."
-add_vip $CLUSTER_IP
-add_vip $EXTERNAL_IP
-add_node_ip $NODE_IP
-
-# The pod of the field note, and two more replicas so round robin shows.
-POD=vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d
 echo "    pods (each in its own network namespace, serving :8080 and :50091):"
 echo "      $POD-dgzsm  10.245.112.32"
 echo "      $POD-x7k2p  10.245.112.47"
 echo "      $POD-q9wfn  10.245.113.15"
-mk_pod dgzsm 10.245.112.32 8080 50091
-mk_pod x7k2p 10.245.112.47 8080 50091
-mk_pod q9wfn 10.245.113.15 8080 50091
-
-for vs in $CLUSTER_IP:80:8080 $EXTERNAL_IP:80:8080 $NODE_IP:32380:8080 \
-    $CLUSTER_IP:50091:50091 $EXTERNAL_IP:50091:50091 $NODE_IP:31502:50091; do
-    vip=${vs%:*}
-    port=${vs##*:}
-    ipvsadm -A -t "$vip" -s rr
-    for pod in 10.245.112.32 10.245.112.47 10.245.113.15; do
-        ipvsadm -a -t "$vip" -r "$pod:$port" -m -w 1
-    done
-done
+echo "    clients: the pod ratel/vpaas-demo-client-6f8b9c7d5-kq2lm (10.245.97.12) and"
+echo "    198.51.100.7 outside the cluster."
+seed_node
 say "The rules, as kube-proxy programs them on node cn-beijing.$NODE_IP (ipvsadm -Ln)"
 ipvsadm -Ln
 
-# A client pod on this node, and a client outside the cluster.
-mk_client client-pod 10.245.97.12
-mk_client outside 198.51.100.7
+say "A Kubernetes API server (the in-repo one) serves the cluster's objects on 127.0.0.1"
+kube_apiserver_start /lab/fixtures/seed-snapshot.json
+echo "    $(cat "$LAB_TMP/kube-apiserver.log")"
 
-say "Starting \`ipvs-trace trace\`: one line per connection, as IPVS schedules it"
+say "Starting \`ipvs-trace trace --kubeconfig ...\`: one line per connection, as IPVS"
+echo "    schedules it, with the Service, pod and node names from the API"
 TRACE_FORMAT=table
 TRACE_TO_CONSOLE=1
-start_trace demo
+trace_bg demo --kubeconfig "$LAB_KUBECONFIG"
+trace_ready 60
+# Names never hold events back; the demo waits for them only so that every line shows them.
+wait_for "$LAB_TMP/demo.stderr" "kubernetes names synced" 60 || lab_log "names not synced yet"
+cat "$LAB_TMP/demo.stderr"
 
 say "client pod 10.245.97.12 -> ClusterIP $CLUSTER_IP:80, 6 connections"
 in_ns client-pod lab-net connect --to $CLUSTER_IP:80 --count 6 --interval-ms 300 >/dev/null
@@ -65,6 +55,12 @@ say "outside client 198.51.100.7 -> external IP $EXTERNAL_IP:80, 3 connections"
 in_ns outside lab-net connect --to $EXTERNAL_IP:80 --count 3 --interval-ms 300 >/dev/null
 say "outside client 198.51.100.7 -> NodePort $NODE_IP:32380, 3 connections"
 in_ns outside lab-net connect --to $NODE_IP:32380 --count 3 --interval-ms 300 >/dev/null
+say "pod $POD-dgzsm starts terminating (its endpoint in the EndpointSlice says so);"
+echo "    until kube-proxy drains it, IPVS still picks it: those lines are marked"
+kube_apply /lab/fixtures/seed-terminating.json
+# The watch delivers the change in milliseconds; the demo leaves it a comfortable margin.
+sleep 2
+in_ns client-pod lab-net connect --to $CLUSTER_IP:80 --count 3 --interval-ms 300 >/dev/null
 IPVS_SNAPSHOT_AT=$(uptime_cs)
 
 say "Stopping the trace (SIGINT): its summary counts the new connections per pod"
