@@ -95,13 +95,13 @@ impl Boot {
 /// The shared boot of `kernel`, running every scenario of [`SCENARIOS`].
 #[must_use]
 pub fn boot(kernel: Kernel) -> &'static Boot {
-    static V6_1: OnceLock<Boot> = OnceLock::new();
-    static V6_12: OnceLock<Boot> = OnceLock::new();
-    let cell = match kernel {
-        Kernel::V6_1 => &V6_1,
-        Kernel::V6_12 => &V6_12,
-    };
-    cell.get_or_init(|| run_boot(kernel))
+    static BOOTS: [OnceLock<Boot>; Kernel::ALL.len()] =
+        [const { OnceLock::new() }; Kernel::ALL.len()];
+    let at = Kernel::ALL
+        .iter()
+        .position(|k| *k == kernel)
+        .expect("every kernel is in Kernel::ALL");
+    BOOTS[at].get_or_init(|| run_boot(kernel))
 }
 
 fn run_boot(kernel: Kernel) -> Boot {

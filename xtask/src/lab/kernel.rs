@@ -1,11 +1,14 @@
 //! Debian kernel packages for the lab: choose, fetch, verify, unpack, and compute the IPVS
 //! module load order.
 //!
-//! The packages come from the machine's own apt sources with `apt-get download` and are only
-//! unpacked (`dpkg-deb -x`) into `target/lab/kernels/<package>/root`, never installed: the host's
-//! /boot stays untouched. A pinned, known-good version is preferred so test runs are comparable;
-//! if the archive has dropped it (Debian keeps only recent security builds), the newest build of
-//! the same series is used and the lab says so.
+//! The packages are fetched with `apt-get download` and only unpacked (`dpkg-deb -x`) into
+//! `target/lab/kernels/<package>/root`, never installed: the host's /boot stays untouched. 6.1
+//! and 6.12 come from the machine's own apt sources; 5.10 (bullseye-security) and 7.2 (sid) from
+//! a private apt configuration under `target/lab/apt/<suite>/` that reuses the archive URIs the
+//! host's sources name and leaves the host's apt state alone ([`Apt`]). Every .deb is checked
+//! against the SHA256 of the archive's index. A pinned, known-good version is preferred so test
+//! runs are comparable; if the archive has dropped it (Debian keeps only recent security builds,
+//! sid moves on), the newest build of the same series is used and the lab says so.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,25 +44,61 @@ pub(crate) const IPVS_MODULES: &[&str] = &[
     "ip_vs",
 ];
 
+/// Where a series' packages come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Archive {
+    /// The machine's own apt sources (bookworm, bookworm-security).
+    Host,
+    /// Another suite of the Debian archive (`security`: the security archive), through [`Apt`].
+    Suite { suite: &'static str, security: bool },
+}
+
 impl Kernel {
     /// The package the lab was checked with.
     fn pinned_package(self) -> &'static str {
         match self {
+            Kernel::V5_10 => "linux-image-5.10.0-46-amd64-unsigned",
             Kernel::V6_1 => "linux-image-6.1.0-56-amd64",
             Kernel::V6_12 => "linux-image-6.12.117+deb12-amd64",
+            Kernel::V7_2 => "linux-binary-7.2.13+deb14-amd64",
         }
     }
 
     /// `(prefix, suffix)` around the one number that changes between builds of the series.
     fn package_shape(self) -> (&'static str, &'static str) {
         match self {
+            Kernel::V5_10 => ("linux-image-5.10.0-", "-amd64-unsigned"),
             Kernel::V6_1 => ("linux-image-6.1.0-", "-amd64"),
             Kernel::V6_12 => ("linux-image-6.12.", "+deb12-amd64"),
+            Kernel::V7_2 => ("linux-binary-7.2.", "+deb14-amd64"),
+        }
+    }
+
+    fn archive(self) -> Archive {
+        match self {
+            Kernel::V6_1 | Kernel::V6_12 => Archive::Host,
+            Kernel::V5_10 => Archive::Suite {
+                suite: "bullseye-security",
+                security: true,
+            },
+            Kernel::V7_2 => Archive::Suite {
+                suite: "sid",
+                security: false,
+            },
+        }
+    }
+
+    /// The packages that come with `package`: from 7.x on, Debian ships the image
+    /// (`linux-binary-*`) and the modules (`linux-modules-*`) apart.
+    fn companions(package: &str) -> Vec<String> {
+        match package.strip_prefix("linux-binary-") {
+            Some(rest) => vec![format!("linux-modules-{rest}")],
+            None => Vec::new(),
         }
     }
 
     /// The build number of `package` if it belongs to this series (`-rt`/`-cloud` flavours and
-    /// `-dbg`/`-unsigned` packages do not).
+    /// `-dbg`/`-unsigned` packages do not, except 5.10's `-unsigned`, the only plain one).
     fn build_number(self, package: &str) -> Option<u32> {
         let (prefix, suffix) = self.package_shape();
         let middle = package.strip_prefix(prefix)?.strip_suffix(suffix)?;
@@ -70,7 +109,7 @@ impl Kernel {
     }
 }
 
-/// An unpacked kernel package.
+/// An unpacked kernel package (with its companions).
 #[derive(Debug, Clone)]
 pub(crate) struct KernelTree {
     pub package: String,
@@ -78,6 +117,9 @@ pub(crate) struct KernelTree {
     /// `uname -r` of the kernel, e.g. `6.1.0-56-amd64`.
     pub release: String,
     pub root: PathBuf,
+    /// The directory holding `lib/modules/<release>`: `root`, or `root/usr` for packages that
+    /// ship only the merged-/usr path (7.x). What `modprobe -d` and `depmod -b` take.
+    pub modules_base: PathBuf,
     /// What QEMU boots: the uncompressed `vmlinux` when it could be extracted (see
     /// [`super::vmlinux`]), else the package's bzImage.
     pub boot_image: PathBuf,
@@ -102,32 +144,37 @@ pub(crate) fn ensure(kernel: Kernel) -> Result<KernelTree> {
     if let Some(tree) = cached(&cache, kernel.pinned_package()) {
         return Ok(tree);
     }
+    let apt = Apt::for_archive(kernel.archive())?;
+    // A private suite's lists start empty: fetch them before the first look.
     let mut updated = false;
+    if !apt.has_lists() {
+        apt.update()?;
+        updated = true;
+    }
     loop {
-        let candidate = match resolve(kernel)? {
+        let candidate = match resolve(&apt, kernel)? {
             Some(candidate) => candidate,
             None if !updated => {
                 eprintln!("lab: no {kernel} kernel package in the apt lists; refreshing them");
-                apt_update()?;
+                apt.update()?;
                 updated = true;
                 continue;
             }
             None => bail!(
-                "no Debian {kernel} kernel package ({}) is available from this machine's apt \
-                 sources (see /etc/apt/sources.list.d/); the lab needs bookworm and \
-                 bookworm-security",
-                kernel.pinned_package()
+                "no Debian {kernel} kernel package ({}) is available from {}",
+                kernel.pinned_package(),
+                apt.describe()
             ),
         };
-        if let Some(tree) = cached(&cache, &candidate.package) {
+        if let Some(tree) = cached(&cache, &candidate.main().name) {
             return Ok(tree);
         }
-        match fetch(&cache, &candidate) {
+        match fetch(&apt, &cache, &candidate) {
             Ok(tree) => return Ok(tree),
             // Stale lists point at files the mirror no longer has: refresh once and retry.
             Err(err) if !updated => {
                 eprintln!("lab: download failed ({err:#}); refreshing the apt lists and retrying");
-                apt_update()?;
+                apt.update()?;
                 updated = true;
             }
             Err(err) => return Err(err),
@@ -135,70 +182,281 @@ pub(crate) fn ensure(kernel: Kernel) -> Result<KernelTree> {
     }
 }
 
-struct Candidate {
-    package: String,
+/// One package as the archive's index describes it.
+#[derive(Clone, Debug)]
+struct Package {
+    name: String,
     version: String,
     sha256: String,
 }
 
-/// The pinned package if apt knows it, else the newest of the series, else `None`.
-fn resolve(kernel: Kernel) -> Result<Option<Candidate>> {
+/// The packages of one kernel: the image first, then its companions.
+struct Candidate(Vec<Package>);
+
+impl Candidate {
+    fn main(&self) -> &Package {
+        &self.0[0]
+    }
+}
+
+/// The pinned package if apt knows it, else the newest of the series, else `None`; with its
+/// companions.
+fn resolve(apt: &Apt, kernel: Kernel) -> Result<Option<Candidate>> {
     let pinned = kernel.pinned_package();
-    if let Some(candidate) = apt_show(pinned)? {
-        return Ok(Some(candidate));
+    let main = if let Some(package) = apt.show(pinned)? {
+        package
+    } else {
+        let (prefix, suffix) = kernel.package_shape();
+        let pattern = format!(
+            "^{}[0-9]+{}$",
+            prefix.replace('.', r"\.").replace('+', r"\+"),
+            suffix.replace('.', r"\.").replace('+', r"\+")
+        );
+        let newest = apt
+            .search(&pattern)?
+            .into_iter()
+            .filter_map(|name| Some((kernel.build_number(&name)?, name)))
+            .max();
+        let Some((_, name)) = newest else {
+            return Ok(None);
+        };
+        let Some(package) = apt.show(&name)? else {
+            return Ok(None);
+        };
+        eprintln!(
+            "lab: the pinned kernel {pinned} is no longer in the archive; using the newest \
+             of the series, {} {}",
+            package.name, package.version
+        );
+        package
+    };
+    let mut packages = vec![main];
+    for companion in Kernel::companions(&packages[0].name) {
+        match apt.show(&companion)? {
+            Some(package) => packages.push(package),
+            None => bail!(
+                "{} needs {companion}, which {} does not have",
+                packages[0].name,
+                apt.describe()
+            ),
+        }
     }
-    let (prefix, suffix) = kernel.package_shape();
-    let pattern = format!(
-        "^{}[0-9]+{}$",
-        prefix.replace('.', r"\.").replace('+', r"\+"),
-        suffix.replace('.', r"\.").replace('+', r"\+")
-    );
-    let listing =
-        cmd::stdout(Command::new("apt-cache").args(["search", "--names-only", &pattern]))?;
-    let newest = listing
+    Ok(Some(Candidate(packages)))
+}
+
+/// apt-get/apt-cache, either on the host's own configuration or on a private one for another
+/// suite: its sources.list, lists and caches live under `target/lab/apt/<suite>/`, so the
+/// host's sources, lists and package caches are never touched.
+struct Apt {
+    /// `-o` options selecting the private configuration (empty for the host's).
+    options: Vec<String>,
+    /// The private lists directory (`None` for the host's).
+    lists: Option<PathBuf>,
+    suite: Option<&'static str>,
+}
+
+impl Apt {
+    fn for_archive(archive: Archive) -> Result<Apt> {
+        let Archive::Suite { suite, security } = archive else {
+            return Ok(Apt {
+                options: Vec::new(),
+                lists: None,
+                suite: None,
+            });
+        };
+        let dir = paths::lab_dir().join("apt").join(suite);
+        let lists = dir.join("lists");
+        let cache = dir.join("cache");
+        for d in [lists.join("partial"), cache.join("archives/partial")] {
+            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let uri = host_archive_uri(security)?;
+        let sources = dir.join("sources.list");
+        fs::write(
+            &sources,
+            format!(
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {uri} {suite} main\n"
+            ),
+        )
+        .with_context(|| format!("writing {}", sources.display()))?;
+        let option = |key: &str, value: &Path| format!("{key}={}", value.display());
+        Ok(Apt {
+            options: vec![
+                option("Dir::Etc::sourcelist", &sources),
+                "Dir::Etc::sourceparts=-".to_owned(),
+                option("Dir::State::Lists", &lists),
+                option("Dir::Cache", &cache),
+            ],
+            lists: Some(lists),
+            suite: Some(suite),
+        })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        for option in &self.options {
+            command.arg("-o").arg(option);
+        }
+        command
+    }
+
+    fn describe(&self) -> String {
+        match self.suite {
+            Some(suite) => {
+                format!("Debian's {suite} suite (private apt lists under target/lab/apt)")
+            }
+            None => "this machine's apt sources (see /etc/apt/sources.list.d/; the lab needs \
+                     bookworm and bookworm-security)"
+                .to_owned(),
+        }
+    }
+
+    /// The private lists have been fetched (the host's always count as there).
+    fn has_lists(&self) -> bool {
+        self.lists.as_ref().is_none_or(|lists| {
+            fs::read_dir(lists).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().contains("Packages"))
+            })
+        })
+    }
+
+    fn update(&self) -> Result<()> {
+        if let Some(suite) = self.suite {
+            eprintln!("lab: fetching the package lists of Debian {suite} (private to the lab)");
+        }
+        cmd::run(self.command("apt-get").arg("update").arg("-q")).with_context(|| {
+            format!(
+                "refreshing the apt lists of {} (needs root and the package archive)",
+                self.describe()
+            )
+        })
+    }
+
+    /// Package names matching the regular expression.
+    fn search(&self, pattern: &str) -> Result<Vec<String>> {
+        let listing =
+            cmd::stdout(
+                self.command("apt-cache")
+                    .args(["search", "--names-only", pattern]),
+            )?;
+        Ok(listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Version and SHA256 of the candidate apt would download, `None` if apt does not know it.
+    fn show(&self, package: &str) -> Result<Option<Package>> {
+        let out =
+            cmd::output(
+                self.command("apt-cache")
+                    .args(["show", "--no-all-versions", package]),
+            )?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(|value| value.trim().to_owned())
+        };
+        match (field("Version"), field("SHA256")) {
+            (Some(version), Some(sha256)) => Ok(Some(Package {
+                name: package.to_owned(),
+                version,
+                sha256,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Downloads `package` into `dir` and verifies it; returns the .deb.
+    fn download(&self, package: &Package, dir: &Path) -> Result<PathBuf> {
+        let deb = dir.join(format!("{}.deb", package.name));
+        if deb.is_file() && sha256(&deb)? == package.sha256 {
+            return Ok(deb);
+        }
+        eprintln!("lab: downloading {} {}", package.name, package.version);
+        let download = dir.join("download.tmp");
+        let _ = fs::remove_dir_all(&download);
+        fs::create_dir_all(&download)?;
+        cmd::run(
+            self.command("apt-get")
+                // apt's download sandbox user cannot write into root's target directory; the
+                // file is verified against the archive's SHA256 below instead.
+                .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
+                .arg(format!("{}={}", package.name, package.version))
+                .current_dir(&download),
+        )?;
+        let fetched = fs::read_dir(&download)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
+            .with_context(|| format!("apt-get download left no .deb in {}", download.display()))?;
+        let got = sha256(&fetched)?;
+        if got != package.sha256 {
+            let _ = fs::remove_dir_all(&download);
+            bail!(
+                "{} downloaded with SHA256 {got}, but the archive index says {}: the download \
+                 is corrupt or the apt lists are stale (run `apt-get update`)",
+                package.name,
+                package.sha256
+            );
+        }
+        fs::rename(&fetched, &deb)?;
+        fs::remove_dir_all(&download)?;
+        Ok(deb)
+    }
+}
+
+/// The main (`security` false) or security archive URI the host's apt sources name, so that a
+/// private suite is fetched from the same mirror (and the same proxy rules) as everything else.
+fn host_archive_uri(security: bool) -> Result<String> {
+    let mut text = String::new();
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        for entry in entries.filter_map(Result::ok) {
+            text.push_str(&fs::read_to_string(entry.path()).unwrap_or_default());
+            text.push('\n');
+        }
+    }
+    text.push_str(&fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
+    archive_uri(&text, security).with_context(|| {
+        format!(
+            "no Debian {} archive URI in /etc/apt/sources.list{{,.d/*}}",
+            if security { "security" } else { "main" }
+        )
+    })
+}
+
+/// The first Debian archive URI in deb822 (`URIs:`) or one-line (`deb URI SUITE ...`) sources:
+/// one with a path segment `debian-security` (`security`) or `debian` (other repositories, such
+/// as a vendor's, may sit in the same files).
+fn archive_uri(sources: &str, security: bool) -> Option<String> {
+    sources
         .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter_map(|name| Some((kernel.build_number(name)?, name.to_owned())))
-        .max();
-    let Some((_, package)) = newest else {
-        return Ok(None);
-    };
-    let Some(candidate) = apt_show(&package)? else {
-        return Ok(None);
-    };
-    eprintln!(
-        "lab: the pinned kernel {pinned} is no longer in the archive; using the newest of the \
-         series, {} {}",
-        candidate.package, candidate.version
-    );
-    Ok(Some(candidate))
-}
-
-/// Version and SHA256 of the candidate apt would download, `None` if apt does not know it.
-fn apt_show(package: &str) -> Result<Option<Candidate>> {
-    let out = cmd::output(Command::new("apt-cache").args(["show", "--no-all-versions", package]))?;
-    if !out.status.success() {
-        return Ok(None);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .map(|value| value.trim().to_owned())
-    };
-    match (field("Version"), field("SHA256")) {
-        (Some(version), Some(sha256)) => Ok(Some(Candidate {
-            package: package.to_owned(),
-            version,
-            sha256,
-        })),
-        _ => Ok(None),
-    }
-}
-
-fn apt_update() -> Result<()> {
-    cmd::run(Command::new("apt-get").arg("update").arg("-q"))
-        .context("refreshing the apt lists (needs root and the package archive)")
+        .flat_map(|line| {
+            let line = line.trim();
+            if let Some(uris) = line.strip_prefix("URIs:") {
+                uris.split_whitespace().collect::<Vec<_>>()
+            } else if line.starts_with("deb ") {
+                line.split_whitespace()
+                    .skip(1)
+                    .find(|w| !w.starts_with('['))
+                    .into_iter()
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .find(|uri| {
+            let want = if security { "debian-security" } else { "debian" };
+            uri.split('/').skip(3).any(|segment| segment == want)
+        })
+        .map(|uri| uri.trim_end_matches('/').to_owned())
 }
 
 const UNPACKED_MARKER: &str = "unpacked.ok";
@@ -221,9 +479,13 @@ fn cached(cache: &Path, package: &str) -> Option<KernelTree> {
         return None;
     };
     let root = dir.join("root");
+    let modules_base = match value("modules").as_deref() {
+        Some("usr") => root.join("usr"),
+        _ => root.clone(),
+    };
     let boot_image = dir.join(boot);
     if !boot_image.is_file()
-        || !root
+        || !modules_base
             .join("lib/modules")
             .join(&release)
             .join("modules.dep")
@@ -236,52 +498,22 @@ fn cached(cache: &Path, package: &str) -> Option<KernelTree> {
         version,
         release,
         root,
+        modules_base,
         boot_image,
     })
 }
 
-/// Downloads (unless a verified copy is there), unpacks and indexes one package.
-fn fetch(cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
-    let dir = cache.join(&candidate.package);
+/// Downloads (unless verified copies are there), unpacks and indexes one kernel's packages.
+fn fetch(apt: &Apt, cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
+    let main = candidate.main();
+    let dir = cache.join(&main.name);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let deb = dir.join("package.deb");
-    let have_good_deb = deb.is_file() && sha256(&deb)? == candidate.sha256;
-    if !have_good_deb {
-        eprintln!(
-            "lab: downloading {} {} from the apt sources",
-            candidate.package, candidate.version
-        );
-        let download = dir.join("download.tmp");
-        let _ = fs::remove_dir_all(&download);
-        fs::create_dir_all(&download)?;
-        cmd::run(
-            Command::new("apt-get")
-                // apt's download sandbox user cannot write into root's target directory; the
-                // file is verified against the archive's SHA256 below instead.
-                .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-                .arg(format!("{}={}", candidate.package, candidate.version))
-                .current_dir(&download),
-        )?;
-        let fetched = fs::read_dir(&download)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .find(|path| path.extension().is_some_and(|ext| ext == "deb"))
-            .with_context(|| format!("apt-get download left no .deb in {}", download.display()))?;
-        let got = sha256(&fetched)?;
-        if got != candidate.sha256 {
-            let _ = fs::remove_dir_all(&download);
-            bail!(
-                "{} downloaded with SHA256 {got}, but the archive index says {}: the download \
-                 is corrupt or the apt lists are stale (run `apt-get update`)",
-                candidate.package,
-                candidate.sha256
-            );
-        }
-        fs::rename(&fetched, &deb)?;
-        fs::remove_dir_all(&download)?;
+    let mut debs = Vec::new();
+    for package in &candidate.0 {
+        debs.push(apt.download(package, &dir)?);
     }
 
-    eprintln!("lab: unpacking {}", candidate.package);
+    eprintln!("lab: unpacking {}", main.name);
     let _ = fs::remove_file(dir.join(UNPACKED_MARKER));
     let root = dir.join("root");
     let staging = dir.join("root.tmp");
@@ -290,49 +522,85 @@ fn fetch(cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
             fs::remove_dir_all(stale).with_context(|| format!("removing {}", stale.display()))?;
         }
     }
-    cmd::stdout(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&staging))?;
-    let release = single_release(&staging.join("lib/modules"))?;
-    if !staging
+    for deb in &debs {
+        cmd::stdout(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&staging))?;
+    }
+    // 7.x packages ship only the merged-/usr path.
+    let (modules_key, base) = if staging.join("lib/modules").is_dir() {
+        ("root", staging.clone())
+    } else {
+        ("usr", staging.join("usr"))
+    };
+    let release = single_release(&base.join("lib/modules"))?;
+    if !base
         .join("lib/modules")
         .join(&release)
         .join("modules.dep")
         .is_file()
     {
-        // 6.1 packages leave modules.dep to the postinst; build it inside the tree.
-        cmd::stdout(Command::new("depmod").arg("-b").arg(&staging).arg(&release))?;
+        // 6.1 and 7.x packages leave modules.dep to the postinst; build it inside the tree.
+        cmd::stdout(Command::new("depmod").arg("-b").arg(&base).arg(&release))?;
     }
     fs::rename(&staging, &root)?;
-    let boot = boot_image(&dir, &root, &release);
+    let base = if modules_key == "usr" {
+        root.join("usr")
+    } else {
+        root.clone()
+    };
+    let boot = boot_image(&dir, &root, &base, &release);
     fs::write(
         dir.join(UNPACKED_MARKER),
         format!(
-            "package={}\nversion={}\nsha256={}\nrelease={release}\nboot={boot}\n",
-            candidate.package, candidate.version, candidate.sha256
+            "package={}\nversion={}\nsha256={}\nrelease={release}\nboot={boot}\nmodules={modules_key}\n",
+            main.name,
+            main.version,
+            candidate
+                .0
+                .iter()
+                .map(|p| p.sha256.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     )?;
-    cached(cache, &candidate.package).with_context(|| {
+    cached(cache, &main.name).with_context(|| {
         format!(
             "{} unpacked, but its vmlinuz or modules.dep is missing",
-            candidate.package
+            main.name
         )
     })
 }
 
 /// The boot image, relative to `dir`: an extracted `vmlinux` if the kernel has a PVH entry
-/// point, else the bzImage.
-fn boot_image(dir: &Path, root: &Path, release: &str) -> String {
-    let bzimage = format!("root/boot/vmlinuz-{release}");
-    let config =
-        fs::read_to_string(root.join("boot").join(format!("config-{release}"))).unwrap_or_default();
-    if !config.lines().any(|line| line == "CONFIG_PVH=y") {
-        eprintln!("lab: {release} has no PVH entry point; booting its bzImage (slower under TCG)");
-        return bzimage;
-    }
-    match vmlinux::extract(&dir.join(&bzimage), &dir.join("vmlinux")) {
-        Ok(()) => "vmlinux".to_owned(),
+/// point, else the bzImage (`boot/vmlinuz-<release>`, or `lib/modules/<release>/vmlinuz` in
+/// 7.x packages).
+fn boot_image(dir: &Path, root: &Path, modules_base: &Path, release: &str) -> String {
+    let in_boot = root.join("boot").join(format!("vmlinuz-{release}"));
+    let bzimage = if in_boot.is_file() {
+        in_boot
+    } else {
+        modules_base
+            .join("lib/modules")
+            .join(release)
+            .join("vmlinuz")
+    };
+    let relative = bzimage.strip_prefix(dir).map_or_else(
+        |_| bzimage.display().to_string(),
+        |p| p.display().to_string(),
+    );
+    let vmlinux = dir.join("vmlinux");
+    match vmlinux::extract(&bzimage, &vmlinux) {
+        // The config says CONFIG_PVH where the package ships it (not 7.x); the ELF note is the
+        // proof either way.
+        Ok(()) if vmlinux::has_pvh_entry(&vmlinux).unwrap_or(false) => "vmlinux".to_owned(),
+        Ok(()) => {
+            eprintln!(
+                "lab: {release} has no PVH entry point; booting its bzImage (slower under TCG)"
+            );
+            relative
+        }
         Err(err) => {
             eprintln!("lab: booting the bzImage of {release} (slower under TCG): {err:#}");
-            bzimage
+            relative
         }
     }
 }
@@ -369,7 +637,7 @@ pub(crate) fn load_order(tree: &KernelTree) -> Result<Vec<Module>> {
             Command::new("modprobe")
                 // No host configuration: the host's modprobe.d must not change the image.
                 .args(["-C", "/dev/null", "-S", &tree.release, "-d"])
-                .arg(&tree.root)
+                .arg(&tree.modules_base)
                 .args(["--show-depends", module]),
         )
         .with_context(|| format!("resolving the dependencies of {module} in {}", tree.package))?;
@@ -436,9 +704,56 @@ mod tests {
             Kernel::V6_12.build_number("linux-image-6.1.0-56-amd64"),
             None
         );
+        assert_eq!(
+            Kernel::V5_10.build_number("linux-image-5.10.0-46-amd64-unsigned"),
+            Some(46)
+        );
+        assert_eq!(
+            Kernel::V5_10.build_number("linux-image-5.10.0-46-cloud-amd64-unsigned"),
+            None
+        );
+        assert_eq!(
+            Kernel::V7_2.build_number("linux-binary-7.2.13+deb14-amd64"),
+            Some(13)
+        );
+        assert_eq!(
+            Kernel::V7_2.build_number("linux-binary-7.2.13+deb14-rt-amd64"),
+            None
+        );
+        assert_eq!(
+            Kernel::companions("linux-binary-7.2.13+deb14-amd64"),
+            ["linux-modules-7.2.13+deb14-amd64"]
+        );
+        assert!(Kernel::companions("linux-image-6.1.0-56-amd64").is_empty());
         for kernel in Kernel::ALL {
             assert!(kernel.build_number(kernel.pinned_package()).is_some());
         }
+    }
+
+    #[test]
+    fn archive_uris_come_from_either_sources_format() {
+        let deb822 = "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\n\n\
+                      Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n\n\
+                      Types: deb\nURIs: http://deb.debian.org/debian-security/\nSuites: x\n";
+        assert_eq!(
+            archive_uri(deb822, false).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
+        assert_eq!(
+            archive_uri(deb822, true).as_deref(),
+            Some("http://deb.debian.org/debian-security")
+        );
+        let one_line = "deb [arch=amd64] http://mirror.example/debian bookworm main\n\
+                        deb http://mirror.example/debian-security bookworm-security main\n";
+        assert_eq!(
+            archive_uri(one_line, false).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(
+            archive_uri(one_line, true).as_deref(),
+            Some("http://mirror.example/debian-security")
+        );
+        assert_eq!(archive_uri("# nothing\n", false), None);
     }
 
     #[test]

@@ -47,21 +47,29 @@ pub const CONSOLE_TAIL_LINES: usize = 60;
 /// The Debian kernels the lab boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Debian 11's security series, `linux-image-5.10.0-*-amd64-unsigned`: the oldest LTS in
+    /// the field; its ip_vs module carries no BTF.
+    V5_10,
     /// Debian 12's own kernel series, `linux-image-6.1.0-*-amd64`.
     V6_1,
     /// The bookworm backport series, `linux-image-6.12.*+deb12-amd64` (modules are `.ko.xz`).
     V6_12,
+    /// Debian sid's current series, `linux-binary-7.2.*+deb14-amd64` with
+    /// `linux-modules-7.2.*` (merged-/usr paths, no modules.dep shipped).
+    V7_2,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 2] = [Kernel::V6_1, Kernel::V6_12];
+    pub const ALL: [Kernel; 4] = [Kernel::V5_10, Kernel::V6_1, Kernel::V6_12, Kernel::V7_2];
 }
 
 impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Kernel::V5_10 => "5.10",
             Kernel::V6_1 => "6.1",
             Kernel::V6_12 => "6.12",
+            Kernel::V7_2 => "7.2",
         })
     }
 }
@@ -71,9 +79,11 @@ impl FromStr for Kernel {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "5.10" => Ok(Kernel::V5_10),
             "6.1" => Ok(Kernel::V6_1),
             "6.12" => Ok(Kernel::V6_12),
-            _ => anyhow::bail!("unknown kernel `{s}`: the lab boots 6.1 or 6.12"),
+            "7.2" => Ok(Kernel::V7_2),
+            _ => anyhow::bail!("unknown kernel `{s}`: the lab boots 5.10, 6.1, 6.12 or 7.2"),
         }
     }
 }
@@ -273,7 +283,7 @@ mod tests {
         for kernel in Kernel::ALL {
             assert_eq!(kernel.to_string().parse::<Kernel>().unwrap(), kernel);
         }
-        assert!("5.10".parse::<Kernel>().is_err());
+        assert!("4.19".parse::<Kernel>().is_err());
     }
 
     #[test]

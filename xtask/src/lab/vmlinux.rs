@@ -64,6 +64,47 @@ pub(crate) fn extract(bzimage: &Path, out: &Path) -> Result<()> {
     fs::write(out, vmlinux).with_context(|| format!("writing {}", out.display()))
 }
 
+/// True if the ELF `vmlinux` carries the Xen PVH entry note (`XEN_ELFNOTE_PHYS32_ENTRY`) that
+/// QEMU's `-kernel` needs to boot it directly. Not every package ships its config to tell.
+pub(crate) fn has_pvh_entry(vmlinux: &Path) -> Result<bool> {
+    let elf = fs::read(vmlinux).with_context(|| format!("reading {}", vmlinux.display()))?;
+    elf_has_pvh_note(&elf)
+        .with_context(|| format!("{} is not a 64-bit ELF file", vmlinux.display()))
+}
+
+fn elf_has_pvh_note(elf: &[u8]) -> Option<bool> {
+    const PT_NOTE: u32 = 4;
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
+    let u64_at =
+        |at: usize| usize::try_from(u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?)).ok();
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    for i in 0..usize::from(phnum) {
+        let header = phoff + i * phentsize;
+        if u32_at(header)? != PT_NOTE {
+            continue;
+        }
+        let (offset, size) = (u64_at(header + 0x08)?, u64_at(header + 0x20)?);
+        let mut at = offset;
+        // Notes: namesz, descsz, type, then name and desc, each padded to 4 bytes.
+        while at + 12 <= offset + size {
+            let namesz = u32_at(at)? as usize;
+            let descsz = u32_at(at + 4)? as usize;
+            let kind = u32_at(at + 8)?;
+            let name = elf.get(at + 12..at + 12 + namesz)?;
+            if name == b"Xen\0" && kind == XEN_ELFNOTE_PHYS32_ENTRY {
+                return Some(true);
+            }
+            at += 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
+        }
+    }
+    Some(false)
+}
+
 fn payload(image: &[u8]) -> Option<&[u8]> {
     let u16_at = |at: usize| Some(u16::from_le_bytes(image.get(at..at + 2)?.try_into().ok()?));
     let u32_at =
@@ -96,5 +137,56 @@ mod tests {
         image[0x206..0x208].copy_from_slice(&0x0207_u16.to_le_bytes());
         assert_eq!(payload(&image), None, "too old a boot protocol");
         assert_eq!(payload(b"MZ not a kernel"), None);
+    }
+
+    /// A minimal ELF64 with one PT_NOTE segment holding `notes`.
+    fn elf_with_notes(notes: &[(&[u8], u32)]) -> Vec<u8> {
+        let mut note = Vec::new();
+        for (name, kind) in notes {
+            note.extend_from_slice(&u32::try_from(name.len()).unwrap().to_le_bytes());
+            note.extend_from_slice(&4u32.to_le_bytes());
+            note.extend_from_slice(&kind.to_le_bytes());
+            note.extend_from_slice(name);
+            note.resize(note.len().next_multiple_of(4), 0);
+            note.extend_from_slice(&[0; 4]);
+        }
+        let mut elf = vec![0u8; 0x40 + 0x38];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        elf[0x40..0x44].copy_from_slice(&4u32.to_le_bytes());
+        elf[0x48..0x50].copy_from_slice(&(0x78u64).to_le_bytes());
+        elf[0x60..0x68].copy_from_slice(&(note.len() as u64).to_le_bytes());
+        elf.extend_from_slice(&note);
+        elf
+    }
+
+    #[test]
+    fn pvh_note_is_found_among_others() {
+        assert_eq!(
+            elf_has_pvh_note(&elf_with_notes(&[(b"GNU\0", 3), (b"Xen\0", 18)])),
+            Some(true)
+        );
+        assert_eq!(
+            elf_has_pvh_note(&elf_with_notes(&[(b"Xen\0", 17)])),
+            Some(false)
+        );
+        assert_eq!(elf_has_pvh_note(b"\x7fELF\x01\x01"), None);
+    }
+
+    /// The lab's own kernels, once fetched: Debian builds them with CONFIG_PVH.
+    #[test]
+    fn lab_kernels_have_the_pvh_note() {
+        let kernels = crate::paths::lab_dir().join("kernels");
+        let Ok(entries) = fs::read_dir(&kernels) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let vmlinux = entry.path().join("vmlinux");
+            if vmlinux.is_file() {
+                assert!(has_pvh_entry(&vmlinux).unwrap(), "{}", vmlinux.display());
+            }
+        }
     }
 }
