@@ -17,6 +17,9 @@ use crate::filter::{
 use crate::kube::source::NameSource;
 use crate::output::OutputFormat;
 
+mod rules;
+pub use rules::RulesArgs;
+
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
 /// client was sent to which real server (pod), by which scheduler, as it happens.
 #[derive(Debug, Parser)]
@@ -56,6 +59,16 @@ pub enum Command {
     ///             client's packet is dropped or rejected
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
+
+    /// Show the IPVS virtual services and their real servers, with Kubernetes names.
+    ///
+    /// The `ipvsadm -Ln` view, read from the kernel over netlink (needs CAP_NET_ADMIN and the
+    /// ip_vs module): each virtual service with its scheduler and flags and the Kubernetes
+    /// Service port it belongs to, each real server with its pod and node, forwarding method,
+    /// weight and connection counts; --stats and --rate show the counters instead; -o json
+    /// prints every field as one document.
+    #[command(after_help = rules::RULES_EXAMPLES)]
+    Rules(RulesArgs),
 }
 
 const TRACE_EXAMPLES: &str = "\
@@ -346,8 +359,11 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<TraceConfig, clap::Error> {
         let command_line = ["ipvs-trace", "trace"].iter().chain(args);
-        Cli::try_parse_from(command_line).map(|cli| match cli.command {
-            Command::Trace(args) => args.into_config(),
+        Cli::try_parse_from(command_line).map(|cli| {
+            let Command::Trace(args) = cli.command else {
+                panic!("not parsed as trace: {:?}", cli.command)
+            };
+            args.into_config()
         })
     }
 

@@ -3,7 +3,8 @@
 //! The pipeline: [`loader`] resolves kernel struct offsets from [`btf`], loads and attaches the
 //! eBPF programs; [`events`] reads and decodes the ring buffer; [`filter`] keeps what the user
 //! asked for; [`output`] renders table or JSON lines and the exit summary. [`cmd`] holds one module
-//! per subcommand, [`cli`] the arguments.
+//! per subcommand, [`cli`] the arguments; [`ipvs`] reads the kernel's IPVS tables over netlink
+//! (`rules`).
 
 pub mod btf;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod cmd;
 pub mod duration;
 pub mod events;
 pub mod filter;
+pub mod ipvs;
 pub mod kube;
 pub mod loader;
 pub mod offsets;

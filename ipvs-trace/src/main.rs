@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Trace(args) => runtime.block_on(ipvs_trace::cmd::trace::run(args.into_config())),
+        Command::Rules(args) => runtime.block_on(ipvs_trace::cmd::rules::run(args.into_config())),
     }
 }
 
