@@ -30,6 +30,7 @@ pub const SCENARIOS: &[&str] = &[
     "nodeport",
     "names",
     "snapshot",
+    "rules",
     "errors",
 ];
 

@@ -60,6 +60,7 @@ per_kernel! {
     nodeport: nodeport_6_1, nodeport_6_12;
     names: names_6_1, names_6_12;
     snapshot: snapshot_6_1, snapshot_6_12;
+    rules: rules_6_1, rules_6_12;
     errors: errors_6_1, errors_6_12;
 }
 
@@ -746,6 +747,271 @@ fn snapshot(run: &ScenarioRun) {
         trace.summary.kubernetes.is_empty(),
         "no watches with a snapshot"
     );
+}
+
+// rules: `ipvs-trace rules -o json` equals the kernel's `ipvsadm -Ln` and `ipvsadm -Ln --stats
+// --exact` for every service and real server (TCP rr/wrr/sh persistent, UDP lc, a firewall
+// mark, IPv6, the seed cluster), names come from the snapshot, the filters keep what they
+// say, the tables print the same counters, and EPERM says what is missing.
+fn rules(run: &ScenarioRun) {
+    // The kernel's view did not move while the ipvs-trace views were taken.
+    for (before, after) in [("rules-before", "rules"), ("stats-before", "stats")] {
+        assert_eq!(
+            run.dump(before).text,
+            run.dump(after).text,
+            "ipvsadm changed between {before} and {after}"
+        );
+    }
+    let document = rules_json::document(run, "rules.json");
+    assert_eq!(document["version"], "1.2.1");
+    assert!(document["conn_table_size"].as_u64().is_some_and(|n| n > 0));
+    let services = document["services"].as_array().expect("services");
+    rules_json::assert_equal_ipvsadm(run, services);
+    rules_json::assert_seed_names(services);
+    rules_json::assert_filters(run);
+    rules_json::assert_tables(run);
+    let eperm = run.dump("rules-eperm");
+    assert_eq!(eperm.status, Some(1), "{}", eperm.text);
+    assert!(
+        eperm.text.contains("EPERM") && eperm.text.contains("CAP_NET_ADMIN"),
+        "without CAP_NET_ADMIN over the namespace: {}",
+        eperm.text
+    );
+}
+
+/// The `rules` scenario's checks of `ipvs-trace rules` output against ipvsadm's.
+mod rules_json {
+    use std::collections::BTreeSet;
+    use std::net::SocketAddr;
+
+    use ipvs_trace_tests::ipvsadm::{self, ServiceStats};
+    use ipvs_trace_tests::output::ScenarioRun;
+    use serde_json::Value;
+
+    use super::{addr, seed};
+
+    /// The JSON document of dump `name` (which must have succeeded).
+    pub fn document(run: &ScenarioRun, name: &str) -> Value {
+        let dump = run.dump(name);
+        assert_eq!(dump.status, Some(0), "{name}:\n{}", dump.text);
+        serde_json::from_str(&dump.text)
+            .unwrap_or_else(|e| panic!("{name} is not one JSON document ({e}):\n{}", dump.text))
+    }
+
+    /// Every service and real server, field by field, as `ipvsadm -Ln` printed them, and every
+    /// counter as `ipvsadm -Ln --stats --exact` did; the traffic was counted.
+    pub fn assert_equal_ipvsadm(run: &ScenarioRun, services: &[Value]) {
+        let kernel_rules = sorted(run.rules());
+        assert_eq!(kernel_rules.len(), 12, "the scenario's virtual services");
+        assert_eq!(
+            sorted(services.iter().map(rules_of).collect()),
+            kernel_rules
+        );
+        let kernel_stats = run.stats();
+        for service in services {
+            let (proto, vip) = key(service);
+            let want = kernel_stats
+                .iter()
+                .find(|s| s.proto == proto && s.vip == vip)
+                .unwrap_or_else(|| panic!("{proto} {vip} not in ipvsadm --stats"));
+            assert_eq!(counters(&service["stats"]), want.counters, "{proto} {vip}");
+            let dests = service["dests"].as_array().expect("dests");
+            assert_eq!(dests.len(), want.dests.len(), "{proto} {vip} real servers");
+            for dest in dests {
+                let backend = addr(dest["backend"].as_str().expect("backend"));
+                let (_, want) = want
+                    .dests
+                    .iter()
+                    .find(|(a, _)| *a == backend)
+                    .unwrap_or_else(|| panic!("{backend} of {vip} not in ipvsadm --stats"));
+                assert_eq!(counters(&dest["stats"]), *want, "{backend} of {vip}");
+            }
+        }
+        // Connections per service equal lab-net's.
+        for (tag, proto, vip) in [
+            ("rr", "TCP", "172.31.0.60:80"),
+            ("wrr", "TCP", "172.31.0.61:80"),
+            ("udp", "UDP", "172.31.0.62:53"),
+            ("seed", "TCP", "172.31.42.227:80"),
+        ] {
+            let made = run.client(tag).iter().filter(|l| l.ok()).count() as u64;
+            assert!(made > 0, "no {tag} connections");
+            let service = ServiceStats::find(&kernel_stats, proto, addr(vip)).expect("service");
+            assert_eq!(service.counters.conns, made, "{tag}: Conns of {vip}");
+        }
+    }
+
+    /// The seed Service's ports and pods are named from the snapshot; nothing else is.
+    pub fn assert_seed_names(services: &[Value]) {
+        let seed_ips = [seed::CLUSTER_IP, seed::EXTERNAL_IP, seed::NODE_IP];
+        for service in services {
+            let (_, vip) = key(service);
+            let seed_port = vip
+                .parse::<SocketAddr>()
+                .ok()
+                .filter(|a| seed_ips.contains(&a.ip().to_string().as_str()));
+            if let Some(a) = seed_port {
+                assert_eq!(service["service"], seed::service(a.port()), "{vip}");
+                assert_eq!(service["service_type"], seed::SERVICE_TYPE, "{vip}");
+            } else {
+                assert!(service["service"].is_null(), "{vip} named: {service}");
+            }
+            for dest in service["dests"].as_array().expect("dests") {
+                let backend = addr(dest["backend"].as_str().expect("backend"));
+                if let Some((pod, node)) = seed::pod(&backend.ip().to_string()) {
+                    assert_eq!(dest["backend_pod"], pod.as_str(), "{backend}");
+                    assert_eq!(dest["backend_node"], node, "{backend}");
+                    assert_eq!(dest["backend_terminating"], false, "{backend}");
+                } else {
+                    assert!(dest["backend_pod"].is_null(), "{backend} named: {dest}");
+                }
+            }
+        }
+    }
+
+    /// `--service` keeps the Service's ports; `--backend` the services with that real server,
+    /// and of them only its line.
+    pub fn assert_filters(run: &ScenarioRun) {
+        let vips = |document: &Value| -> BTreeSet<String> {
+            document["services"]
+                .as_array()
+                .expect("services")
+                .iter()
+                .map(|s| key(s).1)
+                .collect()
+        };
+        let http: BTreeSet<String> = [
+            format!("{}:80", seed::CLUSTER_IP),
+            format!("{}:80", seed::EXTERNAL_IP),
+            format!("{}:32380", seed::NODE_IP),
+        ]
+        .into();
+        assert_eq!(vips(&document(run, "rules-service.json")), http);
+        let backend = document(run, "rules-backend.json");
+        let with_pod2: BTreeSet<String> = ["172.31.0.60:80", "172.31.0.61:80", "172.31.0.63:80"]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(vips(&backend), with_pod2);
+        for service in backend["services"].as_array().expect("services") {
+            let dests = service["dests"].as_array().expect("dests");
+            assert_eq!(dests.len(), 1, "--backend keeps only its line: {service}");
+            assert_eq!(dests[0]["backend"], "10.245.6.2:8080");
+        }
+    }
+
+    /// The tables: the legend, the names, and `--stats`' counters on each service line.
+    pub fn assert_tables(run: &ScenarioRun) {
+        let table = &run.dump("rules.table").text;
+        assert!(
+            table.contains("COUNTS OF CONNECTIONS (not bytes)"),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!("{} (LoadBalancer)", seed::service(80))),
+            "{table}"
+        );
+        let stats_table = &run.dump("rules-stats.table").text;
+        for service in &run.stats() {
+            let line = stats_table
+                .lines()
+                .find(|l| l.starts_with(&format!("{}  {} ", service.proto, service.vip)))
+                .unwrap_or_else(|| {
+                    panic!("{} {} not in:\n{stats_table}", service.proto, service.vip)
+                });
+            let numbers: Vec<u64> = line
+                .split_whitespace()
+                .rev()
+                .take(5)
+                .map(|n| n.parse().expect("a counter"))
+                .collect();
+            let c = service.counters;
+            assert_eq!(
+                numbers,
+                [c.out_bytes, c.in_bytes, c.out_pkts, c.in_pkts, c.conns],
+                "{line}"
+            );
+        }
+    }
+
+    fn sorted(mut services: Vec<ipvsadm::Service>) -> Vec<ipvsadm::Service> {
+        services.sort_by(|a, b| (&a.proto, &a.vip).cmp(&(&b.proto, &b.vip)));
+        for service in &mut services {
+            service.dests.sort_by_key(|d| d.addr);
+        }
+        services
+    }
+
+    /// `(proto, vip)` as ipvsadm names a service: `TCP 172.31.0.60:80`, `FWM 5`.
+    fn key(service: &Value) -> (String, String) {
+        match (service["proto"].as_str(), service["vip"].as_str()) {
+            (Some(proto), Some(vip)) => (proto.to_owned(), vip.to_owned()),
+            _ => ("FWM".to_owned(), service["fwmark"].to_string()),
+        }
+    }
+
+    fn number(value: &Value) -> u64 {
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("{value} is not a count"))
+    }
+
+    /// The service as `ipvsadm -Ln` prints it: flags as `(sched-flags) persistent T mask M`.
+    fn rules_of(service: &Value) -> ipvsadm::Service {
+        let (proto, vip) = key(service);
+        let names: Vec<&str> = service["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .map(|f| f.as_str().expect("a flag name"))
+            .collect();
+        let mut flags = Vec::new();
+        let sched: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|f| !["persistent", "hashed", "one-packet"].contains(f))
+            .collect();
+        if !sched.is_empty() {
+            flags.push(format!("({})", sched.join(",")));
+        }
+        if names.contains(&"persistent") {
+            flags.push(format!("persistent {}", service["persistence_timeout"]));
+            let mask = service["persistence_netmask"].as_str().expect("netmask");
+            if !["255.255.255.255", "128"].contains(&mask) {
+                flags.push(format!("mask {mask}"));
+            }
+        }
+        if names.contains(&"one-packet") {
+            flags.push("ops".to_owned());
+        }
+        ipvsadm::Service {
+            proto,
+            vip,
+            scheduler: service["scheduler"].as_str().expect("scheduler").to_owned(),
+            flags: flags.join(" "),
+            dests: service["dests"]
+                .as_array()
+                .expect("dests")
+                .iter()
+                .map(|d| ipvsadm::Dest {
+                    addr: addr(d["backend"].as_str().expect("backend")),
+                    forward: d["fwd"].as_str().expect("fwd").to_owned(),
+                    weight: i32::try_from(number(&d["weight"])).expect("a weight"),
+                    active: number(&d["active_conns"]),
+                    inactive: number(&d["inactive_conns"]),
+                })
+                .collect(),
+        }
+    }
+
+    fn counters(stats: &Value) -> ipvsadm::Counters {
+        ipvsadm::Counters {
+            conns: number(&stats["conns"]),
+            in_pkts: number(&stats["in_pkts"]),
+            out_pkts: number(&stats["out_pkts"]),
+            in_bytes: number(&stats["in_bytes"]),
+            out_bytes: number(&stats["out_bytes"]),
+        }
+    }
 }
 
 // errors: the clear errors that can be provoked for real, and the ways out of them.
