@@ -453,7 +453,11 @@ fn archive_uri(sources: &str, security: bool) -> Option<String> {
             }
         })
         .find(|uri| {
-            let want = if security { "debian-security" } else { "debian" };
+            let want = if security {
+                "debian-security"
+            } else {
+                "debian"
+            };
             uri.split('/').skip(3).any(|segment| segment == want)
         })
         .map(|uri| uri.trim_end_matches('/').to_owned())
