@@ -1,4 +1,4 @@
-//! End-to-end scenarios on Debian 6.1 and 6.12 kernels in the QEMU VM lab.
+//! End-to-end scenarios on Debian 6.1, 6.12 and 7.2 kernels in the QEMU VM lab.
 //!
 //! One boot per kernel runs every scenario of `tests/scenarios/` (see `ipvs_trace_tests::lab`);
 //! each test here reads its scenario's dumps and asserts the tracer's events against the
@@ -19,20 +19,36 @@ use ipvs_trace_tests::trace::Event;
 use ipvs_trace_tests::views::Trace;
 use xtask::lab::Kernel;
 
-/// One `#[test]` per scenario and kernel, e.g. `rr_6_1` and `rr_6_12`.
-macro_rules! per_kernel {
-    ($($check:ident: $v6_1:ident, $v6_12:ident;)*) => {$(
-        #[test]
-        fn $v6_1() {
-            scenario(Kernel::V6_1, stringify!($check), $check);
+/// Calls `$then! {$($args)*; <every scenario>}`: the one list of scenarios, in the order of
+/// `SCENARIOS`, shared by the kernels' test modules and the completeness check below.
+macro_rules! with_scenarios {
+    ($then:ident!($($args:tt)*)) => {
+        $then! {$($args)*;
+            rr, wrr, udp, persistent, reuse, no_dest, nodeport, names, snapshot, rules, errors
         }
+    };
+}
 
-        #[test]
-        fn $v6_12() {
-            scenario(Kernel::V6_12, stringify!($check), $check);
+/// A module of one `#[test]` per scenario for one kernel: `v6_1::rr`, `v7_2::reuse`...
+macro_rules! kernel_tests {
+    ($module:ident, $kernel:ident; $($check:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $check() {
+                    super::scenario(super::Kernel::$kernel, stringify!($check), super::$check);
+                }
+            )*
         }
-    )*
+    };
+}
 
+with_scenarios!(kernel_tests!(v6_1, V6_1));
+with_scenarios!(kernel_tests!(v6_12, V6_12));
+with_scenarios!(kernel_tests!(v7_2, V7_2));
+
+macro_rules! completeness {
+    (; $($check:ident),*) => {
         /// Every scenario file has its tests, and every test its scenario file.
         #[test]
         fn every_scenario_is_tested() {
@@ -50,19 +66,7 @@ macro_rules! per_kernel {
     };
 }
 
-per_kernel! {
-    rr: rr_6_1, rr_6_12;
-    wrr: wrr_6_1, wrr_6_12;
-    udp: udp_6_1, udp_6_12;
-    persistent: persistent_6_1, persistent_6_12;
-    reuse: reuse_6_1, reuse_6_12;
-    no_dest: no_dest_6_1, no_dest_6_12;
-    nodeport: nodeport_6_1, nodeport_6_12;
-    names: names_6_1, names_6_12;
-    snapshot: snapshot_6_1, snapshot_6_12;
-    rules: rules_6_1, rules_6_12;
-    errors: errors_6_1, errors_6_12;
-}
+with_scenarios!(completeness!());
 
 /// Boots (or joins the boot of) `kernel`, prints the scenario's figures, runs `check`.
 fn scenario(kernel: Kernel, name: &str, check: fn(&ScenarioRun)) {
