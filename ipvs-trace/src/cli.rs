@@ -69,6 +69,29 @@ pub enum Command {
     /// prints every field as one document.
     #[command(after_help = rules::RULES_EXAMPLES)]
     Rules(RulesArgs),
+
+    /// Check whether this node can be traced, and how well: run it first on a new node.
+    ///
+    /// Goes through what `trace` needs without loading anything: privileges, the ip_vs module,
+    /// the BTF source (/sys/kernel/btf or --btf), every probe against /proc/kallsyms and its
+    /// function's prototype in BTF, and the struct offsets the probes will read. Exits 0 when
+    /// `trace` will work (possibly with fewer event kinds, listed as degraded), 1 when not.
+    Check(CheckArgs),
+}
+
+/// Arguments of `ipvs-trace check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Split BTF of the ip_vs module to check instead of /sys/kernel/btf/ip_vs (as `trace --btf`).
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    #[must_use]
+    pub fn into_config(self) -> crate::cmd::check::CheckConfig {
+        crate::cmd::check::CheckConfig { btf: self.btf }
+    }
 }
 
 const TRACE_EXAMPLES: &str = "\

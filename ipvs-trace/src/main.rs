@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     init_logging();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         // `ipvs-trace trace | head`: the reader has all it wanted; not an error.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -34,15 +34,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // One ring buffer, one consumer: a single-threaded runtime is all the event loop needs.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Trace(args) => runtime.block_on(ipvs_trace::cmd::trace::run(args.into_config())),
-        Command::Rules(args) => runtime.block_on(ipvs_trace::cmd::rules::run(args.into_config())),
+        Command::Trace(args) => runtime
+            .block_on(ipvs_trace::cmd::trace::run(args.into_config()))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Rules(args) => runtime
+            .block_on(ipvs_trace::cmd::rules::run(args.into_config()))
+            .map(|()| ExitCode::SUCCESS),
+        // The report says what is wrong; exit 1 without repeating it as an error.
+        Command::Check(args) => ipvs_trace::cmd::check::run(&args.into_config()).map(|ready| {
+            if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
     }
 }
 

@@ -7,6 +7,8 @@
 #   btf:      `--btf` with a saved copy of the module's BTF -> traces
 #   attach:   the mandatory kprobe cannot attach (the hidden test hook aims it at a symbol the
 #             kernel does not have) -> names the kernel function
+#   check:    `ipvs-trace check` on the intact node (compared with a golden file per kernel
+#             release), without module BTF (not ready, says --btf), with --btf (ready)
 # Each failing run is bounded by `timeout` and dumped with its exit status; the tracing runs
 # make real connections and dump the kernel's entries to compare with.
 set -e
@@ -25,6 +27,8 @@ service() {
 
 node_setup
 
+dump release uname -r
+dump check ipvs-trace check
 dump noroot su -s /bin/sh nobody -c 'timeout 20 ipvs-trace trace -o json'
 dump attach timeout 20 ipvs-trace trace -o json --debug-kprobe-target ip_vs_conn_new=ip_vs_no_such_fn
 
@@ -55,6 +59,8 @@ cp /sys/kernel/btf/vmlinux /sys/kernel/btf/ip_vs /tmp/saved-btf/ || die "cannot 
 mount -t tmpfs lab-btf /sys/kernel/btf || die "cannot mount over /sys/kernel/btf"
 cp /tmp/saved-btf/vmlinux /sys/kernel/btf/vmlinux
 dump nobtf timeout 20 ipvs-trace trace -o json
+dump check-nobtf ipvs-trace check
+dump check-btf ipvs-trace check --btf /tmp/saved-btf/ip_vs
 start_trace btf --btf /tmp/saved-btf/ip_vs
 service btf 172.31.0.51 5
 dump_ipvs btf

@@ -14,18 +14,20 @@
 
 mod elf;
 mod parse;
+mod signature;
 
 #[cfg(test)]
 pub(crate) mod builder;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub use parse::Kind;
 use parse::{Endian, TYPE_HEADER_LEN};
+pub use signature::Signature;
 
 /// How many typedef/modifier links, nested arrays or anonymous struct levels are followed
 /// before the input is declared cyclic. Real kernel types nest a handful of levels.
@@ -183,7 +185,8 @@ pub struct Btf {
 #[derive(Default)]
 struct Index {
     composites: HashMap<Box<str>, Vec<u32>>,
-    functions: HashSet<Box<str>>,
+    /// Function name → its `BTF_KIND_FUNC` type id.
+    functions: HashMap<Box<str>, u32>,
 }
 
 /// One decoded type record, borrowed from the `Btf` that holds it.
@@ -192,6 +195,8 @@ struct Type<'a> {
     /// The blob holding the record: its strings (and its base's) resolve the record's names.
     owner: &'a Btf,
     kind: Kind,
+    /// The type's name (a global string offset; 0 for anonymous types).
+    name_off: u32,
     info: u32,
     /// `size` for sized kinds, `type` for reference kinds.
     size_or_target: u32,
@@ -296,7 +301,7 @@ impl Btf {
     /// Whether a function (`BTF_KIND_FUNC`) of that name exists here or in the base.
     #[must_use]
     pub fn has_function(&self, name: &str) -> bool {
-        self.index().functions.contains(name)
+        self.index().functions.contains_key(name)
             || self.base.as_ref().is_some_and(|b| b.has_function(name))
     }
 
@@ -534,6 +539,7 @@ impl Btf {
         Ok(Type {
             owner: self,
             kind,
+            name_off: self.endian.u32(record, 0),
             info: self.endian.u32(record, 4),
             size_or_target: self.endian.u32(record, 8),
             trailing: &record[TYPE_HEADER_LEN..],
@@ -585,10 +591,10 @@ impl Btf {
             else {
                 continue;
             };
+            let id = self.start_id + i as u32;
             if kind == Kind::Func {
-                index.functions.insert(name.into());
+                index.functions.insert(name.into(), id);
             } else {
-                let id = self.start_id + i as u32;
                 index.composites.entry(name.into()).or_default().push(id);
             }
         }

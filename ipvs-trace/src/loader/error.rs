@@ -42,4 +42,15 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+
+    /// The mandatory probe does not fit this kernel (checked before attaching).
+    #[error(
+        "the {kind} on kernel function `{function}` does not fit this kernel: {why}. \
+         `ipvs-trace check` shows what the tool expects of every probe"
+    )]
+    Misfit {
+        kind: &'static str,
+        function: &'static str,
+        why: String,
+    },
 }

@@ -10,6 +10,7 @@ const IP_VS_BTF: &str = "/sys/kernel/btf/ip_vs";
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// `uname -r`, for messages.
+#[must_use]
 pub fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "(unknown release)".to_owned(), |s| s.trim().to_owned())

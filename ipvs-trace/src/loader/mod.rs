@@ -7,9 +7,10 @@
 //! probe on `ip_vs_conn_new` is mandatory.
 
 mod error;
-mod kernel;
-mod privileges;
-mod probes;
+pub mod kallsyms;
+pub mod kernel;
+pub mod privileges;
+pub mod probes;
 
 use std::{
     path::{Path, PathBuf},
@@ -76,9 +77,16 @@ impl Tracer {
         start_kernel_logger(&mut ebpf);
 
         let mut degraded = resolved.degraded;
+        // Unreadable symbols only cost the pre-check: attaching still fails clearly.
+        let kallsyms = kallsyms::Kallsyms::read()
+            .inspect_err(|err| {
+                tracing::warn!("cannot read /proc/kallsyms ({err}): probes are not pre-checked");
+            })
+            .ok();
         let attached = probes::attach_all(
             &mut ebpf,
             &ip_vs_btf,
+            kallsyms.as_ref(),
             opts.kprobe_target_override.as_ref(),
             &mut degraded,
         )?;

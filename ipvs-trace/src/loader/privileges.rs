@@ -44,6 +44,7 @@ fn parse_cap_eff(status: &str) -> Option<u64> {
 }
 
 /// Turns an EPERM from loading into the privileges message; other errors pass through.
+#[must_use]
 pub fn explain_load_error(err: anyhow::Error) -> anyhow::Error {
     let denied = err.chain().any(|cause| {
         cause

@@ -1,0 +1,287 @@
+//! `ipvs-trace check`: can this node be traced, and how well? The first thing to run on a new
+//! node.
+//!
+//! It goes through what `trace` needs in the order `trace` needs it — privileges, the ip_vs
+//! module, BTF, the struct offsets, every probe against the symbol table and its prototype —
+//! and prints each finding instead of stopping at the first problem. Nothing is loaded into the
+//! kernel. The output is stable (no addresses, no times), so it can be compared between nodes.
+
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipvs_trace_common::offsets::{flags, KernelOffsets};
+
+use crate::btf::Btf;
+use crate::loader::kallsyms::Kallsyms;
+use crate::loader::probes::{Fit, PROBES};
+use crate::loader::{kernel, privileges};
+use crate::offsets;
+
+const SYS_BTF: &str = "/sys/kernel/btf";
+
+/// What `check` was asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckConfig {
+    /// Split BTF of ip_vs to use instead of the kernel's, as `trace --btf`.
+    pub btf: Option<PathBuf>,
+}
+
+/// How the node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every probe fits and every field resolved.
+    Ready,
+    /// `trace` works, with less detail (see the report).
+    Degraded,
+    /// `trace` would fail.
+    NotReady,
+}
+
+/// Prints the report on stdout; `Ok(false)` when `trace` would fail on this node.
+pub fn run(config: &CheckConfig) -> anyhow::Result<bool> {
+    let (report, verdict) = report(config);
+    io::stdout().lock().write_all(report.as_bytes())?;
+    Ok(verdict != Verdict::NotReady)
+}
+
+/// The report text and its verdict.
+#[must_use]
+pub fn report(config: &CheckConfig) -> (String, Verdict) {
+    let mut out = String::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut degraded: Vec<String> = Vec::new();
+    let release = kernel::release();
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "kernel      {release}");
+
+    match privileges::check() {
+        Ok(()) => out.push_str("privileges  ok\n"),
+        Err(err) => {
+            let _ = writeln!(out, "privileges  NOT OK: {err}");
+            problems.push("privileges".into());
+        }
+    }
+
+    let ip_vs_loaded = Path::new("/sys/module/ip_vs").exists();
+    if ip_vs_loaded {
+        out.push_str("ip_vs       loaded\n");
+    } else {
+        out.push_str("ip_vs       NOT LOADED: `modprobe ip_vs` (kube-proxy in IPVS mode loads it), or `trace --wait`\n");
+        problems.push("ip_vs is not loaded".into());
+    }
+
+    let btf = load_btf(config, &mut out, &mut problems);
+    let kallsyms = match Kallsyms::read() {
+        Ok(k) => Some(k),
+        Err(err) => {
+            let _ = writeln!(
+                out,
+                "kallsyms    unreadable ({err}): probes not pre-checked"
+            );
+            None
+        }
+    };
+
+    write_probes(
+        &mut out,
+        ip_vs_loaded,
+        btf.as_ref(),
+        kallsyms.as_ref(),
+        &mut problems,
+        &mut degraded,
+    );
+
+    if let Some(btf) = &btf {
+        match offsets::resolve(btf, &release) {
+            Ok(resolved) => {
+                out.push_str("\noffsets (bytes into each struct, from BTF)\n");
+                write_offsets(&mut out, &resolved.offsets);
+                degraded.extend(resolved.degraded);
+            }
+            Err(err) => {
+                let _ = writeln!(out, "\noffsets     NOT RESOLVED: {err}");
+                problems.push("struct offsets".into());
+            }
+        }
+    }
+
+    out.push('\n');
+    for note in &degraded {
+        let _ = writeln!(out, "degraded    {note}");
+    }
+    let verdict = if !problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "result      NOT READY: {}: `ipvs-trace trace` would fail",
+            problems.join("; ")
+        );
+        Verdict::NotReady
+    } else if degraded.is_empty() {
+        out.push_str("result      ready: every probe fits and every field resolved\n");
+        Verdict::Ready
+    } else {
+        out.push_str("result      ready, degraded (see above)\n");
+        Verdict::Degraded
+    };
+    (out, verdict)
+}
+
+/// One line per probe: function, kind, events, role and whether it attaches (and why not);
+/// under each function its prototype when BTF has it.
+fn write_probes(
+    out: &mut String,
+    ip_vs_loaded: bool,
+    btf: Option<&Btf>,
+    kallsyms: Option<&Kallsyms>,
+    problems: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) {
+    out.push_str("\nprobes\n");
+    let mut shown_signatures: Vec<&str> = Vec::new();
+    for probe in PROBES {
+        let (verdict, detail) = if ip_vs_loaded {
+            match probe.fit(btf, kallsyms) {
+                Fit::Fits { how } => ("attaches", how),
+                Fit::Misfit { why } => {
+                    match probe.loses {
+                        None => problems.push(format!("the {} on {}", probe.kind, probe.function)),
+                        Some(loses) => {
+                            let note = format!("no {loses}");
+                            if !degraded.contains(&note) {
+                                degraded.push(note);
+                            }
+                        }
+                    }
+                    ("SKIPPED", why)
+                }
+            }
+        } else {
+            ("unknown", "ip_vs is not loaded".to_owned())
+        };
+        let role = if probe.loses.is_some() {
+            "optional"
+        } else {
+            "mandatory"
+        };
+        let _ = writeln!(
+            out,
+            "  {:<21} {:<9}  {:<13}  {role:<9}  {verdict}: {detail}",
+            probe.function, probe.kind, probe.events
+        );
+        if shown_signatures.contains(&probe.function) {
+            continue;
+        }
+        shown_signatures.push(probe.function);
+        if let Some(Ok(Some(signature))) = btf.map(|b| b.function_signature(probe.function)) {
+            let _ = writeln!(out, "      {signature}");
+        }
+    }
+}
+
+/// The BTF `trace` would use, reported on `out`.
+fn load_btf(config: &CheckConfig, out: &mut String, problems: &mut Vec<String>) -> Option<Btf> {
+    let vmlinux_path = Path::new(SYS_BTF).join("vmlinux");
+    let vmlinux = match Btf::from_file(&vmlinux_path, None) {
+        Ok(b) => Arc::new(b),
+        Err(err) => {
+            let _ = writeln!(out, "BTF         NONE for vmlinux: {err}");
+            problems.push("no kernel BTF (CONFIG_DEBUG_INFO_BTF)".into());
+            return None;
+        }
+    };
+    let (path, source) = match &config.btf {
+        Some(path) => (path.clone(), "--btf"),
+        None => (Path::new(SYS_BTF).join("ip_vs"), "the kernel's module BTF"),
+    };
+    if config.btf.is_none() && !path.exists() {
+        let _ = writeln!(
+            out,
+            "BTF         vmlinux {}; ip_vs NONE ({} is missing): pass --btf FILE (README: \
+             making split BTF with pahole)",
+            vmlinux_path.display(),
+            path.display()
+        );
+        problems.push("no BTF for ip_vs".into());
+        return None;
+    }
+    match Btf::from_file(&path, Some(vmlinux)) {
+        Ok(btf) => {
+            let _ = writeln!(
+                out,
+                "BTF         vmlinux {}; ip_vs {} ({source})",
+                vmlinux_path.display(),
+                path.display()
+            );
+            Some(btf)
+        }
+        Err(err) => {
+            let _ = writeln!(out, "BTF         ip_vs UNUSABLE: {err}");
+            problems.push("unusable ip_vs BTF".into());
+            None
+        }
+    }
+}
+
+/// One `struct.field offset` line per field the probes read, and the layout flags.
+fn write_offsets(out: &mut String, o: &KernelOffsets) {
+    let fields: [(&str, u32); 30] = [
+        ("ip_vs_conn.caddr", o.conn_caddr),
+        ("ip_vs_conn.vaddr", o.conn_vaddr),
+        ("ip_vs_conn.daddr", o.conn_daddr),
+        ("ip_vs_conn.cport", o.conn_cport),
+        ("ip_vs_conn.vport", o.conn_vport),
+        ("ip_vs_conn.dport", o.conn_dport),
+        ("ip_vs_conn.af", o.conn_af),
+        ("ip_vs_conn.daf", o.conn_daf),
+        ("ip_vs_conn.protocol", o.conn_protocol),
+        ("ip_vs_conn.flags", o.conn_flags),
+        ("ip_vs_conn.state", o.conn_state),
+        ("ip_vs_conn.dest", o.conn_dest),
+        ("ip_vs_conn.ipvs", o.conn_ipvs),
+        ("ip_vs_dest.weight", o.dest_weight),
+        ("ip_vs_dest.activeconns", o.dest_activeconns),
+        ("ip_vs_dest.inactconns", o.dest_inactconns),
+        ("ip_vs_dest.svc", o.dest_svc),
+        ("ip_vs_service.addr", o.svc_addr),
+        ("ip_vs_service.port", o.svc_port),
+        ("ip_vs_service.protocol", o.svc_protocol),
+        ("ip_vs_service.af", o.svc_af),
+        ("ip_vs_service.scheduler", o.svc_scheduler),
+        ("ip_vs_service.ipvs", o.svc_ipvs),
+        ("ip_vs_scheduler.name", o.sched_name),
+        ("netns_ipvs.net", o.ipvs_net),
+        ("net.ns.inum", o.net_ns_inum),
+        ("ip_vs_iphdr.len", o.iph_len),
+        ("ip_vs_iphdr.saddr", o.iph_saddr),
+        ("ip_vs_iphdr.daddr", o.iph_daddr),
+        ("sk_buff.data", o.skb_data),
+    ];
+    for (name, offset) in fields {
+        let _ = writeln!(out, "  {name:<26} {offset}");
+    }
+    let named = [
+        (
+            flags::DEST_TOTALCONNS,
+            "ip_vs_dest counts totalconns (inactive = total - active)",
+        ),
+        (flags::NETNS, "netns resolved"),
+        (flags::CONN_AF_U8, "ip_vs_conn.af is one byte"),
+        (flags::CONN_DAF_U8, "ip_vs_conn.daf is one byte"),
+    ];
+    let set: Vec<&str> = named
+        .iter()
+        .filter(|(bit, _)| o.flags & bit != 0)
+        .map(|(_, what)| *what)
+        .collect();
+    let _ = writeln!(
+        out,
+        "  layout: {}",
+        if set.is_empty() {
+            "no special case".to_owned()
+        } else {
+            set.join("; ")
+        }
+    );
+}
