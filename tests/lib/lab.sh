@@ -99,6 +99,7 @@ node_reset() {
     # Back to the kernel defaults a scenario may have changed.
     echo 1 >/proc/sys/net/ipv4/vs/conn_reuse_mode
     echo 1000 >/proc/sys/net/ipv4/icmp_ratelimit
+    echo 0 >/proc/sys/net/ipv6/conf/all/forwarding
 }
 
 # add_vip IP: a ClusterIP / externalIP / LoadBalancer address, bound on kube-ipvs0.
@@ -172,6 +173,78 @@ mk_pod() {
 # mk_client NAME IP: a client netns.
 mk_client() {
     _mk_netns "$1" "$2"
+}
+
+# IPv6 (dual-stack Services): the root side of every host veth also has the link-local
+# GATEWAY6, the netns default route points at it, and the root netns routes each /128 to its
+# veth; the IPv6 twin of the /32 wiring above. Every address is `nodad`: duplicate address
+# detection would hold each one tentative (unusable) for about a second, and fe80::1 is
+# meant to be on many links at once.
+GATEWAY6=fe80::1
+
+# add_vip6 IP6: an IPv6 ClusterIP, bound on kube-ipvs0 (as kube-proxy does for a dual-stack
+# Service's second ClusterIP).
+add_vip6() {
+    _ipv6_forwarding
+    $IP -6 addr add "$1/128" dev kube-ipvs0 nodad || die "cannot add IPv6 VIP $1"
+}
+
+# mk_pod6 NAME IP IP6 PORT[/udp]...: a dual-stack backend pod: mk_pod's pod with IP6/128 on
+# its eth0 too, serving each port on both addresses.
+mk_pod6() {
+    _pod6=$1
+    _pod4ip=$2
+    _pod6ip=$3
+    shift 3
+    mk_pod "$_pod6" "$_pod4ip" "$@"
+    _add_ipv6 "$_pod6" "$_pod6ip"
+    for _p6 in "$@"; do
+        case $_p6 in
+        */udp)
+            _port6=${_p6%/udp}
+            _udp6=--udp
+            ;;
+        *)
+            _port6=$_p6
+            _udp6=
+            ;;
+        esac
+        _log6=$LAB_TMP/serve6-$_pod6-$_port6$_udp6.log
+        # As in mk_pod: $! must be the server itself for node_teardown to end it.
+        nsenter --net="/run/netns/$_pod6" lab-net serve --listen "[$_pod6ip]:$_port6" $_udp6 \
+            >"$_log6" 2>&1 &
+        echo $! >>"$LAB_PIDS"
+        wait_for "$_log6" "listening on" 10 || {
+            cat "$_log6"
+            die "pod $_pod6 did not start serving $_p6 on $_pod6ip"
+        }
+    done
+}
+
+# mk_client6 NAME IP IP6: a dual-stack client netns.
+mk_client6() {
+    _mk_netns "$1" "$2"
+    _add_ipv6 "$1" "$3"
+}
+
+# _ipv6_forwarding: the root netns routes IPv6 between the veths (all.forwarding also sets the
+# default for veths created later).
+_ipv6_forwarding() {
+    echo 1 >/proc/sys/net/ipv6/conf/all/forwarding
+}
+
+# _add_ipv6 NAME IP6: IP6/128 on the eth0 of netns NAME (made by _mk_netns), wired like IPv4.
+_add_ipv6() {
+    _ipv6_forwarding
+    $IP -batch - <<EOF || die "cannot route $2 to netns $1"
+addr add $GATEWAY6/64 dev h-$1 nodad
+route add $2/128 dev h-$1
+EOF
+    # `::/0`, not `default`: the batch has no -6 to say which family `default` is.
+    $IP -n "$1" -batch - <<EOF || die "cannot set up IPv6 on eth0 in netns $1"
+addr add $2/128 dev eth0 nodad
+route add ::/0 via $GATEWAY6 dev eth0
+EOF
 }
 
 # in_ns NAME CMD...: run CMD inside netns NAME (exec'd: CMD keeps the pid). busybox nsenter
