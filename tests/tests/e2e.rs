@@ -1048,6 +1048,7 @@ fn errors(run: &ScenarioRun) {
     failed("unloaded", &["ip_vs", "not loaded", "--wait"]);
     failed("nobtf", &["BTF", "--btf"]);
     failed("attach", &["kretprobe", "ip_vs_no_such_fn"]);
+    check_reports(run);
 
     // `--wait` across the module load, and `--btf` with the saved module BTF, both trace.
     for (name, vip) in [("wait", "172.31.0.50:80"), ("btf", "172.31.0.51:80")] {
@@ -1064,4 +1065,53 @@ fn errors(run: &ScenarioRun) {
             &entries_of(run, &format!("conns-{name}"), "TCP", addr(vip)),
         );
     }
+}
+
+/// `ipvs-trace check` on the intact node equals the golden report of this kernel release
+/// (`tests/golden/check-<release>.txt`; `IPVS_TRACE_BLESS=1` writes it); without module BTF it
+/// says not ready and names --btf; with --btf it is ready again.
+fn check_reports(run: &ScenarioRun) {
+    let release = run.dump("release").text.trim().to_owned();
+    let check = run.dump("check");
+    assert_eq!(check.status, Some(0), "check on {release}:\n{}", check.text);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(format!("check-{release}.txt"));
+    if std::env::var_os("IPVS_TRACE_BLESS").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &check.text).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run the e2e tests with IPVS_TRACE_BLESS=1 to record it); this run's report:\n{}",
+            golden.display(),
+            check.text
+        )
+    });
+    assert_eq!(
+        check.text,
+        want,
+        "check on {release} differs from {}",
+        golden.display()
+    );
+    assert!(
+        check.text.contains("result      ready: every probe fits"),
+        "{}",
+        check.text
+    );
+
+    let nobtf = run.dump("check-nobtf");
+    assert_eq!(nobtf.status, Some(1), "{}", nobtf.text);
+    assert!(
+        nobtf.text.contains("NOT READY") && nobtf.text.contains("--btf"),
+        "{}",
+        nobtf.text
+    );
+    let btf = run.dump("check-btf");
+    assert_eq!(btf.status, Some(0), "{}", btf.text);
+    assert!(
+        btf.text.contains("ip_vs /tmp/saved-btf/ip_vs (--btf)"),
+        "{}",
+        btf.text
+    );
 }
