@@ -5,7 +5,7 @@
 # service, an IPv6 service (table only, no traffic), and the seed cluster's Services (named
 # from its snapshot). Traffic first, so that counters are not zero; once IPVS's counters have
 # settled: ipvsadm, the ipvs-trace views, ipvsadm again (asserted unchanged, so the views are
-# compared with one state of the kernel).
+# compared with one state of the kernel). Last, with ip_vs unloaded: the error says what to do.
 #
 # With RULES_RECORD=DIR, also records the raw netlink replies (--debug-dump-netlink) and prints
 # them base64-encoded between `@@NETLINK name@@` and `@@END NETLINK@@` lines: the material of
@@ -85,3 +85,11 @@ fi
 
 dump rules ipvsadm -Ln
 dump stats ipvsadm -Ln --stats --exact
+
+# Without ip_vs: what to do. (node_reset, at the end, loads it again if this fails half-way.)
+node_teardown
+/lab/unload-ipvs.sh || die "cannot unload ip_vs"
+mkdir -p "$LAB_TMP"
+: >"$LAB_PIDS"
+dump rules-unloaded ipvs-trace rules --no-kube
+/lab/load-ipvs.sh || die "cannot load ip_vs"

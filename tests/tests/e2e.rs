@@ -781,6 +781,13 @@ fn rules(run: &ScenarioRun) {
         "without CAP_NET_ADMIN over the namespace: {}",
         eperm.text
     );
+    let unloaded = run.dump("rules-unloaded");
+    assert_eq!(unloaded.status, Some(1), "{}", unloaded.text);
+    assert!(
+        unloaded.text.contains("ip_vs is not loaded") && unloaded.text.contains("modprobe ip_vs"),
+        "without ip_vs: {}",
+        unloaded.text
+    );
 }
 
 /// The `rules` scenario's checks of `ipvs-trace rules` output against ipvsadm's.

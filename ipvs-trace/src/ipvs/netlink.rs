@@ -198,10 +198,11 @@ impl Kernel {
             .socket
             .recv(&mut probe, libc::MSG_PEEK | libc::MSG_TRUNC)?;
         let mut datagram = Vec::with_capacity(size.max(1));
-        let got = self.socket.recv(&mut datagram, 0)?;
-        if got > datagram.len() {
+        // MSG_TRUNC: the datagram's real length, so a truncated read cannot pass unnoticed.
+        let len = self.socket.recv(&mut datagram, libc::MSG_TRUNC)?;
+        if len > datagram.len() {
             return Err(io::Error::other(format!(
-                "a netlink datagram of {got} bytes did not fit the {size} peeked"
+                "a netlink datagram of {len} bytes did not fit the {size} peeked"
             )));
         }
         Ok(datagram)
