@@ -31,6 +31,7 @@ pub const SCENARIOS: &[&str] = &[
     "names",
     "snapshot",
     "rules",
+    "dualstack",
     "errors",
 ];
 

@@ -24,7 +24,8 @@ use xtask::lab::Kernel;
 macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
-            rr, wrr, udp, persistent, reuse, no_dest, nodeport, names, snapshot, rules, errors
+            rr, wrr, udp, persistent, reuse, no_dest, nodeport, names, snapshot, rules, dualstack,
+            errors
         }
     };
 }
@@ -563,6 +564,90 @@ fn nodeport(run: &ScenarioRun) {
     let pods = |n| [("10.245.7.1:8080", 1, n), ("10.245.7.2:8080", 1, n)];
     assert_distribution(run, &trace, "TCP", cluster_ip, "rr", &pods(7));
     assert_distribution(run, &trace, "TCP", node_port, "rr", &pods(8));
+}
+
+// dualstack: one Service on a v4 and a v6 ClusterIP (two virtual services), the same 3 pods;
+// then a short trace in the table layout.
+fn dualstack(run: &ScenarioRun) {
+    let vip4 = addr("172.31.0.60:80");
+    let vip6 = addr("[fd00:31::60]:80");
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let clients: Vec<ClientLine> = ["v4-client1", "v6-client1", "v6-client2"]
+        .iter()
+        .flat_map(|tag| run.client(tag))
+        .collect();
+    assert_eq!(clients.len(), 90, "lab-net connections");
+    assert_eq!(trace.events.len(), 90, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &clients);
+    // One family end to end per event: the v6 VIP's events carry v6 clients and backends (no
+    // v4-mapped addresses, no family taken from the wrong field), the v4 VIP's v4 ones.
+    for event in &events {
+        let v6 = event.vip == vip6;
+        assert!(v6 || event.vip == vip4, "unknown VIP: {event:?}");
+        assert_eq!(event.vip.is_ipv6(), v6, "{event:?}");
+        assert_eq!(event.client.is_ipv6(), v6, "client family: {event:?}");
+        assert_eq!(
+            event.backend.map(|b| b.is_ipv6()),
+            Some(v6),
+            "backend family: {event:?}"
+        );
+    }
+    let v4_pods = [
+        ("10.245.9.1:8080", 1, 10),
+        ("10.245.9.2:8080", 1, 10),
+        ("10.245.9.3:8080", 1, 10),
+    ];
+    let v6_pods = [
+        ("[fd00:245:9::1]:8080", 1, 20),
+        ("[fd00:245:9::2]:8080", 1, 20),
+        ("[fd00:245:9::3]:8080", 1, 20),
+    ];
+    // Each also checks every event against its `ipvsadm -Lnc` entry (client, VIP, backend).
+    assert_distribution(run, &trace, "TCP", vip4, "rr", &v4_pods);
+    assert_distribution(run, &trace, "TCP", vip6, "rr", &v6_pods);
+
+    // The table: IPv6 as `[addr]:port`, spelled out here rather than by Rust's Display.
+    let stderr = &run.dump("table.stderr").text;
+    assert_eq!(
+        run.dump("table.status").text.trim(),
+        "0",
+        "table trace; stderr:\n{stderr}"
+    );
+    let table = &run.dump("table.out").text;
+    let mut lines = table.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("TIME ")),
+        "no header:\n{table}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    let table_clients = run.client("table-client2");
+    assert_eq!(table_clients.len(), 2, "table trace connections");
+    assert_eq!(rows.len(), 2, "table rows:\n{table}");
+    let backends: Vec<&str> = v6_pods.iter().map(|(b, _, _)| *b).collect();
+    for line in &table_clients {
+        let port = line
+            .local
+            .unwrap_or_else(|| panic!("no local address: {line:?}"))
+            .port();
+        let client = format!("[fd00:198:51::62]:{port}");
+        let row = rows
+            .iter()
+            .find(|r| r.get(3) == Some(&client.as_str()))
+            .unwrap_or_else(|| panic!("no table row for {client}:\n{table}"));
+        assert_eq!(
+            row[1..5],
+            ["new", "TCP", client.as_str(), "[fd00:31::60]:80"],
+            "{table}"
+        );
+        assert!(backends.contains(&row[5]), "backend {}:\n{table}", row[5]);
+        assert_eq!(row[6..9], ["rr", "Masq", "1"], "{table}");
+    }
+    let summary = ipvs_trace_tests::trace::parse_summary(stderr)
+        .unwrap_or_else(|e| panic!("table trace: {e}"));
+    let per_backend = &summary.services["TCP [fd00:31::60]:80 rr"];
+    assert_eq!(per_backend.values().sum::<u64>(), 2, "{stderr}");
 }
 
 /// The seed cluster of `tests/fixtures/seed-snapshot.json` (DESIGN.md): what the Kubernetes
