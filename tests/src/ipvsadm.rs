@@ -282,6 +282,63 @@ TCP  172.31.0.20:80 rr persistent 60
   -> 10.245.4.1:8080              Masq    1      0          20        
 ";
 
+    // The dualstack scenario on Debian's 6.1.0-56 kernel: IPv6 addresses as `[addr]:port` in
+    // all three listings (trailing blanks included), beside IPv4 ones.
+    const DUAL_STACK_CONNS: &str = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 01:59  TIME_WAIT   198.51.100.61:33288 172.31.0.60:80     10.245.9.2:8080
+TCP 01:59  TIME_WAIT   [fd00:198:51::62]:52394 [fd00:31::60]:80   [fd00:245:9::1]:8080
+";
+
+    const DUAL_STACK_RULES: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  172.31.0.60:80 rr
+  -> 10.245.9.1:8080              Masq    1      0          10        
+TCP  [fd00:31::60]:80 rr
+  -> [fd00:245:9::1]:8080         Masq    1      0          20        
+";
+
+    const DUAL_STACK_STATS: &str = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  172.31.0.60:80                     30      150       90     8460     4920
+  -> 10.245.9.1:8080                    10       50       30     2820     1640
+TCP  [fd00:31::60]:80                   60      300      180    22920    13440
+  -> [fd00:245:9::1]:8080               20      100       60     7640     4480
+";
+
+    #[test]
+    fn ipv6_addresses_in_brackets() {
+        let vip6: SocketAddr = "[fd00:31::60]:80".parse().unwrap();
+        let pod6: SocketAddr = "[fd00:245:9::1]:8080".parse().unwrap();
+
+        let entries = parse_conns(DUAL_STACK_CONNS).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].source.is_ipv4());
+        assert_eq!(
+            entries[1].source,
+            "[fd00:198:51::62]:52394".parse().unwrap()
+        );
+        assert_eq!(entries[1].virtual_addr, vip6);
+        assert_eq!(entries[1].destination, pod6);
+
+        // `find` matches ipvsadm's spelling of the VIP against Rust's: both compress alike.
+        let services = parse_rules(DUAL_STACK_RULES).unwrap();
+        let service = Service::find(&services, "TCP", vip6).unwrap();
+        assert_eq!(service.dests[0].addr, pod6);
+        assert_eq!(service.dests[0].inactive, 20);
+
+        let stats = parse_stats(DUAL_STACK_STATS).unwrap();
+        let service = ServiceStats::find(&stats, "TCP", vip6).unwrap();
+        assert_eq!(service.counters.conns, 60);
+        assert_eq!(service.dests, vec![(pod6, service.dests[0].1)]);
+        assert_eq!(service.dests[0].1.conns, 20);
+    }
+
     #[test]
     fn persistent_flags() {
         let services = parse_rules(PERSISTENT_RULES).unwrap();
