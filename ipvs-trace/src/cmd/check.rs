@@ -224,6 +224,15 @@ fn load_btf(config: &CheckConfig, out: &mut String, problems: &mut Vec<String>) 
     }
 }
 
+/// The offsets section of the report, as `check` prints it: tests compare it with offsets
+/// resolved on the host from a kernel package's own files.
+#[must_use]
+pub fn offsets_report(offsets: &KernelOffsets) -> String {
+    let mut out = String::new();
+    write_offsets(&mut out, offsets);
+    out
+}
+
 /// One `struct.field offset` line per field the probes read, and the layout flags.
 fn write_offsets(out: &mut String, o: &KernelOffsets) {
     let fields: [(&str, u32); 30] = [

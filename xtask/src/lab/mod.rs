@@ -33,13 +33,14 @@ mod vmlinux;
 use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use crate::paths;
+use crate::{cmd, paths};
 
 /// How many console lines a failure report shows.
 pub const CONSOLE_TAIL_LINES: usize = 60;
@@ -240,6 +241,58 @@ struct Prepared {
 pub struct BuildLock {
     _in_process: MutexGuard<'static, ()>,
     _across_processes: File,
+}
+
+/// The BTF-bearing files of a lab kernel, on the host (fetched if missing).
+#[derive(Debug, Clone)]
+pub struct KernelBtf {
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// The uncompressed kernel ELF, whose `.BTF` section is the base BTF.
+    pub vmlinux: PathBuf,
+    /// `ip_vs.ko` (decompressed if the package ships `.ko.xz`), whose `.BTF` is the module's
+    /// split BTF, or none (5.10 builds its modules without BTF).
+    pub ip_vs: PathBuf,
+}
+
+/// Fetches (if needed) `kernel` and returns its vmlinux and ip_vs module on the host, for tests
+/// that resolve offsets without booting. Fails if the boot image is not an extracted vmlinux.
+pub fn kernel_btf(kernel: Kernel) -> Result<KernelBtf> {
+    let _lock = lock()?;
+    let tree = kernel::ensure(kernel)?;
+    if tree.boot_image.extension().is_some() || !tree.boot_image.ends_with("vmlinux") {
+        anyhow::bail!(
+            "{} boots from {}, not an extracted vmlinux: no base BTF file",
+            tree.package,
+            tree.boot_image.display()
+        );
+    }
+    let modules = tree.modules_base.join("lib/modules").join(&tree.release);
+    let relative = "kernel/net/netfilter/ipvs/ip_vs.ko";
+    let plain = modules.join(relative);
+    let ip_vs = if plain.is_file() {
+        plain
+    } else {
+        let xz = modules.join(format!("{relative}.xz"));
+        let out = paths::lab_dir()
+            .join("kernels")
+            .join(&tree.package)
+            .join("ip_vs.ko");
+        if !out.is_file() {
+            let data = cmd::output(Command::new("xz").arg("-dc").arg(&xz))
+                .with_context(|| format!("decompressing {}", xz.display()))?;
+            if !data.status.success() {
+                anyhow::bail!("xz -dc {} failed", xz.display());
+            }
+            fs::write(&out, &data.stdout).with_context(|| format!("writing {}", out.display()))?;
+        }
+        out
+    };
+    Ok(KernelBtf {
+        release: tree.release,
+        vmlinux: tree.boot_image,
+        ip_vs,
+    })
 }
 
 /// Serializes everything that writes the lab's shared artifacts (static binaries, kernel

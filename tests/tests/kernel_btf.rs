@@ -1,0 +1,82 @@
+//! Offsets of every lab kernel, resolved on the host from the kernel package's own vmlinux and
+//! ip_vs.ko (no VM), against what `ipvs-trace check` reported inside that kernel's VM
+//! (`tests/golden/check-<release>.txt`, which the e2e `errors` scenario compares with the live
+//! report). Two independent paths to the same numbers: the running kernel's /sys/kernel/btf and
+//! the package's ELF files.
+//!
+//! It also records, as a fact the BTF-less mode will rest on, which members of
+//! `struct ip_vs_conn` sit at the same offsets on every BTF-bearing lab kernel.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ipvs_trace::btf::Btf;
+use ipvs_trace::cmd::check::offsets_report;
+use ipvs_trace::offsets;
+use xtask::lab::{kernel_btf, Kernel};
+
+/// The lab kernels whose ip_vs carries BTF.
+const WITH_MODULE_BTF: [Kernel; 3] = [Kernel::V6_1, Kernel::V6_12, Kernel::V7_2];
+
+fn module_btf(kernel: Kernel) -> (String, Btf) {
+    let files = kernel_btf(kernel).unwrap_or_else(|e| panic!("kernel {kernel}: {e:#}"));
+    let base = Arc::new(Btf::from_file(&files.vmlinux, None).expect("vmlinux BTF"));
+    let btf = Btf::from_file(&files.ip_vs, Some(base)).expect("ip_vs split BTF");
+    (files.release, btf)
+}
+
+#[test]
+fn package_btf_gives_the_offsets_the_guest_reported() {
+    for kernel in WITH_MODULE_BTF {
+        let (release, btf) = module_btf(kernel);
+        let resolved = offsets::resolve(&btf, &release).expect("offsets resolve");
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("golden")
+            .join(format!("check-{release}.txt"));
+        let report = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        let section = report
+            .split("offsets (bytes into each struct, from BTF)\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .map_or_else(
+                || panic!("no offsets section in {}", golden.display()),
+                |s| format!("{s}\n"),
+            );
+        assert_eq!(
+            offsets_report(&resolved.offsets),
+            section,
+            "kernel {kernel}: offsets from the package's files differ from the guest's report"
+        );
+    }
+}
+
+#[test]
+fn the_shared_part_of_ip_vs_conn() {
+    let members = [
+        "cport", "dport", "vport", "af", "caddr", "vaddr", "daddr", "flags", "protocol", "daf",
+        "ipvs", "state", "dest",
+    ];
+    /// Per member: (offset, size), or `None` if the kernel has no such member.
+    type Layout = Vec<Option<(u32, u32)>>;
+    let layouts: Vec<(Kernel, Layout)> = WITH_MODULE_BTF
+        .iter()
+        .map(|&kernel| {
+            let (_, btf) = module_btf(kernel);
+            let offsets = members
+                .iter()
+                .map(|m| btf.member("ip_vs_conn", m).ok().map(|m| (m.offset, m.size)))
+                .collect();
+            (kernel, offsets)
+        })
+        .collect();
+    // 6.1 and 6.12 agree on every member the probes read.
+    assert_eq!(layouts[0].1, layouts[1].1, "6.1 vs 6.12");
+    // 7.x reorganised the struct: not one of these members stayed where it was.
+    for (i, member) in members.iter().enumerate() {
+        assert_ne!(
+            layouts[0].1[i], layouts[2].1[i],
+            "ip_vs_conn.{member} at the same place on 6.1 and 7.2"
+        );
+    }
+}
