@@ -15,6 +15,9 @@ use ipvs_trace::cmd::check::offsets_report;
 use ipvs_trace::offsets;
 use xtask::lab::{kernel_btf, Kernel};
 
+/// Per member: (offset, size), or `None` if the kernel has no such member.
+type Layout = Vec<Option<(u32, u32)>>;
+
 /// The lab kernels whose ip_vs carries BTF.
 const WITH_MODULE_BTF: [Kernel; 3] = [Kernel::V6_1, Kernel::V6_12, Kernel::V7_2];
 
@@ -57,8 +60,6 @@ fn the_shared_part_of_ip_vs_conn() {
         "cport", "dport", "vport", "af", "caddr", "vaddr", "daddr", "flags", "protocol", "daf",
         "ipvs", "state", "dest",
     ];
-    /// Per member: (offset, size), or `None` if the kernel has no such member.
-    type Layout = Vec<Option<(u32, u32)>>;
     let layouts: Vec<(Kernel, Layout)> = WITH_MODULE_BTF
         .iter()
         .map(|&kernel| {
