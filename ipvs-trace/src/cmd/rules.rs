@@ -535,8 +535,14 @@ mod tests {
 
     /// The tables captured on Debian 6.1 (see `ipvs::tests`).
     fn captured() -> Tables {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netlink/6.1");
-        ipvs::read_with(&mut Replay::open(&dir).expect("the 6.1 capture")).expect("decodes")
+        captured_on("6.1")
+    }
+
+    fn captured_on(kernel: &str) -> Tables {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/netlink")
+            .join(kernel);
+        ipvs::read_with(&mut Replay::open(&dir).expect("a capture")).expect("decodes")
     }
 
     fn table(filter: &RulesFilter, columns: Columns, named: bool) -> String {
@@ -693,19 +699,29 @@ mod tests {
 
     #[test]
     fn flags_as_ipvsadm_prints_them() {
-        let tables = captured();
-        let labels: Vec<String> = tables.services.iter().map(service_label).collect();
-        let ipvsadm = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/netlink/6.1/ipvsadm-Ln.txt"),
-        )
-        .unwrap();
-        // Every service line of ipvsadm, as ipvsadm wrote it (trailing blanks aside).
-        for line in ipvsadm.lines().skip(3).filter(|l| !l.starts_with("  ->")) {
-            assert!(
-                labels.iter().any(|l| l == line.trim_end()),
-                "{line:?} not in {labels:#?}"
-            );
+        for kernel in ["6.1", "6.12", "7.2"] {
+            let tables = captured_on(kernel);
+            let labels: Vec<String> = tables.services.iter().map(service_label).collect();
+            let ipvsadm = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/netlink")
+                    .join(kernel)
+                    .join("ipvsadm-Ln.txt"),
+            )
+            .unwrap();
+            // Every service line of ipvsadm, as ipvsadm wrote it (trailing blanks aside).
+            let lines: Vec<&str> = ipvsadm
+                .lines()
+                .skip(3)
+                .filter(|l| !l.starts_with("  ->"))
+                .collect();
+            assert_eq!(lines.len(), labels.len(), "{kernel}");
+            for line in lines {
+                assert!(
+                    labels.iter().any(|l| l == line.trim_end()),
+                    "{kernel}: {line:?} not in {labels:#?}"
+                );
+            }
         }
     }
 }

@@ -512,3 +512,112 @@ fn dest_requests_identify_the_service() {
         );
     }
 }
+
+/// The kernels of `tests/netlink/`.
+const CAPTURED_KERNELS: [&str; 3] = ["6.1", "6.12", "7.2"];
+
+/// One line of ipvsadm's listing, split: a service (`TCP 172.31.0.60:80 ...`) or a real server
+/// (`-> 10.245.6.1:8080 ...`), with the rest of its fields.
+fn ipvsadm_lines(text: &str) -> Vec<(bool, Vec<String>)> {
+    text.lines()
+        .skip(3)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            let is_dest = fields.first().is_some_and(|f| f == "->");
+            if is_dest {
+                fields.remove(0);
+            }
+            (is_dest, fields)
+        })
+        .collect()
+}
+
+/// Every capture decodes to exactly what ipvsadm printed in its run: each service's scheduler
+/// and counters, each real server's forwarding method, weight, connection counts and counters.
+#[test]
+fn every_capture_equals_its_ipvsadm_listing() {
+    for kernel in CAPTURED_KERNELS {
+        let tables = replay(kernel);
+        let read = |name: &str| String::from_utf8(capture_file(kernel, name)).expect("UTF-8");
+        let rules = read("ipvsadm-Ln.txt");
+        assert!(
+            rules.starts_with(&format!(
+                "IP Virtual Server version {} (size={})",
+                tables.info.version_string(),
+                tables.info.conn_table_size
+            )),
+            "{kernel}: {rules}"
+        );
+        let mut from_tables = Vec::new();
+        let mut from_stats = Vec::new();
+        for service in &tables.services {
+            let s = &service.stats;
+            from_tables.push((
+                false,
+                vec![
+                    service.proto_label(),
+                    service.key(),
+                    service.scheduler.clone(),
+                ],
+            ));
+            from_stats.push((
+                false,
+                [service.proto_label(), service.key()]
+                    .into_iter()
+                    .chain(
+                        [s.conns, s.in_pkts, s.out_pkts, s.in_bytes, s.out_bytes]
+                            .map(|n| n.to_string()),
+                    )
+                    .collect(),
+            ));
+            for dest in &service.dests {
+                let d = &dest.stats;
+                from_tables.push((
+                    true,
+                    vec![
+                        dest.addr.to_string(),
+                        dest.fwd.to_string(),
+                        dest.weight.to_string(),
+                        dest.active_conns.to_string(),
+                        dest.inactive_conns.to_string(),
+                    ],
+                ));
+                from_stats.push((
+                    true,
+                    std::iter::once(dest.addr.to_string())
+                        .chain(
+                            [d.conns, d.in_pkts, d.out_pkts, d.in_bytes, d.out_bytes]
+                                .map(|n| n.to_string()),
+                        )
+                        .collect(),
+                ));
+            }
+        }
+        // ipvsadm lists in its own order, and follows the scheduler with the flags: compare
+        // sets of lines, the service lines cut after the scheduler.
+        let mut printed: Vec<_> = ipvsadm_lines(&rules)
+            .into_iter()
+            .map(|(is_dest, mut fields)| {
+                if !is_dest {
+                    fields.truncate(3);
+                }
+                (is_dest, fields)
+            })
+            .collect();
+        let mut printed_stats = ipvsadm_lines(&read("ipvsadm-Ln-stats-exact.txt"));
+        for list in [
+            &mut from_tables,
+            &mut printed,
+            &mut from_stats,
+            &mut printed_stats,
+        ] {
+            list.sort();
+        }
+        assert_eq!(from_tables, printed, "{kernel}: ipvsadm -Ln");
+        assert_eq!(
+            from_stats, printed_stats,
+            "{kernel}: ipvsadm -Ln --stats --exact"
+        );
+    }
+}
