@@ -699,7 +699,7 @@ mod tests {
 
     #[test]
     fn flags_as_ipvsadm_prints_them() {
-        for kernel in ["6.1", "6.12", "7.2"] {
+        for kernel in ["5.10", "6.1", "6.12", "7.2"] {
             let tables = captured_on(kernel);
             let labels: Vec<String> = tables.services.iter().map(service_label).collect();
             let ipvsadm = std::fs::read_to_string(

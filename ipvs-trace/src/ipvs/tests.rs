@@ -514,7 +514,7 @@ fn dest_requests_identify_the_service() {
 }
 
 /// The kernels of `tests/netlink/`.
-const CAPTURED_KERNELS: [&str; 3] = ["6.1", "6.12", "7.2"];
+const CAPTURED_KERNELS: [&str; 4] = ["5.10", "6.1", "6.12", "7.2"];
 
 /// One line of ipvsadm's listing, split: a service (`TCP 172.31.0.60:80 ...`) or a real server
 /// (`-> 10.245.6.1:8080 ...`), with the rest of its fields.
