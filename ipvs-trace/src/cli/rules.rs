@@ -45,8 +45,15 @@ node's (host) namespace.";
     reason = "each bool is one command-line switch, independent of the others"
 )]
 pub struct RulesArgs {
-    /// Output format: `table` for people, `json` for one document (stable field names).
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format: table (for people) or json (one document with every field; the field
+    /// names are a stable contract, see README).
+    #[arg(
+        short,
+        long,
+        value_enum,
+        default_value_t = OutputFormat::Table,
+        hide_possible_values = true
+    )]
     pub output: OutputFormat,
 
     /// Table: counters since each service and real server was added (Conns, InPkts, OutPkts,
