@@ -25,6 +25,12 @@ LAB_PIDS=$LAB_TMP/pids
 GATEWAY=169.254.1.1
 CLIENT_PIDS=
 TRACE_PID=
+# Split BTF of ip_vs made offline with pahole (tests/fixtures/ip_vs-<release>.btf), for kernels
+# that ship none in /sys/kernel/btf; empty where the kernel has its own.
+LAB_IP_VS_BTF=
+if [ ! -e /sys/kernel/btf/ip_vs ] && [ -e "/lab/fixtures/ip_vs-$(uname -r).btf" ]; then
+    LAB_IP_VS_BTF=/lab/fixtures/ip_vs-$(uname -r).btf
+fi
 
 # lab_log MESSAGE: a log line stamped with the guest's uptime in centiseconds.
 lab_log() {
@@ -362,9 +368,15 @@ wait_lines() {
 # trace_bg NAME ARGS...: start `ipvs-trace trace -o $TRACE_FORMAT ARGS` (json by default) in
 # the background; stdout to $LAB_TMP/NAME.out (or the console when TRACE_TO_CONSOLE=1),
 # stderr to $LAB_TMP/NAME.stderr.
+# On a kernel whose ip_vs has no BTF (Debian 5.10), the `--btf` of LAB_IP_VS_BTF is added, as an
+# operator of such a node would (README: making split BTF with pahole).
 trace_bg() {
     TRACE_NAME=$1
     shift
+    case " $* " in
+    *" --btf "*) ;;
+    *) [ -z "$LAB_IP_VS_BTF" ] || set -- --btf "$LAB_IP_VS_BTF" "$@" ;;
+    esac
     if [ "${TRACE_TO_CONSOLE:-0}" = 1 ]; then
         ipvs-trace trace -o "${TRACE_FORMAT:-json}" "$@" 2>"$LAB_TMP/$TRACE_NAME.stderr" &
     else

@@ -1,4 +1,4 @@
-//! End-to-end scenarios on Debian 6.1, 6.12 and 7.2 kernels in the QEMU VM lab.
+//! End-to-end scenarios on Debian 5.10, 6.1, 6.12 and 7.2 kernels in the QEMU VM lab.
 //!
 //! One boot per kernel runs every scenario of `tests/scenarios/` (see `ipvs_trace_tests::lab`);
 //! each test here reads its scenario's dumps and asserts the tracer's events against the
@@ -44,6 +44,7 @@ macro_rules! kernel_tests {
     };
 }
 
+with_scenarios!(kernel_tests!(v5_10, V5_10));
 with_scenarios!(kernel_tests!(v6_1, V6_1));
 with_scenarios!(kernel_tests!(v6_12, V6_12));
 with_scenarios!(kernel_tests!(v7_2, V7_2));
@@ -857,6 +858,8 @@ fn rules(run: &ScenarioRun) {
     let services = document["services"].as_array().expect("services");
     rules_json::assert_equal_ipvsadm(run, services);
     rules_json::assert_seed_names(services);
+    let live = rules_json::document(run, "rules-live.json");
+    rules_json::assert_seed_names(live["services"].as_array().expect("services"));
     rules_json::assert_filters(run);
     rules_json::assert_tables(run);
     let eperm = run.dump("rules-eperm");

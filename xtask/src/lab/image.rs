@@ -353,7 +353,7 @@ fn unload_script() -> String {
 const IPVS_TRACE: &str = "/usr/bin/ipvs-trace";
 const LAB_NET: &str = "/usr/bin/lab-net";
 const KUBE_APISERVER: &str = "/usr/bin/kube-apiserver";
-/// `tests/fixtures/*.json` (the seed cluster's objects) go here.
+/// `tests/fixtures/*.json` (the seed cluster's objects) and `*.btf` go here.
 const FIXTURES: &str = "/lab/fixtures";
 const LAB_LIB: &str = "/lab/lib.sh";
 const SCRIPT: &str = "/lab/script.sh";
@@ -403,13 +403,15 @@ pub(crate) fn write_run(base: &Path, binaries: &Binaries, run: &LabRun) -> Resul
     Ok(path)
 }
 
-/// The Kubernetes objects scripts serve with `kube-apiserver` or pass to `--kube-snapshot`.
+/// The Kubernetes objects scripts serve with `kube-apiserver` or pass to `--kube-snapshot`, and
+/// `ip_vs-<release>.btf` files for kernels whose ip_vs has no BTF.
 fn fixtures() -> Result<Vec<PathBuf>> {
     let dir = paths::workspace_root().join("tests/fixtures");
     let mut files = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
+        // Kubernetes objects, and split BTF made offline for kernels without module BTF.
+        if path.extension().is_some_and(|e| e == "json" || e == "btf") {
             files.push(path);
         }
     }
