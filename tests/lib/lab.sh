@@ -153,6 +153,15 @@ mk_pod() {
     _podip=$2
     shift 2
     _mk_netns "$_pod" "$_podip"
+    _serve "$_pod" "$_podip" "$@"
+}
+
+# _serve POD LISTEN-ADDR PORT[/udp]...: in POD's netns, one `lab-net serve` per port on
+# LISTEN-ADDR (`IP` or `[IP6]`), waiting until each listens.
+_serve() {
+    _spod=$1
+    _saddr=$2
+    shift 2
     for _p in "$@"; do
         case $_p in
         */udp)
@@ -164,14 +173,14 @@ mk_pod() {
             _udp=
             ;;
         esac
-        _log=$LAB_TMP/serve-$_pod-$_port$_udp.log
+        _log=$LAB_TMP/serve-$_spod-$_saddr-$_port$_udp.log
         # Not through in_ns: a function in the background is a subshell, and $! must be the
         # server itself (nsenter execs it) for node_teardown to end it.
-        nsenter --net="/run/netns/$_pod" lab-net serve --listen "$_podip:$_port" $_udp >"$_log" 2>&1 &
+        nsenter --net="/run/netns/$_spod" lab-net serve --listen "$_saddr:$_port" $_udp >"$_log" 2>&1 &
         echo $! >>"$LAB_PIDS"
         wait_for "$_log" "listening on" 10 || {
             cat "$_log"
-            die "pod $_pod did not start serving $_p"
+            die "pod $_spod did not start serving $_p on $_saddr"
         }
     done
 }
@@ -204,27 +213,7 @@ mk_pod6() {
     shift 3
     mk_pod "$_pod6" "$_pod4ip" "$@"
     _add_ipv6 "$_pod6" "$_pod6ip"
-    for _p6 in "$@"; do
-        case $_p6 in
-        */udp)
-            _port6=${_p6%/udp}
-            _udp6=--udp
-            ;;
-        *)
-            _port6=$_p6
-            _udp6=
-            ;;
-        esac
-        _log6=$LAB_TMP/serve6-$_pod6-$_port6$_udp6.log
-        # As in mk_pod: $! must be the server itself for node_teardown to end it.
-        nsenter --net="/run/netns/$_pod6" lab-net serve --listen "[$_pod6ip]:$_port6" $_udp6 \
-            >"$_log6" 2>&1 &
-        echo $! >>"$LAB_PIDS"
-        wait_for "$_log6" "listening on" 10 || {
-            cat "$_log6"
-            die "pod $_pod6 did not start serving $_p6 on $_pod6ip"
-        }
-    done
+    _serve "$_pod6" "[$_pod6ip]" "$@"
 }
 
 # mk_client6 NAME IP IP6: a dual-stack client netns.
