@@ -3,7 +3,7 @@
 # --exact`, on a node with one virtual service of each kind: TCP rr, TCP wrr 3:2:1, UDP lc with
 # weights 1:2, TCP sh persistent (-p 60, mask 255.255.255.0, sh-port), a firewall-mark
 # service, an IPv6 service (table only, no traffic), and the seed cluster's Services (named
-# from its snapshot). Traffic first, so that counters are not zero; once IPVS's counters have
+# from its snapshot, and from a live API server serving it). Traffic first, so that counters are not zero; once IPVS's counters have
 # settled: ipvsadm, the ipvs-trace views, ipvsadm again (asserted unchanged, so the views are
 # compared with one state of the kernel). Last, with ip_vs unloaded: the error says what to do.
 #
@@ -65,6 +65,11 @@ SNAPSHOT=/lab/fixtures/seed-snapshot.json
 dump rules-before ipvsadm -Ln
 dump stats-before ipvsadm -Ln --stats --exact
 dump rules.json ipvs-trace rules -o json --kube-snapshot $SNAPSHOT
+# The same names from a live API server (the watches must sync before the table prints).
+kube_apiserver_start $SNAPSHOT
+dump rules-live.json sh -c \
+    "ipvs-trace rules -o json --kubeconfig $LAB_KUBECONFIG 2>$LAB_TMP/rules-live.stderr"
+dump rules-live.stderr cat "$LAB_TMP/rules-live.stderr"
 dump rules.table ipvs-trace rules --kube-snapshot $SNAPSHOT
 dump rules-stats.table ipvs-trace rules --stats --no-kube
 dump rules-service.json ipvs-trace rules -o json --kube-snapshot $SNAPSHOT \
