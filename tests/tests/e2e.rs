@@ -860,6 +860,11 @@ fn rules(run: &ScenarioRun) {
     rules_json::assert_seed_names(services);
     let live = rules_json::document(run, "rules-live.json");
     rules_json::assert_seed_names(live["services"].as_array().expect("services"));
+    let live_stderr = &run.dump("rules-live.stderr").text;
+    assert!(
+        live_stderr.contains("kubernetes names synced"),
+        "the live watches did not sync: {live_stderr}"
+    );
     rules_json::assert_filters(run);
     rules_json::assert_tables(run);
     let eperm = run.dump("rules-eperm");
