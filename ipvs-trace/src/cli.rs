@@ -121,12 +121,54 @@ event: one whose addresses are not (yet) known prints raw, and the summary count
 
 Environment: RUST_LOG=debug (or info, trace) logs what the tool does on stderr.";
 
-/// Arguments of `ipvs-trace trace`.
+/// Where Kubernetes names come from: the flags shared by every subcommand that shows names.
 ///
-/// The flags that choose a source of Kubernetes names form the `kube_source` group, so that
-/// `--no-kube` can refuse them all at once.
+/// They form the `kube_source` group, so that `--no-kube` refuses them all at once; each
+/// subcommand's name filters conflict with `--no-kube` on their side.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("kube_source").multiple(true)))]
+pub struct NameSourceArgs {
+    /// Watch the cluster of this kubeconfig (its current context) for names. Without it, the
+    /// cluster is found as kubectl finds it: KUBECONFIG, ~/.kube/config, or the service
+    /// account when running in a pod; with none of them, addresses only. Needs list and watch
+    /// on pods, services, nodes and endpointslices (see README).
+    #[arg(long, value_name = "FILE", group = "kube_source")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubernetes names from a snapshot instead of a live cluster: the output of
+    /// `kubectl get pods,services,endpointslices,nodes -A -o json`. Repeatable; an object in
+    /// several files is taken from the last.
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "kube_source",
+        conflicts_with = "kubeconfig"
+    )]
+    pub kube_snapshot: Vec<PathBuf>,
+
+    /// Never contact the Kubernetes API, even when a cluster is configured: addresses only.
+    #[arg(long, conflicts_with = "kube_source")]
+    pub no_kube: bool,
+}
+
+impl NameSourceArgs {
+    /// The source these flags choose.
+    #[must_use]
+    pub fn into_source(self) -> NameSource {
+        if self.no_kube {
+            NameSource::Off
+        } else if let Some(path) = self.kubeconfig {
+            NameSource::Kubeconfig(path)
+        } else if self.kube_snapshot.is_empty() {
+            NameSource::Auto
+        } else {
+            NameSource::Snapshots(self.kube_snapshot)
+        }
+    }
+}
+
+/// Arguments of `ipvs-trace trace`.
+#[derive(Debug, Args)]
 #[expect(
     clippy::doc_markdown,
     reason = "these doc comments are terminal help text, where backticks would show literally"
@@ -189,39 +231,20 @@ pub struct TraceArgs {
     #[arg(short, long)]
     pub numeric: bool,
 
-    /// Watch the cluster of this kubeconfig (its current context) for names. Without it, the
-    /// cluster is found as kubectl finds it: KUBECONFIG, ~/.kube/config, or the service
-    /// account when running in a pod; with none of them, addresses only. Needs list and watch
-    /// on pods, services, nodes and endpointslices (see README).
-    #[arg(long, value_name = "FILE", group = "kube_source")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kubernetes names from a snapshot instead of a live cluster: the output of
-    /// `kubectl get pods,services,endpointslices,nodes -A -o json`. Repeatable; an object in
-    /// several files is taken from the last.
-    #[arg(
-        long,
-        value_name = "FILE",
-        group = "kube_source",
-        conflicts_with = "kubeconfig"
-    )]
-    pub kube_snapshot: Vec<PathBuf>,
-
-    /// Never contact the Kubernetes API, even when a cluster is configured: addresses only.
-    #[arg(long, conflicts_with_all = ["kube_source", "namespace", "service", "pod"])]
-    pub no_kube: bool,
+    #[command(flatten)]
+    pub names: NameSourceArgs,
 
     /// Only events whose Service, backend pod or client pod is in this namespace (needs
     /// Kubernetes names).
-    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace)]
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace, conflicts_with = "no_kube")]
     pub namespace: Option<String>,
 
     /// Only connections to this Service, or to one named port of it (needs Kubernetes names).
-    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]")]
+    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]", conflicts_with = "no_kube")]
     pub service: Option<ServiceMatch>,
 
     /// Only events whose backend pod or client pod is this one (needs Kubernetes names).
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod)]
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod, conflicts_with = "no_kube")]
     pub pod: Option<String>,
 
     /// Attach the probe meant for kernel function FUNCTION to SYMBOL instead (tests use it to
@@ -297,15 +320,7 @@ impl TraceArgs {
             ring_size: self.ring_size,
             kprobe_target_override: self.debug_kprobe_target,
             numeric: self.numeric,
-            names: if self.no_kube {
-                NameSource::Off
-            } else if let Some(path) = self.kubeconfig {
-                NameSource::Kubeconfig(path)
-            } else if self.kube_snapshot.is_empty() {
-                NameSource::Auto
-            } else {
-                NameSource::Snapshots(self.kube_snapshot)
-            },
+            names: self.names.into_source(),
         }
     }
 }

@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args};
+use clap::Args;
 
-use super::ProtoArg;
+use super::{NameSourceArgs, ProtoArg};
 use crate::cmd::rules::{Columns, RulesConfig, RulesFilter};
 use crate::events::Proto;
 use crate::filter::{parse_namespace, AddrMatch, ServiceMatch};
-use crate::kube::source::NameSource;
 use crate::output::OutputFormat;
 
 pub const RULES_EXAMPLES: &str = "\
@@ -35,14 +34,9 @@ node's (host) namespace.";
 
 /// Arguments of `ipvs-trace rules`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("kube_source").multiple(true)))]
 #[expect(
     clippy::doc_markdown,
     reason = "these doc comments are terminal help text, where backticks would show literally"
-)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "each bool is one command-line switch, independent of the others"
 )]
 pub struct RulesArgs {
     /// Output format: table (for people) or json (one document with every field; the field
@@ -84,32 +78,17 @@ pub struct RulesArgs {
     #[arg(short, long)]
     pub numeric: bool,
 
-    /// Watch the cluster of this kubeconfig for names (see `ipvs-trace trace --help`).
-    #[arg(long, value_name = "FILE", group = "kube_source")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Kubernetes names from a snapshot: the output of
-    /// `kubectl get pods,services,endpointslices,nodes -A -o json`. Repeatable.
-    #[arg(
-        long,
-        value_name = "FILE",
-        group = "kube_source",
-        conflicts_with = "kubeconfig"
-    )]
-    pub kube_snapshot: Vec<PathBuf>,
-
-    /// Never contact the Kubernetes API, even when a cluster is configured: addresses only.
-    #[arg(long, conflicts_with_all = ["kube_source", "namespace", "service"])]
-    pub no_kube: bool,
+    #[command(flatten)]
+    pub names: NameSourceArgs,
 
     /// Only virtual services of a Service in this namespace, or with a real server that is a
     /// pod of it (needs Kubernetes names).
-    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace)]
+    #[arg(long, value_name = "NAMESPACE", value_parser = parse_namespace, conflicts_with = "no_kube")]
     pub namespace: Option<String>,
 
     /// Only the virtual services of this Service, or of one named port of it (needs
     /// Kubernetes names).
-    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]")]
+    #[arg(long, value_name = "NAMESPACE/NAME[:PORT]", conflicts_with = "no_kube")]
     pub service: Option<ServiceMatch>,
 
     /// Also write each raw netlink reply to DIR (the decoder's test material).
@@ -138,15 +117,7 @@ impl RulesArgs {
                 service: self.service,
             },
             numeric: self.numeric,
-            names: if self.no_kube {
-                NameSource::Off
-            } else if let Some(path) = self.kubeconfig {
-                NameSource::Kubeconfig(path)
-            } else if self.kube_snapshot.is_empty() {
-                NameSource::Auto
-            } else {
-                NameSource::Snapshots(self.kube_snapshot)
-            },
+            names: self.names.into_source(),
             record: self.debug_dump_netlink,
         }
     }
@@ -156,6 +127,7 @@ impl RulesArgs {
 mod tests {
     use super::super::{Cli, Command};
     use super::*;
+    use crate::kube::source::NameSource;
     use clap::Parser as _;
 
     fn parse(args: &[&str]) -> Result<RulesConfig, clap::Error> {
