@@ -18,7 +18,11 @@ for m in ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_mh veth dumm
     check "module-$m" [ -d /sys/module/$m ]
 done
 check no-dummy0 [ ! -e /sys/class/net/dummy0 ]
-check ip_vs-btf [ -e /sys/kernel/btf/ip_vs ]
+# Debian 5.10 builds its modules without BTF; every later lab kernel has it.
+case $(uname -r) in
+5.10.*) check ip_vs-no-btf [ ! -e /sys/kernel/btf/ip_vs ] ;;
+*) check ip_vs-btf [ -e /sys/kernel/btf/ip_vs ] ;;
+esac
 check kallsyms grep -qw ip_vs_conn_new /proc/kallsyms
 check lo-up sh -c '/sbin/ip -o link show lo | grep -q "<LOOPBACK,UP"'
 for fs in proc sysfs devtmpfs tracefs debugfs bpf; do
@@ -51,7 +55,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 #[test]
-fn both_kernels_honour_the_contract_in_parallel() {
+fn every_kernel_honours_the_contract_in_parallel() {
     let dir = scratch("contract");
     let script = dir.join("contract.sh");
     fs::write(&script, CONTRACT).unwrap();

@@ -87,7 +87,7 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
         None => ipvs::read_tables(),
     });
     if let Opened::Live(_, live) = &names {
-        if !live.health().wait_synced(SYNC_TIMEOUT).await {
+        if !live.wait_synced(SYNC_TIMEOUT).await {
             tracing::warn!(
                 "the Kubernetes names did not sync within {} s: addresses without a name \
                  print raw ({})",

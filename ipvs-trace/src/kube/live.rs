@@ -6,7 +6,8 @@
 //! is the index (a short lock per change or lookup) and the health table.
 
 use std::io::{self, Write as _};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -19,8 +20,41 @@ use super::SharedIndex;
 /// The running watches. Dropping it stops them.
 pub struct LiveNames {
     health: Health,
+    sync_notice: SyncNotice,
     /// Dropped (or sent) to end the watch thread's runtime, which cancels the watches.
     _shutdown: oneshot::Sender<()>,
+}
+
+/// The `names synced` line, printed once by whoever sees the sync first: the watch thread in
+/// the background, or a command that waited for the sync and must not exit before the line is
+/// out.
+#[derive(Clone)]
+struct SyncNotice {
+    printed: Arc<AtomicBool>,
+    index: SharedIndex,
+}
+
+impl SyncNotice {
+    fn print_once(&self) {
+        if self.printed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let counts = {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            KINDS
+                .iter()
+                .map(|&kind| format!("{} {}", index.len(kind), watch::plural(kind)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            io::stderr().lock(),
+            "ipvs-trace: kubernetes names synced: {counts}"
+        );
+    }
 }
 
 impl LiveNames {
@@ -34,6 +68,11 @@ impl LiveNames {
             .context("starting the runtime of the Kubernetes watches")?;
         let (health_tx, health_rx) = mpsc::sync_channel(1);
         let (shutdown, mut stopped) = oneshot::channel::<()>();
+        let sync_notice = SyncNotice {
+            printed: Arc::new(AtomicBool::new(false)),
+            index: SharedIndex::clone(&index),
+        };
+        let notice = sync_notice.clone();
         thread::Builder::new()
             .name("kube-watch".into())
             .spawn(move || {
@@ -44,7 +83,7 @@ impl LiveNames {
                     let _ = health_tx.send(health.clone());
                     tokio::select! {
                         _ = &mut stopped => {}
-                        () = announce_sync(&health, &index) => {
+                        () = announce_sync(&health, &notice) => {
                             // Keep the watches (owned by this future) until told to stop.
                             let _ = stopped.await;
                         }
@@ -58,8 +97,19 @@ impl LiveNames {
             .context("the Kubernetes watch thread ended before starting its watches")?;
         Ok(LiveNames {
             health,
+            sync_notice,
             _shutdown: shutdown,
         })
+    }
+
+    /// Waits until every kind has synced, at most `timeout`, and if so makes sure the `names
+    /// synced` line is out before returning (a short-lived command may exit right after).
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let synced = self.health.wait_synced(timeout).await;
+        if synced {
+            self.sync_notice.print_once();
+        }
+        synced
     }
 
     /// The watches' health.
@@ -76,22 +126,9 @@ impl LiveNames {
 }
 
 /// Waits for the first complete sync of every kind, then says so on stderr with the counts.
-async fn announce_sync(health: &Health, index: &SharedIndex) {
+async fn announce_sync(health: &Health, notice: &SyncNotice) {
     while !health.synced() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let counts = {
-        let index = index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        KINDS
-            .iter()
-            .map(|&kind| format!("{} {}", index.len(kind), watch::plural(kind)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let _ = writeln!(
-        io::stderr().lock(),
-        "ipvs-trace: kubernetes names synced: {counts}"
-    );
+    notice.print_once();
 }
