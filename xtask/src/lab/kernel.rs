@@ -483,10 +483,7 @@ fn cached(cache: &Path, package: &str) -> Option<KernelTree> {
         return None;
     };
     let root = dir.join("root");
-    let modules_base = match value("modules").as_deref() {
-        Some("usr") => root.join("usr"),
-        _ => root.clone(),
-    };
+    let modules_base = modules_base(&root, value("modules").as_deref() == Some("usr"));
     let boot_image = dir.join(boot);
     if !boot_image.is_file()
         || !modules_base
@@ -530,11 +527,9 @@ fn fetch(apt: &Apt, cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
         cmd::stdout(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&staging))?;
     }
     // 7.x packages ship only the merged-/usr path.
-    let (modules_key, base) = if staging.join("lib/modules").is_dir() {
-        ("root", staging.clone())
-    } else {
-        ("usr", staging.join("usr"))
-    };
+    let merged_usr = !staging.join("lib/modules").is_dir();
+    let modules_key = if merged_usr { "usr" } else { "root" };
+    let base = modules_base(&staging, merged_usr);
     let release = single_release(&base.join("lib/modules"))?;
     if !base
         .join("lib/modules")
@@ -546,11 +541,7 @@ fn fetch(apt: &Apt, cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
         cmd::stdout(Command::new("depmod").arg("-b").arg(&base).arg(&release))?;
     }
     fs::rename(&staging, &root)?;
-    let base = if modules_key == "usr" {
-        root.join("usr")
-    } else {
-        root.clone()
-    };
+    let base = modules_base(&root, merged_usr);
     let boot = boot_image(&dir, &root, &base, &release);
     fs::write(
         dir.join(UNPACKED_MARKER),
@@ -572,6 +563,16 @@ fn fetch(apt: &Apt, cache: &Path, candidate: &Candidate) -> Result<KernelTree> {
             main.name
         )
     })
+}
+
+/// The directory holding `lib/modules` under an unpacked `root`: `root/usr` for packages that
+/// ship only the merged-/usr path (7.x).
+fn modules_base(root: &Path, merged_usr: bool) -> PathBuf {
+    if merged_usr {
+        root.join("usr")
+    } else {
+        root.to_owned()
+    }
 }
 
 /// The boot image, relative to `dir`: an extracted `vmlinux` if the kernel has a PVH entry
