@@ -103,6 +103,12 @@ pub mod flags {
     pub const CONN_AF_U8: u32 = 1 << 2;
     /// `ip_vs_conn.daf` is a `u8` (7.x), not a `u16`.
     pub const CONN_DAF_U8: u32 = 1 << 3;
+    /// `ip_vs_conn.dest` and `struct ip_vs_dest` resolved: events carry weight and counters.
+    /// Unset in the built-in layout (no module BTF), where only the stable part is known.
+    pub const DEST: u32 = 1 << 4;
+    /// `ip_vs_service.scheduler` and `ip_vs_scheduler.name` resolved: events carry the
+    /// scheduler's name. Unset in the built-in layout.
+    pub const SCHEDULER: u32 = 1 << 5;
 }
 
 #[cfg(feature = "user")]

@@ -62,9 +62,13 @@ pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
     event.state = u32::from(cp.read::<u16>(offset!(conn_state))?);
     event.valid = valid::BACKEND | valid::CLIENT_PORT;
 
-    // A bypass entry has no destination; the record is still worth having.
-    if let Some(dest) = cp.ptr(offset!(conn_dest)) {
-        fill_dest(event, dest);
+    // Without the destination's layout (no module BTF) the pointer is not followed: userspace
+    // fills what the IPVS tables say. A bypass entry has no destination; the record is still
+    // worth having.
+    if offset!(flags) & flags::DEST != 0 {
+        if let Some(dest) = cp.ptr(offset!(conn_dest)) {
+            fill_dest(event, dest);
+        }
     }
     fill_netns(event, cp, offset!(conn_ipvs));
     Some(())
@@ -103,8 +107,11 @@ fn fill_dest(event: &mut ConnEvent, dest: KPtr) {
     }
 }
 
-/// `svc->scheduler->name`, NUL-padded into `event.scheduler`.
+/// `svc->scheduler->name`, NUL-padded into `event.scheduler`, when that layout is known.
 pub fn fill_scheduler(event: &mut ConnEvent, svc: KPtr) {
+    if offset!(flags) & flags::SCHEDULER == 0 {
+        return;
+    }
     let Some(name) = svc
         .ptr(offset!(svc_scheduler))
         .and_then(|sched| sched.ptr(offset!(sched_name)))

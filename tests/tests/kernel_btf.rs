@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ipvs_trace::btf::Btf;
 use ipvs_trace::cmd::check::offsets_report;
-use ipvs_trace::offsets;
+use ipvs_trace::offsets::{self, BUILTIN_LAYOUT};
 use xtask::lab::{kernel_btf, Kernel};
 
 /// Per member: (offset, size), or `None` if the kernel has no such member.
@@ -22,9 +22,14 @@ type Layout = Vec<Option<(u32, u32)>>;
 /// `tests/fixtures/ip_vs-<release>.btf`, made offline with pahole from the debug package.
 const KERNELS: [Kernel; 4] = [Kernel::V5_10, Kernel::V6_1, Kernel::V6_12, Kernel::V7_2];
 
+fn vmlinux_btf(kernel: Kernel) -> Btf {
+    let files = kernel_btf(kernel).unwrap_or_else(|e| panic!("kernel {kernel}: {e:#}"));
+    Btf::from_file(&files.vmlinux, None).expect("vmlinux BTF")
+}
+
 fn module_btf(kernel: Kernel) -> (String, Btf) {
     let files = kernel_btf(kernel).unwrap_or_else(|e| panic!("kernel {kernel}: {e:#}"));
-    let base = Arc::new(Btf::from_file(&files.vmlinux, None).expect("vmlinux BTF"));
+    let base = Arc::new(vmlinux_btf(kernel));
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(format!("ip_vs-{}.btf", files.release));
@@ -93,5 +98,48 @@ fn the_shared_part_of_ip_vs_conn() {
             layouts[1].1[i], layouts[3].1[i],
             "ip_vs_conn.{member} at the same place on 6.1 and 7.2"
         );
+    }
+}
+
+/// The layout used without module BTF is what every 5.x/6.x kernel's BTF says, member by
+/// member, and the offsets it gives are the ones full BTF gives for the same fields.
+#[test]
+fn the_builtin_layout_is_the_5_and_6_kernels_layout() {
+    for kernel in KERNELS {
+        let (release, btf) = module_btf(kernel);
+        let builtin = offsets::builtin(&vmlinux_btf(kernel), &release);
+        if release.starts_with("7.") {
+            assert!(
+                builtin.is_err(),
+                "kernel {kernel}: built-in layout accepted"
+            );
+            continue;
+        }
+        for &(strukt, member, offset, size) in BUILTIN_LAYOUT {
+            let found = btf
+                .member(strukt, member)
+                .unwrap_or_else(|e| panic!("kernel {kernel}: {e}"));
+            assert_eq!(
+                (found.offset, found.size),
+                (offset, size),
+                "kernel {kernel}: {strukt}.{member}"
+            );
+        }
+        let builtin = builtin.unwrap_or_else(|e| panic!("kernel {kernel}: {e}"));
+        let full = offsets::resolve(&btf, &release).expect("offsets resolve");
+        let full = offsets_report(&full.offsets);
+        let report = offsets_report(&builtin.offsets);
+        let read: Vec<&str> = report
+            .lines()
+            .filter(|l| !l.ends_with(" -") && !l.trim_start().starts_with("layout:"))
+            .collect();
+        // Every built-in member, and sk_buff.data from vmlinux.
+        assert_eq!(read.len(), BUILTIN_LAYOUT.len() + 1, "{report}");
+        for line in read {
+            assert!(
+                full.lines().any(|l| l == line),
+                "kernel {kernel}: built-in `{line}` is not what BTF says"
+            );
+        }
     }
 }

@@ -9,7 +9,6 @@
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ipvs_trace_common::offsets::{flags, KernelOffsets};
 
@@ -17,9 +16,7 @@ use crate::btf::Btf;
 use crate::loader::kallsyms::Kallsyms;
 use crate::loader::probes::{Fit, PROBES};
 use crate::loader::{kernel, privileges};
-use crate::offsets;
-
-const SYS_BTF: &str = "/sys/kernel/btf";
+use crate::loader::{KernelTypes, Layout, LoadError};
 
 /// What `check` was asked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,7 +69,7 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
         problems.push("ip_vs is not loaded".into());
     }
 
-    let btf = load_btf(config, &mut out, &mut problems);
+    let types = load_btf(config, &mut out, &mut problems);
     let kallsyms = match Kallsyms::read() {
         Ok(k) => Some(k),
         Err(err) => {
@@ -87,16 +84,22 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     write_probes(
         &mut out,
         ip_vs_loaded,
-        btf.as_ref(),
+        types.as_ref().map(|t| &t.btf),
         kallsyms.as_ref(),
         &mut problems,
         &mut degraded,
     );
 
-    if let Some(btf) = &btf {
-        match offsets::resolve(btf, &release) {
+    if let Some(types) = &types {
+        match types.offsets(&release) {
             Ok(resolved) => {
-                out.push_str("\noffsets (bytes into each struct, from BTF)\n");
+                out.push_str(match types.layout {
+                    Layout::ModuleBtf { .. } => "\noffsets (bytes into each struct, from BTF)\n",
+                    Layout::Builtin { .. } => {
+                        "\noffsets (bytes into each struct, built-in 5.x/6.x layout; sk_buff \
+                         from vmlinux BTF; - = not read)\n"
+                    }
+                });
                 write_offsets(&mut out, &resolved.offsets);
                 degraded.extend(resolved.degraded);
             }
@@ -181,44 +184,42 @@ fn write_probes(
 }
 
 /// The BTF `trace` would use, reported on `out`.
-fn load_btf(config: &CheckConfig, out: &mut String, problems: &mut Vec<String>) -> Option<Btf> {
-    let vmlinux_path = Path::new(SYS_BTF).join("vmlinux");
-    let vmlinux = match Btf::from_file(&vmlinux_path, None) {
-        Ok(b) => Arc::new(b),
+fn load_btf(
+    config: &CheckConfig,
+    out: &mut String,
+    problems: &mut Vec<String>,
+) -> Option<KernelTypes> {
+    match KernelTypes::read(config.btf.as_deref()) {
+        Ok(types) => {
+            let vmlinux = types.vmlinux.display();
+            let _ = match &types.layout {
+                Layout::ModuleBtf { path, given } => writeln!(
+                    out,
+                    "BTF         vmlinux {vmlinux}; ip_vs {} ({})",
+                    path.display(),
+                    if *given {
+                        "--btf"
+                    } else {
+                        "the kernel's module BTF"
+                    }
+                ),
+                Layout::Builtin { missing } => writeln!(
+                    out,
+                    "BTF         vmlinux {vmlinux}; ip_vs NONE ({} is missing): built-in layout; \
+                     --btf FILE gives full detail (README: making split BTF with pahole)",
+                    missing.display()
+                ),
+            };
+            Some(types)
+        }
+        Err(LoadError::Btf(err)) if config.btf.is_some() => {
+            let _ = writeln!(out, "BTF         ip_vs UNUSABLE: {err}");
+            problems.push("unusable ip_vs BTF".into());
+            None
+        }
         Err(err) => {
             let _ = writeln!(out, "BTF         NONE for vmlinux: {err}");
             problems.push("no kernel BTF (CONFIG_DEBUG_INFO_BTF)".into());
-            return None;
-        }
-    };
-    let (path, source) = match &config.btf {
-        Some(path) => (path.clone(), "--btf"),
-        None => (Path::new(SYS_BTF).join("ip_vs"), "the kernel's module BTF"),
-    };
-    if config.btf.is_none() && !path.exists() {
-        let _ = writeln!(
-            out,
-            "BTF         vmlinux {}; ip_vs NONE ({} is missing): pass --btf FILE (README: \
-             making split BTF with pahole)",
-            vmlinux_path.display(),
-            path.display()
-        );
-        problems.push("no BTF for ip_vs".into());
-        return None;
-    }
-    match Btf::from_file(&path, Some(vmlinux)) {
-        Ok(btf) => {
-            let _ = writeln!(
-                out,
-                "BTF         vmlinux {}; ip_vs {} ({source})",
-                vmlinux_path.display(),
-                path.display()
-            );
-            Some(btf)
-        }
-        Err(err) => {
-            let _ = writeln!(out, "BTF         ip_vs UNUSABLE: {err}");
-            problems.push("unusable ip_vs BTF".into());
             None
         }
     }
@@ -268,7 +269,23 @@ fn write_offsets(out: &mut String, o: &KernelOffsets) {
         ("sk_buff.data", o.skb_data),
     ];
     for (name, offset) in fields {
-        let _ = writeln!(out, "  {name:<26} {offset}");
+        // A part the probes do not read (built-in layout, or netns unresolved) has no offset.
+        let gate = match name.split_once('.').map(|(strukt, _)| strukt) {
+            Some("ip_vs_dest") => flags::DEST,
+            Some("ip_vs_scheduler") => flags::SCHEDULER,
+            Some("netns_ipvs" | "net") => flags::NETNS,
+            _ => match name {
+                "ip_vs_conn.dest" => flags::DEST,
+                "ip_vs_service.scheduler" => flags::SCHEDULER,
+                "ip_vs_conn.ipvs" | "ip_vs_service.ipvs" => flags::NETNS,
+                _ => 0,
+            },
+        };
+        if o.flags & gate == gate {
+            let _ = writeln!(out, "  {name:<26} {offset}");
+        } else {
+            let _ = writeln!(out, "  {name:<26} -");
+        }
     }
     let named = [
         (

@@ -21,15 +21,6 @@ pub enum LoadError {
     )]
     IpVsNotLoaded,
 
-    /// The running kernel exposes no BTF for ip_vs.
-    #[error(
-        "kernel {release} exposes no BTF for the ip_vs module (/sys/kernel/btf/ip_vs is missing), \
-         so the IPVS struct layout cannot be read. Pass `--btf FILE` with the module's split BTF \
-         (e.g. the .BTF of this kernel's ip_vs.ko, or one made with `pahole --btf_encode_detached` \
-         from its debug symbols)"
-    )]
-    NoModuleBtf { release: String },
-
     /// A BTF file could not be read or parsed (the error names the file).
     #[error(transparent)]
     Btf(#[from] BtfError),

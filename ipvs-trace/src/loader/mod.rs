@@ -52,6 +52,7 @@ pub struct Tracer {
     ebpf: Ebpf,
     attached: Vec<&'static str>,
     degraded: Vec<String>,
+    layout: Layout,
 }
 
 impl Tracer {
@@ -60,8 +61,8 @@ impl Tracer {
         privileges::check()?;
         kernel::ensure_ip_vs(opts.wait).await?;
         let release = kernel::release();
-        let ip_vs_btf = load_btf(opts.btf.as_deref(), &release)?;
-        let resolved = offsets::resolve(&ip_vs_btf, &release)?;
+        let types = KernelTypes::read(opts.btf.as_deref())?;
+        let resolved = types.offsets(&release)?;
         for note in &resolved.degraded {
             tracing::warn!("{note}");
         }
@@ -85,7 +86,7 @@ impl Tracer {
             .ok();
         let attached = probes::attach_all(
             &mut ebpf,
-            &ip_vs_btf,
+            &types.btf,
             kallsyms.as_ref(),
             opts.kprobe_target_override.as_ref(),
             &mut degraded,
@@ -94,7 +95,15 @@ impl Tracer {
             ebpf,
             attached,
             degraded,
+            layout: types.layout,
         })
+    }
+
+    /// Where the struct layout came from: with [`Layout::Builtin`] events carry no scheduler,
+    /// weight or counters, and the caller fills what it can from the IPVS tables.
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The ring buffer of records; can be taken once.
@@ -141,24 +150,58 @@ impl Tracer {
     }
 }
 
-/// Reads vmlinux BTF and the ip_vs split BTF on top of it.
-fn load_btf(user_file: Option<&Path>, release: &str) -> Result<Btf, LoadError> {
-    let sys = Path::new(SYS_BTF_DIR);
-    let vmlinux_path = sys.join("vmlinux");
-    let vmlinux = Btf::from_file(&vmlinux_path, None)?;
-    let vmlinux = Arc::new(vmlinux);
-    let ip_vs_path = if let Some(path) = user_file {
-        path.to_path_buf()
-    } else {
-        let path = sys.join("ip_vs");
-        if !path.exists() {
-            return Err(LoadError::NoModuleBtf {
-                release: release.to_owned(),
+/// Where the layout of the IPVS structs comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The ip_vs module's split BTF: `/sys/kernel/btf/ip_vs`, or the `--btf` file (`given`).
+    ModuleBtf { path: PathBuf, given: bool },
+    /// No module BTF (5.10's ip_vs carries none): the built-in 5.x/6.x layout
+    /// ([`offsets::BUILTIN_LAYOUT`]); `missing` is the file that was looked for.
+    Builtin { missing: PathBuf },
+}
+
+/// The kernel's types as the tracer reads them: `btf` is the ip_vs split BTF on top of vmlinux,
+/// or vmlinux alone with [`Layout::Builtin`] (function prototypes of ip_vs then go unchecked).
+pub struct KernelTypes {
+    pub btf: Btf,
+    pub layout: Layout,
+    /// Where vmlinux BTF was read, for reports.
+    pub vmlinux: PathBuf,
+}
+
+impl KernelTypes {
+    /// Reads vmlinux BTF and the ip_vs split BTF on top of it: `user_file` if given (an error
+    /// if unusable: the user asked for it), else the kernel's, else vmlinux alone.
+    pub fn read(user_file: Option<&Path>) -> Result<KernelTypes, LoadError> {
+        let sys = Path::new(SYS_BTF_DIR);
+        let vmlinux_path = sys.join("vmlinux");
+        let vmlinux = Btf::from_file(&vmlinux_path, None)?;
+        let (path, given) = match user_file {
+            Some(path) => (path.to_path_buf(), true),
+            None => (sys.join("ip_vs"), false),
+        };
+        if !given && !path.exists() {
+            return Ok(KernelTypes {
+                btf: vmlinux,
+                layout: Layout::Builtin { missing: path },
+                vmlinux: vmlinux_path,
             });
         }
-        path
-    };
-    Ok(Btf::from_file(&ip_vs_path, Some(vmlinux))?)
+        let btf = Btf::from_file(&path, Some(Arc::new(vmlinux)))?;
+        Ok(KernelTypes {
+            btf,
+            layout: Layout::ModuleBtf { path, given },
+            vmlinux: vmlinux_path,
+        })
+    }
+
+    /// The offsets the probes read, from BTF or the built-in layout.
+    pub fn offsets(&self, release: &str) -> Result<offsets::Resolved, offsets::OffsetError> {
+        match self.layout {
+            Layout::ModuleBtf { .. } => offsets::resolve(&self.btf, release),
+            Layout::Builtin { .. } => offsets::builtin(&self.btf, release),
+        }
+    }
 }
 
 /// Routes `aya-log` records of the kernel side into `tracing`, polled on the tokio runtime.
