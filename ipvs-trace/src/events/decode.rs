@@ -61,8 +61,8 @@ pub fn from_raw(raw: &ConnEvent) -> Result<Event, DecodeError> {
     let fwd = conn.map(|_| FwdMethod::from_flags(raw.flags));
     let dest = has(valid::DEST).then_some(DestCounters {
         weight: raw.weight,
-        active_conns: raw.active_conns,
-        inactive_conns: raw.inactive_conns,
+        active_conns: Some(raw.active_conns),
+        inactive_conns: Some(raw.inactive_conns),
     });
     let scheduler = if has(valid::SCHEDULER) {
         scheduler_name(&raw.scheduler)
@@ -172,8 +172,8 @@ pub(crate) mod tests {
                 scheduler: Some("rr".into()),
                 dest: Some(DestCounters {
                     weight: 1,
-                    active_conns: 1,
-                    inactive_conns: 0
+                    active_conns: Some(1),
+                    inactive_conns: Some(0)
                 }),
             }
         );

@@ -30,19 +30,22 @@ pub struct Event {
     pub flags: u32,
     /// Raw `ip_vs_conn.state` (protocol specific).
     pub state: u32,
-    /// The virtual service's scheduler (`rr`, `wrr`, ...), when the kernel could read it.
+    /// The virtual service's scheduler (`rr`, `wrr`, ...): read by the probe, or, without
+    /// module BTF, taken from the IPVS tables ([`crate::ipvs::lookup`]).
     pub scheduler: Option<String>,
-    /// Counters of the chosen real server at the time of the event.
+    /// Weight and counters of the chosen real server.
     pub dest: Option<DestCounters>,
 }
 
 /// `ip_vs_dest` weight and connection counters (the `Weight ActiveConn InActConn` columns of
-/// `ipvsadm -Ln`: connection counts, not bytes).
+/// `ipvsadm -Ln`: connection counts, not bytes). Read by the probe at the time of the event;
+/// without module BTF the weight is the configured one from the IPVS tables and the counters
+/// are `None` (the tables' counters are of another moment: they would be invented here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestCounters {
     pub weight: i32,
-    pub active_conns: i32,
-    pub inactive_conns: i32,
+    pub active_conns: Option<i32>,
+    pub inactive_conns: Option<i32>,
 }
 
 /// IP protocol of the virtual service.

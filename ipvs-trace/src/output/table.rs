@@ -84,8 +84,8 @@ pub fn write_row(
         or_dash(event.fwd.as_ref()),
     );
     let weight = or_dash(dest.map(|d| &d.weight));
-    let active = or_dash(dest.map(|d| &d.active_conns));
-    let inactive = or_dash(dest.map(|d| &d.inactive_conns));
+    let active = or_dash(dest.and_then(|d| d.active_conns.as_ref()));
+    let inactive = or_dash(dest.and_then(|d| d.inactive_conns.as_ref()));
     let kind = event.kind.as_str();
     match layout {
         Layout::Names => named_line(
