@@ -14,6 +14,7 @@
 //! Blocking: a few round trips on a local socket. Async callers use `spawn_blocking`.
 
 pub mod decode;
+pub mod live;
 pub mod lookup;
 pub mod model;
 pub mod netlink;
