@@ -16,6 +16,7 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "ipvsadm",
+    "conntrack",
     "iproute2",
     "kmod",
     "xz-utils",

@@ -31,6 +31,8 @@ const BUSYBOX: &str = "/bin/busybox";
 const HOST_TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/ip", "/sbin/ip"),
     ("/usr/sbin/ipvsadm", "/sbin/ipvsadm"),
+    // The kernel's conntrack table as `conntrack -L` shows it: the ground truth of `trace --nat`.
+    ("/usr/sbin/conntrack", "/sbin/conntrack"),
 ];
 
 /// PID 1. Markers are assembled at run time so a script that prints this file cannot fake them.

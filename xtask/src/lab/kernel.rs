@@ -20,7 +20,9 @@ use super::{vmlinux, Kernel};
 use crate::{cmd, paths};
 
 /// The modules the guest loads: IPVS with every scheduler the scenarios and users may pick, and
-/// the two link types a one-node "cluster" is built from (veth for pods, dummy for kube-ipvs0).
+/// the two link types a one-node "cluster" is built from (veth for pods, dummy for kube-ipvs0),
+/// and conntrack's netlink interface (`trace --nat` and the `conntrack` tool read the table
+/// through it; nf_conntrack itself comes with ip_vs).
 pub(crate) const MODULES: &[&str] = &[
     "ip_vs",
     "ip_vs_rr",
@@ -31,6 +33,7 @@ pub(crate) const MODULES: &[&str] = &[
     "ip_vs_mh",
     "veth",
     "dummy",
+    "nf_conntrack_netlink",
 ];
 
 /// Unloaded by `/lab/unload-ipvs.sh`, schedulers first (they hold references on ip_vs).
