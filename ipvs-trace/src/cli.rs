@@ -17,7 +17,9 @@ use crate::filter::{
 use crate::kube::source::NameSource;
 use crate::output::OutputFormat;
 
+mod balance;
 mod rules;
+pub use balance::BalanceArgs;
 pub use rules::RulesArgs;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
@@ -70,6 +72,18 @@ pub enum Command {
     #[command(after_help = rules::RULES_EXAMPLES)]
     Rules(RulesArgs),
 
+    /// Judge how each virtual service spreads new connections over its real servers.
+    ///
+    /// Over a window (--duration, or until Ctrl-C), traces every new connection as `trace`
+    /// does (same privileges) and reads the IPVS tables over netlink at its start and end and
+    /// every second in between. Per virtual service: connections per backend (every backend,
+    /// including those that got none), the share each should get for the configured
+    /// scheduler, the deviation (largest relative error, chi-square p-value), the causes seen
+    /// in the window, and each count against the kernel's own counter. --check turns the
+    /// verdict into the exit status.
+    #[command(after_help = balance::BALANCE_EXAMPLES)]
+    Balance(BalanceArgs),
+
     /// Check whether this node can be traced, and how well: run it first on a new node.
     ///
     /// Goes through what `trace` needs without loading anything: privileges, the ip_vs module,
@@ -106,6 +120,8 @@ Examples:
       five minutes of JSON lines for later analysis
   ipvs-trace trace --wait
       start before kube-proxy has loaded ip_vs, trace as soon as it has
+  ipvs-trace trace --nat --vip 172.31.42.227:80
+      what each connection looks like before and after IPVS, and to the pod (conntrack)
   ipvs-trace trace --kubeconfig /etc/kubernetes/admin.conf --service ratel/vpaas-demo-prod
       names from a live cluster; only one Service's connections
   kubectl get pods,services,endpointslices,nodes -A -o json > cluster.json
@@ -231,6 +247,18 @@ pub struct TraceArgs {
     #[arg(short, long)]
     pub numeric: bool,
 
+    /// Show each connection's addresses before and after IPVS (client -> VIP:port becomes
+    /// client -> pod:port for Masq) and, with net.ipv4.vs.conntrack=1, its conntrack entry,
+    /// whose reply tuple is what the pod answers to (needs CAP_NET_ADMIN and
+    /// nf_conntrack_netlink). Lines wait for their lookup, at most half a second.
+    #[arg(long)]
+    pub nat: bool,
+
+    /// With --nat: also write each raw conntrack netlink reply to DIR (the decoder's test
+    /// material).
+    #[arg(long, hide = true, value_name = "DIR", requires = "nat")]
+    pub debug_dump_netlink: Option<PathBuf>,
+
     #[command(flatten)]
     pub names: NameSourceArgs,
 
@@ -292,6 +320,10 @@ pub struct TraceConfig {
     pub numeric: bool,
     /// Where Kubernetes names come from.
     pub names: NameSource,
+    /// `--nat`: the translation of each connection, and its conntrack entry.
+    pub nat: bool,
+    /// `--debug-dump-netlink`: record the conntrack replies here.
+    pub nat_record: Option<PathBuf>,
 }
 
 impl TraceArgs {
@@ -321,6 +353,8 @@ impl TraceArgs {
             kprobe_target_override: self.debug_kprobe_target,
             numeric: self.numeric,
             names: self.names.into_source(),
+            nat: self.nat,
+            nat_record: self.debug_dump_netlink,
         }
     }
 }
@@ -432,6 +466,8 @@ mod tests {
                 kprobe_target_override: None,
                 numeric: false,
                 names: NameSource::Auto,
+                nat: false,
+                nat_record: None,
             }
         );
     }
@@ -475,6 +511,9 @@ mod tests {
             "ratel/vpaas-demo-prod:http",
             "--pod",
             "ratel/web-1",
+            "--nat",
+            "--debug-dump-netlink",
+            "/tmp/ct",
         ])
         .unwrap();
         assert_eq!(
@@ -499,6 +538,8 @@ mod tests {
                 kprobe_target_override: Some(("ip_vs_conn_new".into(), "no_such_function".into())),
                 numeric: true,
                 names: NameSource::Snapshots(vec!["a.json".into(), "b.json".into()]),
+                nat: true,
+                nat_record: Some("/tmp/ct".into()),
             }
         );
     }

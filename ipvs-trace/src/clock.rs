@@ -67,6 +67,12 @@ impl WallClock {
     }
 }
 
+/// `CLOCK_MONOTONIC` now, in the nanoseconds of event timestamps: to tell which events came
+/// before or after a moment userspace chose (`balance`'s window edges).
+pub fn monotonic_now_ns() -> std::io::Result<u64> {
+    read_clock(libc::CLOCK_MONOTONIC).map(|ns| ns as u64)
+}
+
 fn read_clock(clock: libc::clockid_t) -> std::io::Result<i128> {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -6,6 +6,7 @@
 //! per subcommand, [`cli`] the arguments; [`ipvs`] reads the kernel's IPVS tables over netlink
 //! (`rules`).
 
+pub mod balance;
 pub mod btf;
 pub mod cli;
 pub mod clock;

@@ -47,6 +47,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => runtime
             .block_on(ipvs_trace::cmd::rules::run(args.into_config()))
             .map(|()| ExitCode::SUCCESS),
+        Command::Balance(args) => runtime
+            .block_on(ipvs_trace::cmd::balance::run(args.into_config()))
+            .map(ExitCode::from),
         // The report says what is wrong; exit 1 without repeating it as an error.
         Command::Check(args) => ipvs_trace::cmd::check::run(&args.into_config()).map(|ready| {
             if ready {

@@ -27,6 +27,7 @@ pub const SCENARIOS: &[&str] = &[
     "persistent",
     "reuse",
     "no_dest",
+    "builtin",
     "nodeport",
     "names",
     "snapshot",
@@ -146,7 +147,7 @@ fn prepare(kernel: &str) -> Result<(PathBuf, Vec<(PathBuf, String)>), String> {
         "/lab/run-all.sh".to_owned(),
     )];
     let mut script = String::from("#!/bin/sh\nexec /bin/sh /lab/run-all.sh");
-    for scenario in SCENARIOS {
+    for scenario in selected()? {
         let guest = format!("/lab/scenarios/{scenario}.sh");
         extra_files.push((
             tests.join("scenarios").join(format!("{scenario}.sh")),
@@ -159,6 +160,27 @@ fn prepare(kernel: &str) -> Result<(PathBuf, Vec<(PathBuf, String)>), String> {
     let path = dir.join(format!("run-{kernel}.sh"));
     fs::write(&path, script).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok((path, extra_files))
+}
+
+/// The scenarios this boot runs: all of them, or those of `LAB_ONLY` (a comma-separated list,
+/// for working on one scenario: the others' tests then fail for want of a run).
+fn selected() -> Result<Vec<&'static str>, String> {
+    let Some(only) = std::env::var_os("LAB_ONLY") else {
+        return Ok(SCENARIOS.to_vec());
+    };
+    let only = only.to_string_lossy();
+    let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+    if let Some(unknown) = wanted.iter().find(|w| !SCENARIOS.contains(w)) {
+        return Err(format!(
+            "LAB_ONLY names {unknown:?}, which is not a scenario ({})",
+            SCENARIOS.join(", ")
+        ));
+    }
+    Ok(SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| wanted.contains(s))
+        .collect())
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).

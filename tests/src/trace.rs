@@ -121,6 +121,8 @@ pub struct Summary {
     pub unresolved_events: Option<u64>,
     /// `kubernetes <kind>: ...` lines (live watches), without the prefix.
     pub kubernetes: Vec<String>,
+    /// `ipvs tables: ...` (what the tables filled in without module BTF), without the prefix.
+    pub tables: Option<String>,
 }
 
 impl Summary {
@@ -173,6 +175,8 @@ pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
             summary.unresolved_events = Some(count(events, line)?);
         } else if let Some(rest) = trimmed.strip_prefix("kubernetes ") {
             summary.kubernetes.push(rest.to_owned());
+        } else if let Some(rest) = trimmed.strip_prefix("ipvs tables: ") {
+            summary.tables = Some(rest.to_owned());
         } else if let Some(rest) = trimmed.strip_prefix("->") {
             let key = service
                 .clone()

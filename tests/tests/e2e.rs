@@ -6,7 +6,8 @@
 //! counted as scheduled), `ipvsadm -Ln`, and `lab-net`'s line per connection made.
 //!
 //! They boot VMs (minutes under TCG; `cargo xtask test` sets up what the lab needs first).
-//! `LAB_STREAM=1` echoes the guest consoles live.
+//! `LAB_STREAM=1` echoes the guest consoles live; `LAB_ONLY=builtin,reuse` runs only those
+//! scenarios in each boot (while working on them: the other tests then fail).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -24,8 +25,8 @@ use xtask::lab::Kernel;
 macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
-            rr, wrr, udp, persistent, reuse, no_dest, nodeport, names, snapshot, rules, dualstack,
-            errors
+            rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
+            dualstack, errors
         }
     };
 }
@@ -1120,6 +1121,165 @@ mod rules_json {
     }
 }
 
+// builtin: no module BTF and no --btf: the built-in layout, scheduler and weights from the
+// tables, counters and netns null; on 7.x a clear refusal.
+fn builtin(run: &ScenarioRun) {
+    let release = run.dump("release").text.trim().to_owned();
+    let check = run.dump("check");
+    assert_golden(&check.text, &format!("check-{release}-builtin.txt"));
+    if release.starts_with("7.") {
+        assert_eq!(check.status, Some(1), "check on {release}:\n{}", check.text);
+        let nobtf = run.dump("nobtf");
+        assert_eq!(nobtf.status, Some(1), "trace on {release}:\n{}", nobtf.text);
+        for needle in ["7.x moved", "--btf FILE", "error:"] {
+            assert!(
+                nobtf.text.contains(needle),
+                "{needle:?} in:\n{}",
+                nobtf.text
+            );
+        }
+        return;
+    }
+    assert_eq!(check.status, Some(0), "check on {release}:\n{}", check.text);
+    assert!(
+        check.text.contains("built-in layout") && check.text.contains("ready, degraded"),
+        "{}",
+        check.text
+    );
+
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    assert_eq!(
+        trace
+            .stderr
+            .matches("no BTF for ip_vs: the built-in")
+            .count(),
+        1,
+        "the degraded mode is said once at start:\n{}",
+        trace.stderr
+    );
+    // What the probes cannot read is null, never invented; the rest is the kernel's.
+    for event in &trace.events {
+        let what = format!("{event:?}");
+        assert!(event.netns.is_none(), "netns without BTF: {what}");
+        assert!(
+            event.active_conns.is_none() && event.inactive_conns.is_none(),
+            "counters without BTF: {what}"
+        );
+        assert!(event.names_are_null(), "{what}");
+        assert_eq!(event.proto, "TCP", "{what}");
+    }
+
+    builtin_wrr(run, &trace);
+    builtin_reuse(run, &trace);
+    builtin_no_dest(&trace);
+    assert_eq!(trace.events.len(), 68, "events of any kind");
+    assert_eq!(
+        trace.summary.tables.as_deref(),
+        Some(
+            "scheduler and weight from the IPVS tables for 68 events; 0 events had no \
+             matching virtual service"
+        ),
+        "{}",
+        trace.stderr
+    );
+}
+
+/// builtin's wrr part: exact 3/2/1 split, equal to the kernel's entries and Conns.
+fn builtin_wrr(run: &ScenarioRun, trace: &Trace) {
+    // wrr 3/2/1: every event is its kernel entry, carries the tables' scheduler and weight, and
+    // the split is exact and equal to IPVS's own Conns per real server.
+    let wrr = addr("172.31.0.60:80");
+    let events: Vec<&Event> = trace.of_kind("new").filter(|e| e.vip == wrr).collect();
+    let clients = [run.client("wrr1"), run.client("wrr2")].concat();
+    assert_eq!(clients.len(), 60, "lab-net connections");
+    assert_events_are_connections(&events, &clients);
+    assert_events_are_entries(&events, &entries_of(run, "conns", "TCP", wrr));
+    let weights = BTreeMap::from([
+        (addr("10.245.14.1:8080"), 3),
+        (addr("10.245.14.2:8080"), 2),
+        (addr("10.245.14.3:8080"), 1),
+    ]);
+    let mut per_backend: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+    for event in &events {
+        let backend = event.backend.expect("a new event has a backend");
+        assert_eq!(event.scheduler.as_deref(), Some("wrr"), "{event:?}");
+        assert_eq!(event.fwd.as_deref(), Some("Masq"), "{event:?}");
+        assert_eq!(event.weight, weights.get(&backend).copied(), "{event:?}");
+        assert!(event.conn.is_some(), "{event:?}");
+        *per_backend.entry(backend).or_default() += 1;
+    }
+    let want: BTreeMap<SocketAddr, u64> = weights
+        .iter()
+        .map(|(b, w)| (*b, u64::try_from(*w * 10).unwrap()))
+        .collect();
+    assert_eq!(per_backend, want, "wrr split");
+    let stats: BTreeMap<SocketAddr, u64> = run
+        .service_stats("TCP", wrr)
+        .dests
+        .iter()
+        .map(|(a, c)| (*a, c.conns))
+        .collect();
+    assert_eq!(stats, want, "IPVS's Conns per real server");
+}
+
+/// builtin's reuse part: the stable layout's state member drives `reused`.
+fn builtin_reuse(run: &ScenarioRun, trace: &Trace) {
+    // reuse: 1 new + 4 reused, one kernel entry, one pod.
+    let reuse = addr("172.31.0.61:80");
+    let client = addr("198.51.100.11:40000");
+    let events: Vec<&Event> = trace.events.iter().filter(|e| e.vip == reuse).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["new", "reused", "reused", "reused", "reused"]);
+    for event in &events {
+        assert_eq!(event.client, client, "{event:?}");
+        assert_eq!(event.backend, events[0].backend, "{event:?}");
+        assert_eq!(event.conn, events[0].conn, "{event:?}");
+        assert_eq!(event.scheduler.as_deref(), Some("rr"), "{event:?}");
+        assert_eq!(event.weight, Some(1), "{event:?}");
+    }
+    let entries: Vec<ConnEntry> = entries_of(run, "conns", "TCP", reuse)
+        .into_iter()
+        .filter(|e| e.source == client)
+        .collect();
+    assert_events_are_entries(&events[..1], &entries);
+}
+
+/// builtin's no_dest part: the stable service and iphdr members.
+fn builtin_no_dest(trace: &Trace) {
+    // no_dest: the exact client ip:port, the VIP, the tables' scheduler, no backend.
+    let empty = addr("172.31.0.62:80");
+    let refused: Vec<&Event> = trace.of_kind("no_dest").collect();
+    assert_eq!(refused.len(), 3, "no_dest events");
+    for event in &refused {
+        assert_eq!(event.vip, empty, "{event:?}");
+        assert_eq!(event.client, addr("198.51.100.12:41000"), "{event:?}");
+        assert_eq!(event.scheduler.as_deref(), Some("rr"), "{event:?}");
+        assert!(
+            event.backend.is_none() && event.weight.is_none(),
+            "{event:?}"
+        );
+    }
+}
+
+/// `text` equals the file `tests/golden/NAME` (`IPVS_TRACE_BLESS=1` writes it).
+fn assert_golden(text: &str, name: &str) {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(name);
+    if std::env::var_os("IPVS_TRACE_BLESS").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run the e2e tests with IPVS_TRACE_BLESS=1 to record it); this run's:\n{text}",
+            golden.display()
+        )
+    });
+    assert_eq!(text, want, "differs from {}", golden.display());
+}
+
 // errors: the clear errors that can be provoked for real, and the ways out of them.
 fn errors(run: &ScenarioRun) {
     let failed = |name: &str, needles: &[&str]| {
@@ -1148,7 +1308,6 @@ fn errors(run: &ScenarioRun) {
         &["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "root"],
     );
     failed("unloaded", &["ip_vs", "not loaded", "--wait"]);
-    failed("nobtf", &["BTF", "--btf"]);
     failed("attach", &["kretprobe", "ip_vs_no_such_fn"]);
     check_reports(run);
 
@@ -1170,44 +1329,17 @@ fn errors(run: &ScenarioRun) {
 }
 
 /// `ipvs-trace check` on the intact node equals the golden report of this kernel release
-/// (`tests/golden/check-<release>.txt`; `IPVS_TRACE_BLESS=1` writes it); without module BTF it
-/// says not ready and names --btf; with --btf it is ready again.
+/// (`tests/golden/check-<release>.txt`; `IPVS_TRACE_BLESS=1` writes it); with --btf of the
+/// saved module BTF it is ready too (without module BTF: scenario `builtin`).
 fn check_reports(run: &ScenarioRun) {
     let release = run.dump("release").text.trim().to_owned();
     let check = run.dump("check");
     assert_eq!(check.status, Some(0), "check on {release}:\n{}", check.text);
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("golden")
-        .join(format!("check-{release}.txt"));
-    if std::env::var_os("IPVS_TRACE_BLESS").is_some() {
-        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
-        std::fs::write(&golden, &check.text).unwrap();
-    }
-    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run the e2e tests with IPVS_TRACE_BLESS=1 to record it); this run's report:\n{}",
-            golden.display(),
-            check.text
-        )
-    });
-    assert_eq!(
-        check.text,
-        want,
-        "check on {release} differs from {}",
-        golden.display()
-    );
+    assert_golden(&check.text, &format!("check-{release}.txt"));
     assert!(
         check.text.contains("result      ready: every probe fits"),
         "{}",
         check.text
-    );
-
-    let nobtf = run.dump("check-nobtf");
-    assert_eq!(nobtf.status, Some(1), "{}", nobtf.text);
-    assert!(
-        nobtf.text.contains("NOT READY") && nobtf.text.contains("--btf"),
-        "{}",
-        nobtf.text
     );
     let btf = run.dump("check-btf");
     assert_eq!(btf.status, Some(0), "{}", btf.text);

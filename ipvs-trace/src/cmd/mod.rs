@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod balance;
 pub mod check;
 pub mod rules;
 pub mod trace;

@@ -15,9 +15,11 @@ use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::events::{Event, EventReader};
 use crate::filter::Filter;
+use crate::ipvs::live::{self, LiveTables};
+use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient};
 use crate::kube::{Names, SharedIndex};
-use crate::loader::{LoaderOptions, Tracer};
+use crate::loader::{Layout, LoaderOptions, Tracer};
 use crate::output::{
     summary::{Losses, Summary},
     Printer,
@@ -58,6 +60,10 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     };
     let mut reader = EventReader::new(tracer.take_ring()?)
         .context("registering the ring buffer with the event loop")?;
+    let tables = match tracer.layout() {
+        Layout::Builtin { .. } => tables_for_builtin_layout(),
+        Layout::ModuleBtf { .. } => None,
+    };
 
     let mut session = Session {
         printer: if names.index().is_some() {
@@ -72,6 +78,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             Summary::default()
         },
         index,
+        tables,
         remaining: config.count,
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
@@ -120,8 +127,25 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         malformed: reader.malformed(),
     };
     session.summary.set_kubernetes_health(names.health_lines());
+    if let Some(tables) = &session.tables {
+        session.summary.set_tables_fill(tables.summary_line());
+    }
     notice(session.summary.render(&losses).trim_end());
     Ok(())
+}
+
+/// Without module BTF the probes read no scheduler and no weight: the IPVS tables, re-read in
+/// the background, give them. If the tables cannot be read the trace goes on without them.
+fn tables_for_builtin_layout() -> Option<LiveLookup> {
+    match LiveTables::start(live::DEFAULT_INTERVAL) {
+        Ok(live) => Some(LiveLookup::new(live)),
+        Err(err) => {
+            tracing::warn!(
+                "scheduler and weights stay null: reading the IPVS tables failed: {err}"
+            );
+            None
+        }
+    }
 }
 
 /// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
@@ -153,6 +177,8 @@ struct Session<W: Write> {
     summary: Summary,
     /// Kubernetes names, when a source was given.
     index: Option<SharedIndex>,
+    /// Scheduler and weights from the IPVS tables, when the probes cannot read them.
+    tables: Option<LiveLookup>,
     /// Events still to print before `--count` is reached.
     remaining: Option<u64>,
     out: W,
@@ -168,9 +194,15 @@ impl<W: Write> Session<W> {
     /// Prints the events of `batch` that pass the filters (up to the count), then flushes: one
     /// write per batch keeps output live without a syscall per line.
     fn handle(&mut self, batch: &mut Vec<Event>) -> io::Result<Flow> {
-        for event in batch.drain(..) {
+        if let Some(tables) = &mut self.tables {
+            tables.catch_up();
+        }
+        for mut event in batch.drain(..) {
             if self.remaining == Some(0) {
                 break;
+            }
+            if let Some(tables) = &mut self.tables {
+                tables.fill(&mut event);
             }
             // A read lock per event, held for a few hash probes: a writer (the watches) waits
             // at most that long, and the event loop at most one `Change`.
@@ -209,6 +241,7 @@ mod tests {
             filter,
             summary: Summary::default(),
             index: None,
+            tables: None,
             remaining: count,
             out: Vec::new(),
         }

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use super::live::LiveTables;
 use super::model::Tables;
 use crate::events::{DestCounters, Event, Proto};
 
@@ -87,6 +89,60 @@ impl TableIndex {
             }
         }
         Filled::Filled
+    }
+}
+
+/// [`TableIndex`] over the latest read of [`LiveTables`], with counts of what it filled: the
+/// event loop's view of the tables.
+pub struct LiveLookup {
+    live: LiveTables,
+    seen: Arc<Tables>,
+    index: TableIndex,
+    filled: u64,
+    no_service: u64,
+}
+
+impl LiveLookup {
+    #[must_use]
+    pub fn new(live: LiveTables) -> LiveLookup {
+        let seen = live.snapshot();
+        let index = TableIndex::new(&seen);
+        LiveLookup {
+            live,
+            seen,
+            index,
+            filled: 0,
+            no_service: 0,
+        }
+    }
+
+    /// Takes the latest read if there is a new one: once per batch of events, so the index is
+    /// rebuilt at most once per refresh interval and never per event.
+    pub fn catch_up(&mut self) {
+        let latest = self.live.snapshot();
+        if !Arc::ptr_eq(&latest, &self.seen) {
+            self.index = TableIndex::new(&latest);
+            self.seen = latest;
+        }
+    }
+
+    /// [`TableIndex::fill`], counted.
+    pub fn fill(&mut self, event: &mut Event) {
+        match self.index.fill(event) {
+            Filled::NotNeeded => {}
+            Filled::Filled => self.filled += 1,
+            Filled::NoService => self.no_service += 1,
+        }
+    }
+
+    /// For the summary: how many events the tables completed, and how many they could not.
+    #[must_use]
+    pub fn summary_line(&self) -> String {
+        format!(
+            "scheduler and weight from the IPVS tables for {} events; {} events had no matching \
+             virtual service",
+            self.filled, self.no_service
+        )
     }
 }
 

@@ -83,6 +83,8 @@ pub struct Summary {
     unresolved: Option<Unresolved>,
     /// One line per watched kind, when the names come from live watches.
     kubernetes: Vec<String>,
+    /// What the IPVS tables filled in, when the probes could not read it (no module BTF).
+    tables: Option<String>,
 }
 
 impl Summary {
@@ -149,6 +151,11 @@ impl Summary {
         self.kubernetes = lines;
     }
 
+    /// The line of [`crate::ipvs::lookup::LiveLookup::summary_line`].
+    pub fn set_tables_fill(&mut self, line: String) {
+        self.tables = Some(line);
+    }
+
     /// Events of `kind` recorded so far.
     #[must_use]
     pub fn count(&self, kind: EventKind) -> u64 {
@@ -196,6 +203,9 @@ impl Summary {
         }
         for line in &self.kubernetes {
             let _ = writeln!(out, "  kubernetes {line}");
+        }
+        if let Some(line) = &self.tables {
+            let _ = writeln!(out, "  ipvs tables: {line}");
         }
         for (key, counts) in &self.services {
             let scheduler = key.scheduler.as_deref().unwrap_or("-");
