@@ -4,13 +4,14 @@
 //! eBPF programs; [`events`] reads and decodes the ring buffer; [`filter`] keeps what the user
 //! asked for; [`output`] renders table or JSON lines and the exit summary. [`cmd`] holds one module
 //! per subcommand, [`cli`] the arguments; [`ipvs`] reads the kernel's IPVS tables over netlink
-//! (`rules`).
+//! (`rules`); [`conntrack`] looks connections up in the conntrack table (`trace --nat`).
 
 pub mod balance;
 pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod conntrack;
 pub mod duration;
 pub mod events;
 pub mod filter;

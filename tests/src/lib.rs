@@ -4,6 +4,7 @@
 //! The assertions themselves live in `tests/e2e.rs`; they compare the tracer's events with the
 //! kernel's own view (`ipvsadm -Lnc`, `ipvsadm -Ln --stats`), never with the tracer itself.
 
+pub mod conntrack;
 pub mod ipvsadm;
 pub mod kube_apiserver;
 pub mod lab;

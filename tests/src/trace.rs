@@ -31,6 +31,35 @@ pub struct Event {
     pub netns: Option<u64>,
     pub cpu: u32,
     pub conn: Option<String>,
+    /// `--nat` only (`null` otherwise, and for events that are not one connection).
+    pub nat: Option<Nat>,
+}
+
+/// `src` -> `dst` of one direction of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+/// The `nat` object: the connection before and after IPVS, and its conntrack entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nat {
+    pub before: Flow,
+    pub after: Flow,
+    pub conntrack: Option<NatConntrack>,
+}
+
+/// `nat.conntrack`: the entry's two tuples, status bits and mark.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatConntrack {
+    pub orig: Flow,
+    pub reply: Flow,
+    pub status: Vec<String>,
+    pub mark: Option<u32>,
 }
 
 impl Event {
@@ -49,7 +78,7 @@ impl Event {
 
 /// The fields of the contract. serde would take a missing `Option` field for `null`; the
 /// contract says every line has every field, so presence is checked on its own.
-const CONTRACT_FIELDS: [&str; 20] = [
+const CONTRACT_FIELDS: [&str; 21] = [
     "time",
     "event",
     "proto",
@@ -70,6 +99,7 @@ const CONTRACT_FIELDS: [&str; 20] = [
     "netns",
     "cpu",
     "conn",
+    "nat",
 ];
 
 /// Parses JSON lines; a line that is not a contract object is an error naming it.
@@ -277,7 +307,7 @@ mod tests {
 
     #[test]
     fn parses_a_contract_line_and_refuses_others() {
-        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"backend_terminating":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000"}"#;
+        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"backend_terminating":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000","nat":null}"#;
         let events = parse_events(line).unwrap();
         assert_eq!(
             events[0].backend,
@@ -289,6 +319,16 @@ mod tests {
         assert!(parse_events(&extra).unwrap_err().contains("extra"));
         let missing = line.replace("\"netns\":4026531840,", "");
         assert!(parse_events(&missing).is_err());
+        // `--nat`: the object as ipvs-trace/src/output/nat.rs writes it.
+        let nat = line.replace(
+            "\"nat\":null",
+            r#""nat":{"before":{"src":"10.245.97.12:51234","dst":"172.31.42.227:80"},"after":{"src":"10.245.97.12:51234","dst":"10.245.112.32:8080"},"conntrack":{"orig":{"src":"10.245.97.12:51234","dst":"172.31.42.227:80"},"reply":{"src":"10.245.112.32:8080","dst":"10.245.97.12:51234"},"status":["CONFIRMED"],"mark":0}}"#,
+        );
+        let events = parse_events(&nat).unwrap();
+        let nat = events[0].nat.as_ref().expect("a nat object");
+        assert_eq!(nat.after.dst, "10.245.112.32:8080".parse().unwrap());
+        let entry = nat.conntrack.as_ref().expect("a conntrack entry");
+        assert_eq!(entry.reply.dst, "10.245.97.12:51234".parse().unwrap());
     }
 
     /// Text as `ipvs-trace/src/output/summary.rs` renders it.

@@ -13,6 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::TraceConfig;
 use crate::clock::WallClock;
+use crate::conntrack::nat::NatStage;
+use crate::conntrack::worker::Answer;
 use crate::events::{Event, EventReader};
 use crate::filter::Filter;
 use crate::ipvs::live::{self, LiveTables};
@@ -60,6 +62,8 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     };
     let mut reader = EventReader::new(tracer.take_ring()?)
         .context("registering the ring buffer with the event loop")?;
+    // After the probes: ip_vs and its conntrack sysctl are there now, also after `--wait`.
+    let nat = config.nat.then(|| start_nat(config.nat_record.as_deref()));
     let tables = match tracer.layout() {
         Layout::Builtin { .. } => tables_for_builtin_layout(),
         Layout::ModuleBtf { .. } => None,
@@ -79,6 +83,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         },
         index,
         tables,
+        nat,
         remaining: config.count,
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
@@ -112,6 +117,9 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
                     break true;
                 }
             }
+            answer = next_answer(&mut session.nat) => {
+                session.answer(answer).context("writing events to stdout")?;
+            }
         }
     };
     if !count_reached {
@@ -120,6 +128,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             .handle(&mut batch)
             .context("writing events to stdout")?;
     }
+    session.finish_nat().await.context("writing events")?;
 
     let losses = Losses {
         ring_full: counter(tracer.lost_events(), "lost events"),
@@ -131,7 +140,29 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         session.summary.set_tables_fill(tables.summary_line());
     }
     notice(session.summary.render(&losses).trim_end());
+    if let Some(nat) = &session.nat {
+        notice(&nat.summary_line());
+    }
     Ok(())
+}
+
+/// `--nat`'s stage, after saying why conntrack entries will not be shown, if they will not.
+fn start_nat(record: Option<&std::path::Path>) -> NatStage {
+    let nat = NatStage::start(record);
+    if let Some(reason) = nat.unavailable() {
+        nat_notice(&format!(
+            "conntrack entries unavailable, showing the IPVS translation only: {reason}"
+        ));
+    }
+    nat
+}
+
+/// The next conntrack answer of `--nat`; never, without it.
+async fn next_answer(nat: &mut Option<NatStage>) -> Answer {
+    match nat {
+        Some(nat) => nat.next_answer().await,
+        None => pending().await,
+    }
 }
 
 /// Without module BTF the probes read no scheduler and no weight: the IPVS tables, re-read in
@@ -179,6 +210,8 @@ struct Session<W: Write> {
     index: Option<SharedIndex>,
     /// Scheduler and weights from the IPVS tables, when the probes cannot read them.
     tables: Option<LiveLookup>,
+    /// `--nat`: events wait here, in order, for their conntrack lookups.
+    nat: Option<NatStage>,
     /// Events still to print before `--count` is reached.
     remaining: Option<u64>,
     out: W,
@@ -213,19 +246,72 @@ impl<W: Write> Session<W> {
             if !self.filter.matches(&event, &names) {
                 continue;
             }
-            self.printer.event(&mut self.out, &event, &names)?;
             self.summary.record(&event, &names);
             if let Some(remaining) = &mut self.remaining {
                 *remaining -= 1;
             }
+            match &mut self.nat {
+                Some(nat) => nat.push(event, names),
+                None => self.printer.event(&mut self.out, &event, &names)?,
+            }
         }
-        self.out.flush()?;
+        if let Some(nat) = &mut self.nat {
+            // Under a flood the loop polls the ring first: answers are taken here too.
+            nat.take_ready_answers().iter().for_each(|m| nat_notice(m));
+        }
+        self.release()?;
         Ok(if self.remaining == Some(0) {
             Flow::CountReached
         } else {
             Flow::Continue
         })
     }
+
+    /// Files a conntrack answer and prints what it completed.
+    fn answer(&mut self, answer: Answer) -> io::Result<()> {
+        if let Some(message) = self.nat.as_mut().and_then(|nat| nat.answer(answer)) {
+            nat_notice(&message);
+        }
+        self.release()
+    }
+
+    /// Prints the `--nat` events that are complete, in order, and flushes.
+    fn release(&mut self) -> io::Result<()> {
+        if let Some(nat) = &mut self.nat {
+            for done in nat.release() {
+                self.printer.event_nat(
+                    &mut self.out,
+                    &done.event,
+                    &done.names,
+                    done.view.as_ref(),
+                )?;
+            }
+        }
+        self.out.flush()
+    }
+
+    /// At the end: waits (briefly) for the lookups still out, then prints every event left.
+    async fn finish_nat(&mut self) -> io::Result<()> {
+        let Some(nat) = &mut self.nat else {
+            return Ok(());
+        };
+        let deadline = tokio::time::sleep(nat.grace());
+        tokio::pin!(deadline);
+        while self.nat.as_ref().is_some_and(|nat| nat.outstanding() > 0) {
+            tokio::select! {
+                () = &mut deadline => break,
+                answer = next_answer(&mut self.nat) => self.answer(answer)?,
+            }
+        }
+        if let Some(nat) = &mut self.nat {
+            nat.give_up();
+        }
+        self.release()
+    }
+}
+
+fn nat_notice(message: &str) {
+    notice(&format!("ipvs-trace: --nat: {message}"));
 }
 
 #[cfg(test)]
@@ -242,6 +328,7 @@ mod tests {
             summary: Summary::default(),
             index: None,
             tables: None,
+            nat: None,
             remaining: count,
             out: Vec::new(),
         }

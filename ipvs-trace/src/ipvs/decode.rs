@@ -146,14 +146,19 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-/// The attributes of one nest, by type (the last of a repeated type wins).
-struct Table<'a> {
+/// The attributes of one nest, by type (the last of a repeated type wins). Also the reader of
+/// [`crate::conntrack`]'s decoder: ctnetlink attributes are laid out the same way.
+pub(crate) struct Table<'a> {
     slots: Vec<Option<&'a [u8]>>,
     context: &'static str,
 }
 
 impl<'a> Table<'a> {
-    fn parse(buf: &'a [u8], max: u16, context: &'static str) -> Result<Table<'a>, DecodeError> {
+    pub(crate) fn parse(
+        buf: &'a [u8],
+        max: u16,
+        context: &'static str,
+    ) -> Result<Table<'a>, DecodeError> {
         let mut slots = vec![None; usize::from(max) + 1];
         for attr in Attrs::new(buf, context) {
             let attr = attr?;
@@ -164,11 +169,11 @@ impl<'a> Table<'a> {
         Ok(Table { slots, context })
     }
 
-    fn get(&self, kind: u16) -> Option<&'a [u8]> {
+    pub(crate) fn get(&self, kind: u16) -> Option<&'a [u8]> {
         self.slots.get(usize::from(kind)).copied().flatten()
     }
 
-    fn require(&self, kind: u16, name: &str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn require(&self, kind: u16, name: &str) -> Result<&'a [u8], DecodeError> {
         self.get(kind).ok_or_else(|| {
             DecodeError::new(format!("{}: no {name} attribute ({kind})", self.context))
         })
@@ -215,7 +220,11 @@ impl<'a> Table<'a> {
     }
 }
 
-fn fixed<const N: usize>(value: &[u8], context: &str, name: &str) -> Result<[u8; N], DecodeError> {
+pub(crate) fn fixed<const N: usize>(
+    value: &[u8],
+    context: &str,
+    name: &str,
+) -> Result<[u8; N], DecodeError> {
     value.try_into().map_err(|_| {
         DecodeError::new(format!(
             "{context}: {name} is {} bytes, expected {N}",
@@ -457,7 +466,7 @@ pub fn dest_request(service: &Service) -> Vec<u8> {
 }
 
 /// Appends one attribute, padded to 4 bytes.
-fn put(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+pub(crate) fn put(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let len = u16::try_from(NLA_HDRLEN + value.len()).expect("IPVS request attributes are small");
     buf.extend_from_slice(&len.to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());

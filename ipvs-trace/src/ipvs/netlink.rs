@@ -169,18 +169,27 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn open(record: Option<&Path>) -> Result<Kernel, IpvsError> {
+        Kernel::open_protocol(NETLINK_GENERIC, "generic netlink", record)
+    }
+
+    /// A socket of another netlink protocol (`name` for messages), e.g. NETLINK_NETFILTER for
+    /// [`crate::conntrack`]: the framing, the reply loop and the recording are the same.
+    pub fn open_protocol(
+        protocol: isize,
+        name: &str,
+        record: Option<&Path>,
+    ) -> Result<Kernel, IpvsError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| IpvsError::Io { what, source }
         };
-        let mut socket =
-            Socket::new(NETLINK_GENERIC).map_err(io("opening a generic netlink socket"))?;
+        let mut socket = Socket::new(protocol).map_err(io(&format!("opening a {name} socket")))?;
         socket
             .bind_auto()
-            .map_err(io("binding the generic netlink socket"))?;
+            .map_err(io(&format!("binding the {name} socket")))?;
         socket
             .connect(&SocketAddr::new(0, 0))
-            .map_err(io("connecting the generic netlink socket to the kernel"))?;
+            .map_err(io(&format!("connecting the {name} socket to the kernel")))?;
         if let Some(dir) = record {
             fs::create_dir_all(dir).map_err(io(&format!("creating {}", dir.display())))?;
         }

@@ -10,11 +10,12 @@ use std::io;
 use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
+use crate::conntrack::nat::NatView;
 use crate::events::Event;
 use crate::kube::Names;
 
 /// Serialises any `Display` value as a JSON string without an intermediate `String`.
-struct AsString<T>(T);
+pub(super) struct AsString<T>(pub(super) T);
 
 impl<T: Display> Serialize for AsString<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -58,10 +59,17 @@ struct JsonLine<'a> {
     netns: Option<u32>,
     cpu: u32,
     conn: Option<AsString<Hex>>,
+    /// `--nat`: the connection before and after IPVS, and its conntrack entry (`nat.rs`).
+    nat: Option<super::nat::JsonNat>,
 }
 
 impl<'a> JsonLine<'a> {
-    fn new(clock: &WallClock, event: &'a Event, names: &'a Names) -> JsonLine<'a> {
+    fn new(
+        clock: &WallClock,
+        event: &'a Event,
+        names: &'a Names,
+        nat: Option<&NatView>,
+    ) -> JsonLine<'a> {
         JsonLine {
             time: clock.rfc3339(event.timestamp_ns),
             event: event.kind.as_str(),
@@ -83,6 +91,7 @@ impl<'a> JsonLine<'a> {
             netns: event.netns,
             cpu: event.cpu,
             conn: event.conn.map(|id| AsString(Hex(id))),
+            nat: nat.map(Into::into),
         }
     }
 }
@@ -93,8 +102,9 @@ pub fn write_line(
     clock: &WallClock,
     event: &Event,
     names: &Names,
+    nat: Option<&NatView>,
 ) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &JsonLine::new(clock, event, names))
+    serde_json::to_writer(&mut *out, &JsonLine::new(clock, event, names, nat))
         .map_err(io::Error::from)?;
     out.write_all(b"\n")
 }
@@ -105,7 +115,7 @@ mod tests {
     use crate::output::{OutputFormat, Printer};
 
     /// The field order of the contract in DESIGN.md.
-    const CONTRACT: [&str; 20] = [
+    const CONTRACT: [&str; 21] = [
         "time",
         "event",
         "proto",
@@ -126,6 +136,7 @@ mod tests {
         "netns",
         "cpu",
         "conn",
+        "nat",
     ];
 
     #[test]

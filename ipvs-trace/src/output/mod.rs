@@ -5,12 +5,14 @@
 //! be batched per ring-buffer drain rather than issued per line.
 
 pub mod json;
+pub mod nat;
 pub mod summary;
 pub mod table;
 
 use std::io;
 
 use crate::clock::WallClock;
+use crate::conntrack::nat::NatView;
 use crate::events::Event;
 use crate::kube::Names;
 
@@ -65,9 +67,24 @@ impl Printer {
 
     /// One event, one line, with the names of its addresses as far as they are known.
     pub fn event(&self, out: &mut impl io::Write, event: &Event, names: &Names) -> io::Result<()> {
+        self.event_nat(out, event, names, None)
+    }
+
+    /// [`Self::event`] with `trace --nat`'s view of the connection: the JSON line's `nat`
+    /// object, or a second table line.
+    pub fn event_nat(
+        &self,
+        out: &mut impl io::Write,
+        event: &Event,
+        names: &Names,
+        nat: Option<&NatView>,
+    ) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write_row(out, &self.clock, self.layout, event, names),
-            OutputFormat::Json => json::write_line(out, &self.clock, event, names),
+            OutputFormat::Table => {
+                table::write_row(out, &self.clock, self.layout, event, names)?;
+                nat.map_or(Ok(()), |view| nat::write_line(out, view))
+            }
+            OutputFormat::Json => json::write_line(out, &self.clock, event, names, nat),
         }
     }
 }
