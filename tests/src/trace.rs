@@ -153,6 +153,9 @@ pub struct Summary {
     pub kubernetes: Vec<String>,
     /// `ipvs tables: ...` (what the tables filled in without module BTF), without the prefix.
     pub tables: Option<String>,
+    /// Per virtual service: backend address → configured weight (`weight=` of the backend
+    /// lines), including real servers that received nothing (`new=0`, not in `services`).
+    pub weights: BTreeMap<String, BTreeMap<SocketAddr, u64>>,
 }
 
 impl Summary {
@@ -240,20 +243,39 @@ fn backend_line(summary: &mut Summary, key: String, rest: &str, line: &str) -> R
         .split_once(char::is_whitespace)
         .ok_or_else(|| format!("summary: bad backend line {line:?}"))?;
     let rest = rest.trim();
-    let (n, addresses) = match rest.split_once(char::is_whitespace) {
-        Some((n, addresses)) => (n, Some(addresses.trim())),
-        None => (rest, None),
+    let (n, rest) = match rest.split_once(char::is_whitespace) {
+        Some((n, rest)) => (n, rest.trim()),
+        None => (rest, ""),
     };
     let n = count(
         n.strip_prefix("new=")
             .ok_or_else(|| format!("summary: no new= in {line:?}"))?,
         line,
     )?;
+    // `weight=W`: the configured weight, from the IPVS tables at the end.
+    let (weight, rest) = match rest.strip_prefix("weight=") {
+        Some(w) => {
+            let (w, rest) = w.split_once(char::is_whitespace).unwrap_or((w, ""));
+            (Some(count(w, line)?), rest.trim())
+        }
+        None => (None, rest),
+    };
+    let addresses = (!rest.is_empty()).then_some(rest);
     let Some(addresses) = addresses else {
         let backend: SocketAddr = backend
             .parse()
             .map_err(|_| format!("summary: bad backend address in {line:?}"))?;
-        summary.services.entry(key).or_default().insert(backend, n);
+        if let Some(weight) = weight {
+            summary
+                .weights
+                .entry(key.clone())
+                .or_default()
+                .insert(backend, weight);
+        }
+        // A real server that received nothing is listed for its weight, not counted.
+        if n > 0 {
+            summary.services.entry(key).or_default().insert(backend, n);
+        }
         return Ok(());
     };
     let addresses = addresses
@@ -319,6 +341,7 @@ mod tests {
         assert!(parse_events(&extra).unwrap_err().contains("extra"));
         let missing = line.replace("\"netns\":4026531840,", "");
         assert!(parse_events(&missing).is_err());
+
         // `--nat`: the object as ipvs-trace/src/output/nat.rs writes it.
         let nat = line.replace(
             "\"nat\":null",

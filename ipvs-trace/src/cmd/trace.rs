@@ -136,9 +136,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         malformed: reader.malformed(),
     };
     session.summary.set_kubernetes_health(names.health_lines());
-    if let Some(tables) = &session.tables {
-        session.summary.set_tables_fill(tables.summary_line());
-    }
+    add_tables(&mut session.summary, session.tables.as_ref()).await;
     notice(session.summary.render(&losses).trim_end());
     if let Some(nat) = &session.nat {
         notice(&nat.summary_line());
@@ -162,6 +160,20 @@ async fn next_answer(nat: &mut Option<NatStage>) -> Answer {
     match nat {
         Some(nat) => nat.next_answer().await,
         None => pending().await,
+    }
+}
+
+/// The IPVS tables' part of the summary: what they filled in without module BTF, and the
+/// configured side (each backend's weight, the real servers that received nothing) from one read
+/// at the end (a few netlink round trips).
+async fn add_tables(summary: &mut Summary, filled: Option<&LiveLookup>) {
+    if let Some(filled) = filled {
+        summary.set_tables_fill(filled.summary_line());
+    }
+    match tokio::task::spawn_blocking(crate::ipvs::read_tables).await {
+        Ok(Ok(tables)) => summary.set_configured(&tables),
+        Ok(Err(err)) => tracing::warn!("the summary shows no configured weights: {err}"),
+        Err(err) => tracing::warn!("the summary shows no configured weights: {err}"),
     }
 }
 

@@ -147,17 +147,19 @@ impl LiveLookup {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::events::model::EventKind;
-    use crate::events::FwdMethod;
-    use crate::ipvs::model::{Dest, Family, Info, Netmask, Service, ServiceFlags, Stats};
+pub(crate) mod fixtures {
+    //! A small IPVS table for tests: wrr 172.31.0.10:80 (weights 3 and 0), lc on UDP, a
+    //! firewall-mark service.
+    use std::net::SocketAddr;
 
-    fn addr(text: &str) -> SocketAddr {
+    use crate::events::{FwdMethod, Proto};
+    use crate::ipvs::model::{Dest, Family, Info, Netmask, Service, ServiceFlags, Stats, Tables};
+
+    pub(crate) fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
     }
 
-    fn dest(at: &str, weight: u32) -> Dest {
+    pub(crate) fn dest(at: &str, weight: u32) -> Dest {
         Dest {
             addr: addr(at),
             family: Family::V4,
@@ -172,7 +174,7 @@ mod tests {
         }
     }
 
-    fn service(
+    pub(crate) fn service(
         proto: Option<Proto>,
         at: Option<&str>,
         scheduler: &str,
@@ -194,7 +196,7 @@ mod tests {
         }
     }
 
-    fn tables() -> Tables {
+    pub(crate) fn tables() -> Tables {
         Tables {
             info: Info {
                 version: 0x0001_0201,
@@ -217,6 +219,14 @@ mod tests {
             ],
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{addr, tables};
+    use super::*;
+    use crate::events::model::EventKind;
+    use crate::events::FwdMethod;
 
     /// An event as the built-in layout gives it: tuple, no scheduler, no counters.
     fn bare(proto: Proto, vip: &str, backend: Option<&str>) -> Event {

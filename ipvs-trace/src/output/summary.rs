@@ -10,12 +10,13 @@
 //! the addresses follow in parentheses. What is not known stays keyed by address, exactly as
 //! without a source, and a line counts the events whose addresses the index did not know.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::events::{model::EventKind, Event, Proto};
+use crate::ipvs::Tables;
 use crate::kube::Names;
 
 /// A service or backend: by address, or by Kubernetes name when known.
@@ -74,6 +75,9 @@ pub struct Losses {
     pub malformed: u64,
 }
 
+/// Real servers and their weights per `(protocol, VIP)`, as the IPVS tables have them.
+type Configured = HashMap<(Proto, SocketAddr), Vec<(SocketAddr, u32)>>;
+
 /// Aggregates printed events for the exit summary.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -85,6 +89,10 @@ pub struct Summary {
     kubernetes: Vec<String>,
     /// What the IPVS tables filled in, when the probes could not read it (no module BTF).
     tables: Option<String>,
+    /// The configured real servers and weights per `(protocol, VIP)`, from the IPVS tables at
+    /// the end: each backend line shows its weight, and real servers that received nothing are
+    /// listed with `new=0`.
+    configured: Option<Configured>,
 }
 
 impl Summary {
@@ -149,6 +157,19 @@ impl Summary {
     /// events learns here whether the API was reachable.
     pub fn set_kubernetes_health(&mut self, lines: Vec<String>) {
         self.kubernetes = lines;
+    }
+
+    /// The configured real servers and weights (a read of the IPVS tables at the end).
+    pub fn set_configured(&mut self, tables: &Tables) {
+        let configured = tables
+            .services
+            .iter()
+            .filter_map(|svc| {
+                let dests = svc.dests.iter().map(|d| (d.addr, d.weight)).collect();
+                Some(((svc.proto?, svc.addr?), dests))
+            })
+            .collect();
+        self.configured = Some(configured);
     }
 
     /// The line of [`crate::ipvs::lookup::LiveLookup::summary_line`].
@@ -220,18 +241,60 @@ impl Summary {
                 .map(|target| target.to_string().len())
                 .max()
                 .unwrap_or(0);
+            let configured = self.configured_dests(key, counts);
+            let weight_of =
+                |addr: &SocketAddr| configured.iter().find(|(a, _)| a == addr).map(|(_, w)| *w);
+            let mut shown: BTreeSet<SocketAddr> = BTreeSet::new();
             for (backend, (n, addrs)) in &counts.new {
                 let _ = write!(out, "    -> {:<width$}  new={n}", backend.to_string());
+                let addrs_of_backend: Vec<SocketAddr> = match backend {
+                    Target::Addr(addr) => vec![*addr],
+                    Target::Named(_) => addrs.iter().copied().collect(),
+                };
+                if let Some(weight) = addrs_of_backend.iter().find_map(weight_of) {
+                    let _ = write!(out, "  weight={weight}");
+                }
+                shown.extend(addrs_of_backend);
                 if !addrs.is_empty() {
                     let _ = write!(out, "  ({})", joined(addrs));
                 }
                 out.push('\n');
+            }
+            // The real servers the tables have that received nothing: the evidence for "why
+            // does one pod get everything" is often the pod that got nothing.
+            for (addr, weight) in configured.iter().filter(|(a, _)| !shown.contains(a)) {
+                let _ = writeln!(
+                    out,
+                    "    -> {:<width$}  new=0  weight={weight}",
+                    addr.to_string()
+                );
             }
             if counts.no_dest > 0 {
                 let _ = writeln!(out, "    no destination: no_dest={}", counts.no_dest);
             }
         }
         out
+    }
+}
+
+impl Summary {
+    /// The configured real servers of a summary line's service: those of its VIP, or of every
+    /// address of a named service (ClusterIP, NodePorts... share their pods), by address.
+    fn configured_dests(&self, key: &ServiceKey, counts: &ServiceCounts) -> Vec<(SocketAddr, u32)> {
+        let Some(configured) = &self.configured else {
+            return Vec::new();
+        };
+        let vips: Vec<SocketAddr> = match &key.vip {
+            Target::Addr(vip) => vec![*vip],
+            Target::Named(_) => counts.vips.iter().copied().collect(),
+        };
+        let mut dests: BTreeMap<SocketAddr, u32> = BTreeMap::new();
+        for vip in vips {
+            for &(addr, weight) in configured.get(&(key.proto, vip)).into_iter().flatten() {
+                dests.entry(addr).or_insert(weight);
+            }
+        }
+        dests.into_iter().collect()
     }
 }
 
@@ -384,6 +447,31 @@ ipvs-trace summary
     -> {pod}-x7k2p  new=1  (10.245.112.47:8080)
 "
             )
+        );
+    }
+
+    #[test]
+    fn configured_weights_and_backends_that_got_nothing() {
+        let mut summary = Summary::default();
+        for _ in 0..2 {
+            let event = new_event("172.31.0.10:80", "10.245.1.1:8080", "wrr");
+            summary.record(&event, &Names::NONE);
+        }
+        // A backend the tables no longer have (removed before the end) shows without weight.
+        let event = new_event("172.31.0.10:80", "10.245.1.9:8080", "wrr");
+        summary.record(&event, &Names::NONE);
+        summary.set_configured(&crate::ipvs::lookup::fixtures::tables());
+        let text = summary.render(&Losses::default());
+        assert!(
+            text.ends_with(
+                "\
+  TCP 172.31.0.10:80 wrr
+    -> 10.245.1.1:8080  new=2  weight=3
+    -> 10.245.1.9:8080  new=1
+    -> 10.245.1.2:8080  new=0  weight=0
+"
+            ),
+            "{text}"
         );
     }
 }
