@@ -3,9 +3,15 @@
 //! `NAT_RECORD`; the expected tuples are the lines `conntrack -L -o extended` printed in the
 //! same run, kept beside the replies), truncated and corrupted.
 
+use std::path::{Path, PathBuf};
+
 use super::decode::get_request;
+use super::nat::{NatStage, NatStats, Released};
+use super::worker::{Job, Lookups, Outcome, Retry};
 use super::*;
-use crate::events::Proto;
+use crate::events::{Event, Proto};
+use crate::ipvs::netlink::Replay;
+use crate::kube::Names;
 
 fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
     Tuple {
@@ -50,4 +56,292 @@ fn request_v6_and_mixed_families() {
     assert_eq!(&bytes[48..52], &[20, 0, 4, 0]);
     let mixed = tuple(Proto::Tcp, "10.0.0.1:1", "[fd00::1]:2");
     assert_eq!(get_request(1, &mixed), None);
+}
+
+fn capture_dir(kernel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("conntrack")
+        .join(kernel)
+}
+
+/// The recorded replies of `kernel`, in order, each with the sequence number of its request
+/// (file `NN-get.bin` answers request NN + 1).
+fn replies(kernel: &str) -> Vec<(u32, Vec<u8>)> {
+    let dir = capture_dir(kernel);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            let n: u32 = name[..2].parse().expect("NN-get.bin");
+            (n + 1, std::fs::read(path).expect("a recorded reply"))
+        })
+        .collect()
+}
+
+/// What `conntrack -L -o extended` printed for both families in the same run.
+fn listing(kernel: &str) -> String {
+    ["conntrack-L-ipv4.txt", "conntrack-L-ipv6.txt"]
+        .iter()
+        .map(|name| {
+            let path = capture_dir(kernel).join(name);
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// The entries of every recorded lookup (the probe's ENOENT first, then one per connection).
+fn entries(kernel: &str) -> Vec<Entry> {
+    let replies = replies(kernel);
+    let (seq, probe) = &replies[0];
+    assert!(
+        matches!(get_reply(probe, *seq), Ok(None)),
+        "the probe's reply is ENOENT"
+    );
+    replies[1..]
+        .iter()
+        .map(|(seq, bytes)| {
+            get_reply(bytes, *seq)
+                .unwrap_or_else(|e| panic!("reply {seq}: {e}"))
+                .unwrap_or_else(|| panic!("reply {seq}: no entry"))
+        })
+        .collect()
+}
+
+/// Every recorded entry is a line of `conntrack -L` (both tuples, as conntrack-tools print
+/// them), and the run's connections are all there: 40 TCP and 6 UDP over IPv4, 10 TCP over
+/// IPv6, each with the pod as the reply's source (Masq, net.ipv4.vs.conntrack=1).
+fn assert_capture(kernel: &str) {
+    let entries = entries(kernel);
+    assert_eq!(entries.len(), 56);
+    let listing = listing(kernel);
+    let mut kinds = std::collections::BTreeMap::new();
+    for entry in &entries {
+        let (o, r) = (entry.orig, entry.reply);
+        let line = format!(
+            "src={} dst={} sport={} dport={} src={} dst={} sport={} dport={}",
+            o.src.ip(),
+            o.dst.ip(),
+            o.src.port(),
+            o.dst.port(),
+            r.src.ip(),
+            r.dst.ip(),
+            r.src.port(),
+            r.dst.port()
+        );
+        assert!(listing.contains(&line), "{line} not in\n{listing}");
+        assert_eq!(o.proto, r.proto);
+        assert_eq!(r.dst, o.src, "the pod answers the client itself");
+        assert!(
+            entry.status.0 & Status::CONFIRMED != 0,
+            "{:?}",
+            entry.status.names()
+        );
+        assert_eq!(entry.mark, Some(0));
+        *kinds
+            .entry((o.proto.to_string(), o.src.is_ipv6()))
+            .or_insert(0) += 1;
+    }
+    let expected = [
+        (("TCP".to_owned(), false), 40),
+        (("TCP".to_owned(), true), 10),
+        (("UDP".to_owned(), false), 6),
+    ];
+    assert_eq!(kinds, expected.into_iter().collect());
+}
+
+/// Debian 6.12.117: tests/conntrack/6.12 (README there).
+#[test]
+fn captured_6_12_replies_equal_what_conntrack_listed() {
+    assert_capture("6.12");
+}
+
+/// Debian 5.10.0-46 (5.10.262-1, bullseye-security): tests/conntrack/5.10.
+#[test]
+fn captured_5_10_replies_equal_what_conntrack_listed() {
+    assert_capture("5.10");
+}
+
+/// The replies of request 1 (the probe: ENOENT) and request 2 (an entry) of the 6.12 capture.
+fn probe_and_entry() -> ((u32, Vec<u8>), (u32, Vec<u8>)) {
+    let mut replies = replies("6.12").into_iter();
+    (replies.next().unwrap(), replies.next().unwrap())
+}
+
+#[test]
+fn kernel_errors_say_what_to_do() {
+    let ((seq, enoent), _) = probe_and_entry();
+    // The probe's NLMSG_ERROR carries -ENOENT right after its 16-byte header.
+    assert_eq!(enoent[16..20], (-libc::ENOENT).to_ne_bytes());
+    let with_errno = |errno: i32| {
+        let mut reply = enoent.clone();
+        reply[16..20].copy_from_slice(&(-errno).to_ne_bytes());
+        get_reply(&reply, seq)
+    };
+    assert!(matches!(
+        with_errno(libc::EPERM),
+        Err(ConntrackError::PermissionDenied)
+    ));
+    let not_loaded = with_errno(libc::EOPNOTSUPP).unwrap_err();
+    assert!(
+        not_loaded
+            .to_string()
+            .contains("modprobe nf_conntrack_netlink"),
+        "{not_loaded}"
+    );
+    assert!(matches!(
+        with_errno(libc::EINVAL),
+        Err(ConntrackError::Kernel(e)) if e.raw_os_error() == Some(libc::EINVAL)
+    ));
+    assert!(ConntrackError::PermissionDenied
+        .to_string()
+        .contains("CAP_NET_ADMIN"));
+}
+
+/// Every cut of a reply (entry and ack, or an error) is refused, never a panic or an entry.
+#[test]
+fn truncated_replies_are_errors() {
+    let ((seq1, enoent), (seq2, entry)) = probe_and_entry();
+    for (seq, reply) in [(seq1, &enoent), (seq2, &entry)] {
+        for len in 0..reply.len() {
+            assert!(
+                get_reply(&reply[..len], seq).is_err(),
+                "{len} of {} bytes accepted",
+                reply.len()
+            );
+        }
+    }
+}
+
+/// Any byte of a reply changed: an error or an entry, never a panic; and the damage the
+/// checks exist for is named.
+#[test]
+fn corrupted_replies_never_panic() {
+    let (_, (seq, reply)) = probe_and_entry();
+    for at in 0..reply.len() {
+        for value in [0x00, 0xff, reply[at] ^ 0x01, reply[at] ^ 0x80] {
+            let mut bad = reply.clone();
+            bad[at] = value;
+            let _ = get_reply(&bad, seq);
+        }
+    }
+    // Another request's reply.
+    assert!(get_reply(&reply, seq + 1)
+        .unwrap_err()
+        .to_string()
+        .contains("reply to request"));
+    // The first attribute (CTA_TUPLE_ORIG, after nlmsghdr and nfgenmsg) longer than the
+    // message.
+    let mut long = reply.clone();
+    long[20..22].copy_from_slice(&0x7fffu16.to_ne_bytes());
+    let error = get_reply(&long, seq).unwrap_err().to_string();
+    assert!(error.contains("says it is"), "{error}");
+    // An unknown family in nfgenmsg.
+    let mut family = reply.clone();
+    family[16] = 7;
+    let error = get_reply(&family, seq).unwrap_err().to_string();
+    assert!(error.contains("family 7"), "{error}");
+}
+
+/// The lookup thread over a recording: each job's answer is its entry.
+#[tokio::test]
+async fn lookups_over_a_recording() {
+    let expected = entries("6.12");
+    let mut client = Client::new(Replay::open(&capture_dir("6.12")).expect("the recording"));
+    client.probe().expect("the recorded probe: ENOENT");
+    let mut lookups = Lookups::start(client, 64, Retry::DEFAULT).expect("the thread");
+    for (id, entry) in (1..).zip(&expected) {
+        assert!(lookups.submit(Job {
+            id,
+            key: entry.orig
+        }));
+    }
+    for (id, entry) in (1..).zip(&expected) {
+        let answer = lookups.next().await.expect("an answer");
+        assert_eq!(answer.id, id);
+        assert_eq!(answer.outcome, Outcome::Found(entry.clone()));
+    }
+}
+
+/// Events come out in the order they went in, connection events with their entries, the
+/// others (a template, a no_dest) behind the lookups before them.
+#[tokio::test]
+async fn stage_releases_events_in_order() {
+    let expected = entries("6.12");
+    let mut client = Client::new(Replay::open(&capture_dir("6.12")).expect("the recording"));
+    client.probe().expect("the recorded probe: ENOENT");
+    let lookups = Lookups::start(client, 64, Retry::DEFAULT).expect("the thread");
+    let mut stage = NatStage::with(Some(lookups), None);
+
+    let samples = crate::output::tests::sample_events();
+    let connection = |entry: &Entry| {
+        let mut event = samples[0].clone();
+        event.proto = entry.orig.proto;
+        event.client = entry.orig.src;
+        event.vip = entry.orig.dst;
+        event.backend = Some(entry.reply.src);
+        event
+    };
+    let events = [
+        connection(&expected[0]),
+        samples[1].clone(),
+        connection(&expected[1]),
+        samples[3].clone(),
+    ];
+    for event in &events {
+        stage.push(event.clone(), Names::default());
+    }
+    assert_eq!(stage.release().count(), 0, "the first waits for its lookup");
+    while stage.outstanding() > 0 {
+        let answer = stage.next_answer().await;
+        assert_eq!(stage.answer(answer), None);
+    }
+    let released: Vec<Released> = stage.release().collect();
+    let order: Vec<&Event> = released.iter().map(|r| &r.event).collect();
+    assert_eq!(order, events.iter().collect::<Vec<_>>());
+    let conntrack: Vec<Option<&Entry>> = released
+        .iter()
+        .map(|r| r.view.as_ref().and_then(|v| v.conntrack.as_ref()))
+        .collect();
+    assert_eq!(
+        conntrack,
+        [Some(&expected[0]), None, Some(&expected[1]), None]
+    );
+    assert_eq!(
+        stage.stats(),
+        NatStats {
+            lookups: 2,
+            found: 2,
+            ..NatStats::default()
+        }
+    );
+    assert_eq!(
+        stage.summary_line(),
+        "nat: conntrack lookups=2 found=2 missing=0 dropped=0 failed=0"
+    );
+}
+
+/// Without lookups (net.ipv4.vs.conntrack=0), events pass at once with their translation.
+#[test]
+fn stage_without_lookups_passes_events_through() {
+    let mut stage = NatStage::with(None, Some("net.ipv4.vs.conntrack is 0".to_owned()));
+    for event in crate::output::tests::sample_events() {
+        stage.push(event, Names::default());
+    }
+    let released: Vec<Released> = stage.release().collect();
+    assert_eq!(released.len(), 5);
+    assert!(released[0]
+        .view
+        .as_ref()
+        .is_some_and(|v| v.conntrack.is_none()));
+    assert_eq!(
+        stage.summary_line(),
+        "nat: conntrack lookups off: net.ipv4.vs.conntrack is 0"
+    );
 }

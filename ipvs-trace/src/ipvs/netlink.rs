@@ -103,11 +103,12 @@ where
                 return match error.code {
                     // An ack: the end of a request's answer.
                     None => Ok(messages),
-                    Some(code) => Err(ReplyError::Kernel(-code.get())),
+                    // saturating: a corrupt i32::MIN must not overflow the negation.
+                    Some(code) => Err(ReplyError::Kernel(code.get().saturating_neg())),
                 };
             }
             NetlinkPayload::Done(done) if done.code < 0 => {
-                return Err(ReplyError::Kernel(-done.code))
+                return Err(ReplyError::Kernel(done.code.saturating_neg()))
             }
             NetlinkPayload::Done(_) => return Ok(messages),
             NetlinkPayload::Noop => {}
