@@ -18,5 +18,6 @@ pub mod filter;
 pub mod ipvs;
 pub mod kube;
 pub mod loader;
+pub mod metrics;
 pub mod offsets;
 pub mod output;

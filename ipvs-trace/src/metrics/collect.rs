@@ -1,0 +1,198 @@
+//! The metrics read at scrape time: readiness, the Kubernetes watches' health, and the IPVS
+//! tables (the latest background read, at most one interval old).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use super::Sources;
+use crate::ipvs::Tables;
+use crate::kube::watch::{plural, KindHealth};
+use crate::kube::SharedIndex;
+
+/// Labels built at scrape time.
+type Labels = Vec<(&'static str, String)>;
+
+/// The collector registered once; what it finds in [`Sources`] decides what it exports.
+#[derive(Debug)]
+pub(super) struct Scrape(pub(super) Arc<Sources>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let ready = i64::from(self.0.ready.load(Ordering::Acquire));
+        gauges(
+            &mut encoder,
+            "ready",
+            "1 once every probe is attached (what /healthz reports)",
+            &[(Vec::<(&str, String)>::new(), ready)],
+        )?;
+        if let Some(health) = self.0.kube.get() {
+            kubernetes(&mut encoder, &health.kinds())?;
+        }
+        if let Some(tables) = self.0.tables.get() {
+            ipvs(
+                &mut encoder,
+                &tables.snapshot(),
+                self.0.index.get(),
+                self.0.backend_label,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Per watched kind: synced, complete lists, events, errors.
+fn kubernetes(encoder: &mut DescriptorEncoder, kinds: &[KindHealth]) -> fmt::Result {
+    let by_kind = |value: fn(&KindHealth) -> u64| -> Vec<([(&str, &str); 1], u64)> {
+        kinds
+            .iter()
+            .map(|h| ([("kind", plural(h.kind))], value(h)))
+            .collect()
+    };
+    let synced: Vec<_> = by_kind(|h| u64::from(h.synced))
+        .into_iter()
+        .map(|(labels, v)| (labels, v as i64))
+        .collect();
+    gauges(
+        encoder,
+        "kubernetes_synced",
+        "1 once the kind's initial list completed: its names resolve",
+        &synced,
+    )?;
+    counters(
+        encoder,
+        "kubernetes_lists",
+        "Complete lists applied per kind: 1 after the first sync, one more per relist (after a \
+         410 Gone, or a watch restarted after errors)",
+        &by_kind(|h| u64::from(h.lists)),
+    )?;
+    counters(
+        encoder,
+        "kubernetes_watch_events",
+        "Watch events applied per kind outside lists",
+        &by_kind(|h| h.events),
+    )?;
+    counters(
+        encoder,
+        "kubernetes_watch_errors",
+        "Errors of the kind's list/watch (API server unreachable, forbidden, ...); the watch \
+         retries with backoff",
+        &by_kind(|h| h.errors),
+    )
+}
+
+/// The tables: per virtual service its real servers and the kernel's connection counter; per
+/// real server (unless the backend label is off) its configured weight and connection counter.
+pub(super) fn ipvs(
+    encoder: &mut DescriptorEncoder,
+    tables: &Tables,
+    index: Option<&SharedIndex>,
+    backend_label: bool,
+) -> fmt::Result {
+    // One short read lock per lookup: a scrape must not hold the watches' writers (and, behind
+    // them, the event loop) for the whole table.
+    let lookup = |f: &dyn Fn(&crate::kube::Index) -> Option<String>| {
+        index.and_then(|index| f(&index.read().unwrap_or_else(PoisonError::into_inner)))
+    };
+    let mut backends: BTreeMap<Labels, i64> = BTreeMap::new();
+    let mut service_conns: BTreeMap<Labels, u64> = BTreeMap::new();
+    let mut weights: BTreeMap<Labels, i64> = BTreeMap::new();
+    let mut dest_conns: BTreeMap<Labels, u64> = BTreeMap::new();
+    for service in &tables.services {
+        let vip = service.key();
+        let name = match (service.proto, service.addr) {
+            (Some(proto), Some(addr)) => {
+                lookup(&|index| index.service_for(proto, addr).map(|s| s.label.to_string()))
+            }
+            _ => None,
+        };
+        let labels: Labels = vec![
+            ("proto", service.proto_label()),
+            ("vip", vip.clone()),
+            ("service", name.unwrap_or(vip)),
+            ("scheduler", service.scheduler.clone()),
+        ];
+        // Summed: a key seen twice would be two series with one name and one label set.
+        *backends.entry(labels.clone()).or_default() += service.dests.len() as i64;
+        *service_conns.entry(labels.clone()).or_default() += service.stats.conns;
+        if !backend_label {
+            continue;
+        }
+        for dest in &service.dests {
+            let pod = service.proto.and_then(|proto| {
+                lookup(&|index| {
+                    index
+                        .backend_for(proto, dest.addr)
+                        .and_then(|b| b.pod.map(|p| p.to_string()))
+                })
+            });
+            let mut labels = labels.clone();
+            labels.push(("backend", pod.unwrap_or_else(|| dest.addr.to_string())));
+            *weights.entry(labels.clone()).or_default() += i64::from(dest.weight);
+            *dest_conns.entry(labels).or_default() += dest.stats.conns;
+        }
+    }
+    gauges(
+        encoder,
+        "ipvs_backends",
+        "Real servers of each IPVS virtual service (ipvsadm -Ln)",
+        &backends.into_iter().collect::<Vec<_>>(),
+    )?;
+    counters(
+        encoder,
+        "ipvs_service_connections",
+        "The kernel's own count of connections scheduled by each virtual service (ipvsadm -Ln \
+         --stats Conns; read every second)",
+        &service_conns.into_iter().collect::<Vec<_>>(),
+    )?;
+    if backend_label {
+        gauges(
+            encoder,
+            "ipvs_backend_weight",
+            "Configured weight of each real server (0: no new connections, e.g. a terminating \
+             endpoint)",
+            &weights.into_iter().collect::<Vec<_>>(),
+        )?;
+        counters(
+            encoder,
+            "ipvs_backend_connections",
+            "The kernel's own count of connections scheduled to each real server (ipvsadm -Ln \
+             --stats Conns; read every second)",
+            &dest_conns.into_iter().collect::<Vec<_>>(),
+        )?;
+    }
+    Ok(())
+}
+
+fn gauges<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(L, i64)],
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(L, u64)],
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
