@@ -428,18 +428,19 @@ stop_trace() {
         lab_log "ipvs-trace still running 20 s after SIGINT: killing it"
         kill -KILL "$TRACE_PID"
     fi
-    _st=0
-    wait "$TRACE_PID" || _st=$?
+    # Not `_st`: dump() sets that one, and the two dumps before the status would reset it.
+    _trace_st=0
+    wait "$TRACE_PID" || _trace_st=$?
     if [ "${TRACE_TO_CONSOLE:-0}" = 1 ]; then
         # For a person: the summary (what followed the tracing line), and a failure if any.
         # (The names-synced line was shown when it came.)
         awk 'shown && !/^ipvs-trace: kubernetes names synced/; /^ipvs-trace: tracing/ { shown = 1 }' \
             "$LAB_TMP/$TRACE_NAME.stderr"
-        [ "$_st" -eq 0 ] || lab_log "ipvs-trace exited with status $_st"
+        [ "$_trace_st" -eq 0 ] || lab_log "ipvs-trace exited with status $_trace_st"
     else
         dump "$TRACE_NAME.out" cat "$LAB_TMP/$TRACE_NAME.out"
         dump "$TRACE_NAME.stderr" cat "$LAB_TMP/$TRACE_NAME.stderr"
-        dump "$TRACE_NAME.status" echo "$_st"
+        dump "$TRACE_NAME.status" echo "$_trace_st"
         lab_log "ipvs-trace $TRACE_NAME stopped"
     fi
     TRACE_PID=
