@@ -39,8 +39,9 @@ pub const SCENARIOS: &[&str] = &[
 /// What 7.2 runs: the scenarios that compare the tracer with the kernel's tables on every
 /// path of the probes (rr, wrr, UDP, reuse, no_dest, NodePort, IPv6, the built-in layout's
 /// refusal, rules, errors and check's golden). Left out: `persistent`, which failed once on 7.2
-/// in CI (46 of 63 entries gone from `ipvsadm -Lnc` before the dump, which only a guest stalled
-/// past the 2-minute TIME_WAIT explains; by hand every entry stays 120 s, as on 6.x), and the
+/// in CI (46 of 63 entries gone from `ipvsadm -Lnc` before the dump; by hand every entry stays
+/// the full 120 s of TIME_WAIT, as on 6.x, so a guest stalled that long under load is the likely
+/// cause, not proven), and the
 /// scenarios that test userspace over the same probes (names, snapshot, nat, balance), which
 /// the other kernels cover; the boot stays short.
 pub const SCENARIOS_7_2: &[&str] = &[

@@ -9,8 +9,9 @@ use crate::{cmd, paths};
 
 /// Every test: `setup`, then `cargo test --workspace --no-fail-fast`.
 ///
-/// That runs the unit tests and the end-to-end scenarios of `tests/`, which boot the Debian 6.1
-/// and 6.12 kernels in the VM lab, load the eBPF programs there and check what they report.
+/// That runs the unit tests and the end-to-end scenarios of `tests/`, which boot the Debian 5.10,
+/// 6.1, 6.12 and 7.2 kernels in the VM lab (7.2 a subset of the scenarios), load the eBPF
+/// programs there and check what they report.
 /// Ends with one `N passed, N failed` line over every test binary. Exits non-zero if anything
 /// failed.
 #[derive(Debug, clap::Args)]
