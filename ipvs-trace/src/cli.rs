@@ -4,7 +4,7 @@
 //! durations, sizes), so a mistake is reported with the flag's name before anything touches
 //! the kernel, and [`TraceArgs::into_config`] only assembles an already valid [`TraceConfig`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,12 +15,15 @@ use crate::filter::{
     parse_event_kind, parse_namespace, parse_pod, AddrMatch, Filter, ServiceMatch,
 };
 use crate::kube::source::NameSource;
+use crate::metrics::{parse_metrics_addr, MetricsConfig};
 use crate::output::OutputFormat;
 
 mod balance;
 mod rules;
+mod serve;
 pub use balance::BalanceArgs;
 pub use rules::RulesArgs;
+pub use serve::ServeArgs;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
 /// client was sent to which real server (pod), by which scheduler, as it happens.
@@ -91,6 +94,16 @@ pub enum Command {
     /// function's prototype in BTF, and the struct offsets the probes will read. Exits 0 when
     /// `trace` will work (possibly with fewer event kinds, listed as degraded), 1 when not.
     Check(CheckArgs),
+
+    /// Run headless for Prometheus: trace every decision and serve metrics, print nothing per
+    /// event (the DaemonSet's command).
+    ///
+    /// Loads the probes as `trace` does (same privileges), waiting for ip_vs if it is not loaded
+    /// yet, keeps Kubernetes names from the same sources, and serves /metrics (OpenMetrics
+    /// text) and /healthz (200 once the probes are attached) on --metrics-addr. Logs go to
+    /// stderr; SIGTERM or SIGINT ends it cleanly with the summary on stderr.
+    #[command(after_help = serve::SERVE_EXAMPLES)]
+    Serve(ServeArgs),
 }
 
 /// Arguments of `ipvs-trace check`.
@@ -189,6 +202,10 @@ impl NameSourceArgs {
     clippy::doc_markdown,
     reason = "these doc comments are terminal help text, where backticks would show literally"
 )]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent command-line switch"
+)]
 pub struct TraceArgs {
     /// Output format: `table` for people, `json` for one object per line (stable field names).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
@@ -275,6 +292,17 @@ pub struct TraceArgs {
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod, conflicts_with = "no_kube")]
     pub pod: Option<String>,
 
+    /// Serve Prometheus metrics of the traced events on ADDR (/metrics, and /healthz): a bare
+    /// port listens on 127.0.0.1, IP:PORT (e.g. 0.0.0.0:9808) on that address. Counts what
+    /// passes the filters, like the summary. Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// With --metrics-addr: leave the backend label out of the connection counters (and the
+    /// per-backend table metrics), to bound the number of series on large clusters.
+    #[arg(long, requires = "metrics_addr")]
+    pub metrics_no_backend: bool,
+
     /// Attach the probe meant for kernel function FUNCTION to SYMBOL instead (tests use it to
     /// provoke an attach failure).
     #[arg(long, hide = true, value_name = "FUNCTION=SYMBOL", value_parser = parse_kprobe_target)]
@@ -301,6 +329,10 @@ impl From<ProtoArg> for Proto {
 
 /// Everything `trace` needs, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is an independent command-line switch"
+)]
 pub struct TraceConfig {
     pub output: OutputFormat,
     pub filter: Filter,
@@ -324,6 +356,10 @@ pub struct TraceConfig {
     pub nat: bool,
     /// `--debug-dump-netlink`: record the conntrack replies here.
     pub nat_record: Option<PathBuf>,
+    /// `--metrics-addr`: serve Prometheus metrics.
+    pub metrics: Option<MetricsConfig>,
+    /// Print no events (`serve`): the metrics and the summary are the output.
+    pub quiet: bool,
 }
 
 impl TraceArgs {
@@ -355,6 +391,11 @@ impl TraceArgs {
             names: self.names.into_source(),
             nat: self.nat,
             nat_record: self.debug_dump_netlink,
+            metrics: self.metrics_addr.map(|addr| MetricsConfig {
+                addr,
+                backend_label: !self.metrics_no_backend,
+            }),
+            quiet: false,
         }
     }
 }
@@ -468,6 +509,8 @@ mod tests {
                 names: NameSource::Auto,
                 nat: false,
                 nat_record: None,
+                metrics: None,
+                quiet: false,
             }
         );
     }
@@ -514,6 +557,9 @@ mod tests {
             "--nat",
             "--debug-dump-netlink",
             "/tmp/ct",
+            "--metrics-addr",
+            "9808",
+            "--metrics-no-backend",
         ])
         .unwrap();
         assert_eq!(
@@ -540,6 +586,11 @@ mod tests {
                 names: NameSource::Snapshots(vec!["a.json".into(), "b.json".into()]),
                 nat: true,
                 nat_record: Some("/tmp/ct".into()),
+                metrics: Some(MetricsConfig {
+                    addr: "127.0.0.1:9808".parse().unwrap(),
+                    backend_label: false,
+                }),
+                quiet: false,
             }
         );
     }
@@ -611,6 +662,13 @@ mod tests {
         }
         let err = error(&["--kubeconfig", "k", "--kube-snapshot", "a.json"]);
         assert!(err.contains("cannot be used with"), "{err}");
+        let err = error(&["--metrics-addr", "localhost"]);
+        assert!(
+            err.contains("--metrics-addr") && err.contains("IP:PORT"),
+            "{err}"
+        );
+        let err = error(&["--metrics-no-backend"]);
+        assert!(err.contains("--metrics-addr"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace(args) => runtime
             .block_on(ipvs_trace::cmd::trace::run(args.into_config()))
             .map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => runtime
+            .block_on(ipvs_trace::cmd::trace::run(args.into_config()))
+            .map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => runtime
             .block_on(ipvs_trace::cmd::rules::run(args.into_config()))
             .map(|()| ExitCode::SUCCESS),

@@ -19,9 +19,10 @@ use crate::events::{Event, EventReader};
 use crate::filter::Filter;
 use crate::ipvs::live::{self, LiveTables};
 use crate::ipvs::lookup::LiveLookup;
-use crate::kube::source::{self, Ambient};
+use crate::kube::source::{self, Ambient, Opened};
 use crate::kube::{Names, SharedIndex};
 use crate::loader::{Layout, LoaderOptions, Tracer};
+use crate::metrics::{Exporter, MetricsConfig, Recorder};
 use crate::output::{
     summary::{Losses, Summary},
     Printer,
@@ -32,6 +33,10 @@ const STDOUT_BUFFER: usize = 64 * 1024;
 
 /// Runs `ipvs-trace trace` until a stop condition; the summary is on stderr when it returns
 /// `Ok`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one run read top to bottom: set-up, the event loop, the summary; each step is a call"
+)]
 pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     // Captured before anything else: every event is converted with this one offset.
     let clock = WallClock::capture().context("reading the system clocks")?;
@@ -48,6 +53,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         config.filter.uses_names(),
     )?;
     let index = names.index().cloned();
+    let (exporter, recorder) = start_metrics(config.metrics, &names)?;
 
     let options = LoaderOptions {
         btf: config.btf.clone(),
@@ -85,9 +91,12 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         tables,
         nat,
         remaining: config.count,
+        metrics: recorder,
+        quiet: config.quiet,
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
     session.begin().context("writing to stdout")?;
+    exporter.iter().for_each(Exporter::attached);
     // Scripts wait for this line before generating traffic: every probe is attached now.
     notice(&format!(
         "ipvs-trace: tracing ({})",
@@ -101,6 +110,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(timer);
+    let mut loss_tick = exporter.as_ref().map(|_| loss_tick());
     let mut batch = Vec::new();
     let count_reached = loop {
         tokio::select! {
@@ -109,6 +119,9 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             _ = sigint.recv() => break false,
             _ = sigterm.recv() => break false,
             () = &mut timer => break false,
+            // Before the ring: ready once a second, and under a flood, when losses happen, it
+            // must not wait behind the events.
+            () = next_tick(&mut loss_tick) => session.set_losses(&losses(&tracer, &reader)),
             read = reader.read_batch(&mut batch) => {
                 read.context("waiting for events from the kernel")?;
                 if session.handle(&mut batch).context("writing events to stdout")?
@@ -130,11 +143,8 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     }
     session.finish_nat().await.context("writing events")?;
 
-    let losses = Losses {
-        ring_full: counter(tracer.lost_events(), "lost events"),
-        unreadable: counter(tracer.read_errors(), "unreadable events"),
-        malformed: reader.malformed(),
-    };
+    let losses = losses(&tracer, &reader);
+    session.set_losses(&losses);
     session.summary.set_kubernetes_health(names.health_lines());
     add_tables(&mut session.summary, session.tables.as_ref()).await;
     notice(session.summary.render(&losses).trim_end());
@@ -142,6 +152,49 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         notice(&nat.summary_line());
     }
     Ok(())
+}
+
+/// The metrics endpoint, bound before the probes load (a port in use fails at once), and the
+/// recorder the event loop counts with.
+fn start_metrics(
+    config: Option<MetricsConfig>,
+    names: &Opened,
+) -> anyhow::Result<(Option<Exporter>, Option<Recorder>)> {
+    let Some(config) = config else {
+        return Ok((None, None));
+    };
+    let (exporter, recorder) = Exporter::start(config, names)?;
+    notice(&format!(
+        "ipvs-trace: metrics on http://{}/metrics",
+        exporter.local_addr()
+    ));
+    Ok((Some(exporter), Some(recorder)))
+}
+
+/// The kernel's drop counters reach the metrics once a second, not a map read per batch.
+fn loss_tick() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// What was lost so far: in the kernel (ring full, unreadable) and in decoding.
+fn losses(tracer: &Tracer, reader: &EventReader) -> Losses {
+    Losses {
+        ring_full: counter(tracer.lost_events(), "lost events"),
+        unreadable: counter(tracer.read_errors(), "unreadable events"),
+        malformed: reader.malformed(),
+    }
+}
+
+/// The next tick of the metrics' loss copy; never, without metrics.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(tick) => {
+            tick.tick().await;
+        }
+        None => pending().await,
+    }
 }
 
 /// `--nat`'s stage, after saying why conntrack entries will not be shown, if they will not.
@@ -226,12 +279,19 @@ struct Session<W: Write> {
     nat: Option<NatStage>,
     /// Events still to print before `--count` is reached.
     remaining: Option<u64>,
+    /// `--metrics-addr`, `serve`: counts what the summary counts.
+    metrics: Option<Recorder>,
+    /// `serve`: no event is printed.
+    quiet: bool,
     out: W,
 }
 
 impl<W: Write> Session<W> {
     /// What precedes the events (the table header), flushed so it shows before the first event.
     fn begin(&mut self) -> io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
         self.printer.begin(&mut self.out)?;
         self.out.flush()
     }
@@ -259,11 +319,15 @@ impl<W: Write> Session<W> {
                 continue;
             }
             self.summary.record(&event, &names);
+            if let Some(metrics) = &mut self.metrics {
+                metrics.record(&event, &names);
+            }
             if let Some(remaining) = &mut self.remaining {
                 *remaining -= 1;
             }
             match &mut self.nat {
                 Some(nat) => nat.push(event, names),
+                None if self.quiet => {}
                 None => self.printer.event(&mut self.out, &event, &names)?,
             }
         }
@@ -277,6 +341,13 @@ impl<W: Write> Session<W> {
         } else {
             Flow::Continue
         })
+    }
+
+    /// The metrics' copy of the drop counters, brought up to these totals.
+    fn set_losses(&mut self, losses: &Losses) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.set_losses(losses);
+        }
     }
 
     /// Files a conntrack answer and prints what it completed.
@@ -342,6 +413,8 @@ mod tests {
             tables: None,
             nat: None,
             remaining: count,
+            metrics: None,
+            quiet: false,
             out: Vec::new(),
         }
     }
@@ -409,6 +482,29 @@ mod tests {
             Flow::CountReached
         );
         assert_eq!(printed_kinds(&session).len(), 7);
+    }
+
+    #[test]
+    fn quiet_prints_nothing_and_the_metrics_count_what_the_summary_counts() {
+        let filter = Filter {
+            kinds: vec![EventKind::New, EventKind::NoDest],
+            ..Filter::default()
+        };
+        let mut session = session(filter, None);
+        let (metrics, recorder) = crate::metrics::Metrics::new(true, false);
+        session.metrics = Some(recorder);
+        session.quiet = true;
+        session.begin().unwrap();
+        session.handle(&mut sample_events()).unwrap();
+        assert!(session.out.is_empty(), "quiet printed something");
+        assert_eq!(session.summary.count(EventKind::New), 2);
+        let text = metrics.encode();
+        let counted: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("ipvs_trace_connections_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counted, 3, "2 new and 1 no_dest pass the filter:\n{text}");
     }
 
     #[test]

@@ -34,7 +34,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::events::{model::EventKind, Event, Proto};
-use crate::ipvs::live::LiveTables;
+use crate::ipvs::live::{self, LiveTables};
+use crate::kube::source::Opened;
 use crate::kube::watch::Health;
 use crate::kube::{Names, SharedIndex};
 use crate::output::summary::Losses;
@@ -74,6 +75,46 @@ pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
              or [::]:{DEFAULT_PORT}"
         )
     })
+}
+
+/// The metrics of one run: the registry and its HTTP endpoint. Dropping it stops the endpoint.
+pub struct Exporter {
+    metrics: Arc<Metrics>,
+    server: MetricsServer,
+}
+
+impl Exporter {
+    /// Binds the endpoint now (before the probes load, so a port in use fails at once) and
+    /// connects the names' sources; returns the recorder for the event loop.
+    pub fn start(config: MetricsConfig, names: &Opened) -> anyhow::Result<(Exporter, Recorder)> {
+        let (metrics, recorder) = Metrics::new(config.backend_label, names.index().is_some());
+        if let Some(index) = names.index() {
+            metrics.name_with(SharedIndex::clone(index));
+        }
+        if let Opened::Live(_, live) = names {
+            metrics.watch_kubernetes(live.health().clone());
+        }
+        let server = MetricsServer::start(config.addr, Arc::clone(&metrics))?;
+        Ok((Exporter { metrics, server }, recorder))
+    }
+
+    /// Every probe is attached: the IPVS tables (ip_vs is loaded now, also after `--wait`) are
+    /// read in the background for the table metrics, and `/healthz` turns ready.
+    pub fn attached(&self) {
+        match LiveTables::start(live::DEFAULT_INTERVAL) {
+            Ok(tables) => self.metrics.watch_tables(tables),
+            Err(err) => tracing::warn!(
+                "the metrics carry no IPVS table metrics: reading the IPVS tables failed: {err}"
+            ),
+        }
+        self.metrics.set_ready();
+    }
+
+    /// Where the endpoint listens.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
 }
 
 /// The registry and what its scrape-time collectors read; shared by the event loop (which
