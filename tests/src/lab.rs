@@ -33,6 +33,7 @@ pub const SCENARIOS: &[&str] = &[
     "snapshot",
     "rules",
     "dualstack",
+    "nat",
     "errors",
 ];
 

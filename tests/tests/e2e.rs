@@ -26,7 +26,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, errors
+            dualstack, nat, errors
         }
     };
 }
@@ -707,6 +707,120 @@ mod seed {
             _ => panic!("port {port} is not the seed Service's"),
         }
     }
+}
+
+// nat: `trace --nat` with net.ipv4.vs.conntrack=1: each connection's tuples before and after
+// IPVS equal its `ipvsadm -Lnc` entry, and its conntrack entry equals `conntrack -L`'s; with
+// conntrack=0, the translation alone and the reason, said once.
+fn nat(run: &ScenarioRun) {
+    use ipvs_trace_tests::conntrack;
+    use ipvs_trace_tests::trace::Flow;
+
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    let clients: Vec<ClientLine> = ["v4-client1", "v4-client2", "udp-client2", "v6-client1"]
+        .iter()
+        .flat_map(|tag| run.client(tag))
+        .collect();
+    assert_eq!(clients.len(), 56, "lab-net connections");
+    assert_eq!(trace.events.len(), 56, "events of any kind");
+    let events: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&events, &clients);
+    // Each event is one `ipvsadm -Lnc` entry: client, VIP and backend (entries of earlier
+    // scenarios may linger in TIME_WAIT: only this one's VIPs count).
+    let vips = [
+        addr("172.31.0.70:80"),
+        addr("172.31.0.70:53"),
+        addr("[fd00:31::70]:80"),
+    ];
+    let entries: Vec<ConnEntry> = run
+        .conns()
+        .into_iter()
+        .filter(|e| vips.contains(&e.virtual_addr))
+        .collect();
+    assert_events_are_entries(&events, &entries);
+
+    let mut table =
+        conntrack::parse(&run.dump("conntrack4").text).unwrap_or_else(|e| panic!("{e}"));
+    table.extend(conntrack::parse(&run.dump("conntrack6").text).unwrap_or_else(|e| panic!("{e}")));
+    for event in &events {
+        let what = format!("{event:?}");
+        let nat = event
+            .nat
+            .as_ref()
+            .unwrap_or_else(|| panic!("no nat object: {what}"));
+        let backend = event.backend.expect("a new event has a backend");
+        // Masq: the destination becomes the pod, the source stays the client.
+        assert_eq!(
+            nat.before,
+            Flow {
+                src: event.client,
+                dst: event.vip
+            },
+            "{what}"
+        );
+        assert_eq!(
+            nat.after,
+            Flow {
+                src: event.client,
+                dst: backend
+            },
+            "{what}"
+        );
+        let entry = nat
+            .conntrack
+            .as_ref()
+            .unwrap_or_else(|| panic!("no conntrack entry: {what}"));
+        // What the pod sees: it answers pod:port -> client.
+        assert_eq!(entry.orig, nat.before, "{what}");
+        assert_eq!(
+            entry.reply,
+            Flow {
+                src: backend,
+                dst: event.client
+            },
+            "{what}"
+        );
+        assert!(entry.status.iter().any(|s| s == "CONFIRMED"), "{what}");
+        // The kernel's table, as conntrack-tools list it, has the same two tuples.
+        let listed = table
+            .iter()
+            .find(|e| e.proto == event.proto.to_lowercase() && e.orig == (event.client, event.vip))
+            .unwrap_or_else(|| panic!("no `conntrack -L` entry for {what}"));
+        assert_eq!(listed.reply, (entry.reply.src, entry.reply.dst), "{what}");
+    }
+    let stderr = &trace.stderr;
+    assert!(
+        stderr.contains("nat: conntrack lookups=56 found=56 missing=0 dropped=0 failed=0"),
+        "{stderr}"
+    );
+
+    // conntrack=0: no entry to look up; the translation is still there.
+    let off = run.trace("trace-off");
+    assert_clean("trace-off", &off);
+    assert_eq!(off.events.len(), 3, "events of any kind");
+    let events: Vec<&Event> = off.of_kind("new").collect();
+    assert_events_are_connections(&events, &run.client("off-client2"));
+    for event in &events {
+        let nat = event.nat.as_ref().expect("a nat object");
+        assert_eq!(
+            nat.after.dst,
+            event.backend.expect("a backend"),
+            "{event:?}"
+        );
+        assert!(nat.conntrack.is_none(), "{event:?}");
+    }
+    assert_eq!(
+        off.stderr.matches("net.ipv4.vs.conntrack is 0").count(),
+        2,
+        "said once at the start, and in the summary:\n{}",
+        off.stderr
+    );
+    assert!(
+        off.stderr.contains("nat: conntrack lookups off: "),
+        "{}",
+        off.stderr
+    );
 }
 
 /// A scheduled event of the seed node carries the seed's names; `terminating` is what
