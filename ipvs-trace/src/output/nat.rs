@@ -40,8 +40,8 @@ impl From<&Tuple> for JsonFlow {
 struct JsonConntrack {
     orig: JsonFlow,
     reply: JsonFlow,
-    /// `IPS_*` status bits by name, at the time of the lookup (just after the first packet:
-    /// usually `CONFIRMED` alone).
+    /// `IPS_*` status bits by name, at the time of the lookup: `CONFIRMED` from the first
+    /// packet on, `SEEN_REPLY` and `ASSURED` once the pod has answered.
     status: Vec<String>,
     mark: Option<u32>,
 }
