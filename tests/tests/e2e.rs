@@ -26,7 +26,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, errors
+            dualstack, nat, metrics, errors
         }
     };
 }
@@ -1491,4 +1491,180 @@ fn check_reports(run: &ScenarioRun) {
         "{}",
         btf.text
     );
+}
+
+// metrics: `ipvs-trace serve` scraped over HTTP with busybox wget: each connection counter
+// equals the kernel's Conns (ipvsadm --stats) per backend, the named Service summed over its
+// two VIPs; nothing lost; the table metrics equal ipvsadm's weights and counters; nothing on
+// stdout; SIGTERM ends it with status 0 and the summary.
+fn metrics(run: &ScenarioRun) {
+    let stderr = &run.dump("serve.stderr").text;
+    assert_eq!(
+        run.dump("serve.status").text.trim(),
+        "0",
+        "serve's exit status after SIGTERM; its stderr:\n{stderr}"
+    );
+    assert_eq!(run.dump("serve.out").text, "", "serve prints no events");
+    assert!(
+        stderr.contains("ipvs-trace summary\n") && stderr.contains("  lost: 0 (ring buffer full)"),
+        "{stderr}"
+    );
+    assert_eq!(run.dump("healthz").text.trim(), "ok");
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 24, "lab-net connections");
+    assert!(clients.iter().all(ClientLine::ok), "{clients:?}");
+
+    let scrape = &run.dump("metrics").text;
+    assert!(scrape.ends_with("# EOF\n"), "not OpenMetrics:\n{scrape}");
+    let samples = parse_metrics(scrape);
+    let sum = |name: &str, labels: &[(&str, &str)]| metric_sum(&samples, name, labels);
+    for name in [
+        "ipvs_trace_events_lost_total",
+        "ipvs_trace_events_unreadable_total",
+        "ipvs_trace_records_malformed_total",
+    ] {
+        assert!(
+            samples.iter().any(|(n, _, _)| n == name),
+            "{name} missing:\n{scrape}"
+        );
+        assert_eq!(sum(name, &[]), 0, "{name}");
+    }
+    assert_eq!(sum("ipvs_trace_ready", &[]), 1);
+
+    // The service no snapshot knows: by address, per backend address.
+    let wrr = addr("172.31.0.70:80");
+    let stats = run.service_stats("TCP", wrr);
+    assert_eq!(
+        stats.counters.conns, 12,
+        "the kernel scheduled every connection"
+    );
+    for (backend, counters) in &stats.dests {
+        let labels = [
+            ("event", "new"),
+            ("proto", "TCP"),
+            ("service", "172.31.0.70:80"),
+            ("scheduler", "wrr"),
+            ("backend", &backend.to_string()),
+        ];
+        assert_eq!(
+            sum("ipvs_trace_connections_total", &labels),
+            counters.conns,
+            "{backend}: metrics vs ipvsadm --stats\n{scrape}"
+        );
+    }
+    // The seed's http port: by Service port and pod name, its ClusterIP and LoadBalancer IP
+    // under one name.
+    let mut by_pod: BTreeMap<String, u64> = BTreeMap::new();
+    for vip in [seed::CLUSTER_IP, seed::EXTERNAL_IP] {
+        for (backend, counters) in run.service_stats("TCP", addr(&format!("{vip}:80"))).dests {
+            let (pod, _) = seed::pod(&backend.ip().to_string()).expect("a seed pod");
+            *by_pod.entry(pod).or_default() += counters.conns;
+        }
+    }
+    assert_eq!(by_pod.values().sum::<u64>(), 12, "{by_pod:?}");
+    for (pod, conns) in &by_pod {
+        let labels = [
+            ("event", "new"),
+            ("service", seed::service(80)),
+            ("scheduler", "rr"),
+            ("backend", pod.as_str()),
+        ];
+        assert_eq!(
+            sum("ipvs_trace_connections_total", &labels),
+            *conns,
+            "{pod}: metrics vs ipvsadm --stats\n{scrape}"
+        );
+    }
+    // Nothing else was counted, and only the wrr service's addresses were unknown.
+    assert_eq!(sum("ipvs_trace_connections_total", &[]), 24, "{scrape}");
+    let unresolved = |what| sum("ipvs_trace_unresolved_names_total", &[("address", what)]);
+    assert_eq!(
+        (unresolved("service"), unresolved("backend")),
+        (12, 12),
+        "{scrape}"
+    );
+
+    assert_table_metrics(run, &samples, scrape);
+}
+
+/// The table metrics of the metrics scenario: every real server's weight and Conns as
+/// ipvsadm has them.
+fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
+    let sum = |name: &str, labels: &[(&str, &str)]| metric_sum(samples, name, labels);
+    let stats = run.stats();
+    for service in run.rules() {
+        let vip = addr(&service.vip);
+        let kernel = ipvs_trace_tests::ipvsadm::ServiceStats::find(&stats, &service.proto, vip)
+            .expect("the service in --stats");
+        for dest in &service.dests {
+            let backend = seed::pod(&dest.addr.ip().to_string())
+                .map_or_else(|| dest.addr.to_string(), |(pod, _)| pod);
+            let labels = [
+                ("proto", service.proto.as_str()),
+                ("vip", service.vip.as_str()),
+                ("backend", backend.as_str()),
+            ];
+            assert_eq!(
+                sum("ipvs_trace_ipvs_backend_weight", &labels),
+                u64::try_from(dest.weight).expect("a weight"),
+                "{} -> {backend}\n{scrape}",
+                service.vip
+            );
+            let conns = kernel
+                .dests
+                .iter()
+                .find(|(a, _)| *a == dest.addr)
+                .map(|(_, c)| c.conns)
+                .expect("the real server in --stats");
+            assert_eq!(
+                sum("ipvs_trace_ipvs_backend_connections_total", &labels),
+                conns,
+                "{} -> {backend}\n{scrape}",
+                service.vip
+            );
+        }
+    }
+}
+
+/// A sample of an OpenMetrics text: name, labels, value (every value here is an integer).
+type Sample = (String, BTreeMap<String, String>, u64);
+
+/// The sum of the samples of `name` whose labels include `labels`; 0 if there are none.
+fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+        })
+        .map(|(_, _, v)| *v)
+        .sum()
+}
+
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("value of {line:?}"));
+            let Some((name, labels)) = series.split_once('{') else {
+                return (series.to_owned(), BTreeMap::new(), value);
+            };
+            let labels = labels
+                .strip_suffix('}')
+                .expect("labels end with }")
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once("=\"").expect("key=\"value\"");
+                    (key.to_owned(), value.trim_end_matches('"').to_owned())
+                })
+                .collect();
+            (name.to_owned(), labels, value)
+        })
+        .collect()
 }
