@@ -34,6 +34,7 @@ pub const SCENARIOS: &[&str] = &[
     "rules",
     "dualstack",
     "nat",
+    "balance",
     "metrics",
     "errors",
 ];

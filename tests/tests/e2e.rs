@@ -26,7 +26,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, metrics, errors
+            dualstack, nat, balance, metrics, errors
         }
     };
 }
@@ -1421,6 +1421,242 @@ fn assert_golden(text: &str, name: &str) {
         )
     });
     assert_eq!(text, want, "differs from {}", golden.display());
+}
+
+// balance: five windows judged by `balance --check`; every count against ipvsadm --stats.
+fn balance(run: &ScenarioRun) {
+    // Each window: its VIP, the exit status of --check, the cause it must name.
+    let p1 = "10.245.8.1:8080";
+    let p2 = "10.245.8.2:8080";
+    let p3 = "10.245.8.3:8080";
+    balance_window::check(run, "rr", "172.31.0.70:80", 0, None);
+    balance_window::check(run, "wrr", "172.31.0.71:80", 0, None);
+    balance_window::check(run, "reuse", "172.31.0.72:80", 3, Some(("reused", None)));
+    balance_window::check(
+        run,
+        "weight0",
+        "172.31.0.73:80",
+        3,
+        Some(("weight_zero", Some(p3))),
+    );
+    balance_window::check(
+        run,
+        "added",
+        "172.31.0.74:80",
+        3,
+        Some(("backend_added", Some(p3))),
+    );
+
+    let per_backend = |name: &str| balance_window::new_per_backend(run, name);
+    // rr and wrr are exact over whole rounds; the mid-window changes split them as the
+    // kernel's rr does: 10 each, then 15 each over the two left (or the three now there).
+    let exact = |pairs: &[(&str, u64)]| -> BTreeMap<SocketAddr, u64> {
+        pairs.iter().map(|(b, n)| (addr(b), *n)).collect()
+    };
+    assert_eq!(per_backend("rr"), exact(&[(p1, 50), (p2, 50), (p3, 50)]));
+    assert_eq!(per_backend("wrr"), exact(&[(p1, 150), (p2, 100), (p3, 50)]));
+    assert_eq!(
+        per_backend("weight0"),
+        exact(&[(p1, 25), (p2, 25), (p3, 10)])
+    );
+    assert_eq!(per_backend("added"), exact(&[(p1, 25), (p2, 25), (p3, 10)]));
+
+    // reuse: 1 scheduled + 19 reused for the fixed port, all on its pod; 20 ordinary.
+    let fixed = run.client("reuse-fixed");
+    assert_eq!(fixed.len(), 20);
+    assert!(
+        fixed
+            .iter()
+            .all(|l| l.ok() && l.local == Some(addr("198.51.100.41:40000"))),
+        "{fixed:?}"
+    );
+    let doc = balance_window::document(run, "reuse");
+    let service = &doc["services"][0];
+    assert_eq!(service["connections"]["new"], 21);
+    assert_eq!(service["connections"]["reused"], 19);
+    let reused_on: Vec<&serde_json::Value> = service["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .filter(|b| b["reused"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(reused_on.len(), 1, "reused entries on one pod: {service}");
+    let cause = service["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .find(|c| c["cause"] == "reused")
+        .expect("a reused cause");
+    assert_eq!(cause["count"], 19);
+    assert_eq!(cause["backend"], reused_on[0]["backend"]);
+}
+
+/// One window of the `balance` scenario: its JSON document against `ipvsadm --stats`.
+mod balance_window {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use ipvs_trace_tests::ipvsadm::{self, ServiceStats};
+    use ipvs_trace_tests::output::ScenarioRun;
+    use serde_json::Value;
+
+    use super::addr;
+
+    /// The document of window `name`.
+    pub fn document(run: &ScenarioRun, name: &str) -> Value {
+        let out = &run.dump(&format!("{name}.out")).text;
+        serde_json::from_str(out).unwrap_or_else(|e| {
+            panic!(
+                "balance {name}: not one JSON document ({e}):\n{out}\nstderr:\n{}",
+                run.dump(&format!("{name}.stderr")).text
+            )
+        })
+    }
+
+    /// `new` per backend in the window's report.
+    pub fn new_per_backend(run: &ScenarioRun, name: &str) -> BTreeMap<SocketAddr, u64> {
+        document(run, name)["services"][0]["backends"]
+            .as_array()
+            .expect("backends")
+            .iter()
+            .map(|b| {
+                (
+                    addr(b["backend"].as_str().expect("backend")),
+                    number(&b["new"]),
+                )
+            })
+            .collect()
+    }
+
+    fn number(value: &Value) -> u64 {
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a count: {value}"))
+    }
+
+    /// Growth of the kernel's Conns per real server of `vip` between the dumps
+    /// `stats-before-NAME` and `stats-NAME` (a real server absent before counts from 0).
+    fn kernel_growth(
+        run: &ScenarioRun,
+        name: &str,
+        vip: SocketAddr,
+    ) -> (u64, BTreeMap<SocketAddr, u64>) {
+        let read = |dump: &str| {
+            let all = ipvsadm::parse_stats(&run.dump(dump).text).unwrap_or_else(|e| panic!("{e}"));
+            ServiceStats::find(&all, "TCP", vip)
+                .cloned()
+                .unwrap_or_else(|| panic!("no TCP {vip} in {dump}"))
+        };
+        let (before, after) = (
+            read(&format!("stats-before-{name}")),
+            read(&format!("stats-{name}")),
+        );
+        let per_dest = after
+            .dests
+            .iter()
+            .map(|(dest, counters)| {
+                let was = before
+                    .dests
+                    .iter()
+                    .find(|(d, _)| d == dest)
+                    .map_or(0, |(_, c)| c.conns);
+                (*dest, counters.conns - was)
+            })
+            .collect();
+        (after.counters.conns - before.counters.conns, per_dest)
+    }
+
+    /// Exit status, verdict and cause as expected; every backend of the service listed; each
+    /// `new` count equal to the kernel's Conns growth, and the report's own cross-check saying
+    /// so; the service's new connections equal the scheduled connections the clients made.
+    pub fn check(
+        run: &ScenarioRun,
+        name: &str,
+        vip: &str,
+        status: u8,
+        cause: Option<(&str, Option<&str>)>,
+    ) {
+        let vip = addr(vip);
+        let stderr = &run.dump(&format!("{name}.stderr")).text;
+        let got_status = run.dump(&format!("{name}.status")).text.trim().to_owned();
+        assert_eq!(
+            got_status,
+            status.to_string(),
+            "balance {name} exit status; stderr:\n{stderr}"
+        );
+        let doc = document(run, name);
+        assert_eq!(doc["check_status"], status, "{name}");
+        assert_eq!(doc["settled"], true, "{name}");
+        assert_eq!(doc["events_lost"], 0, "{name}");
+        let services = doc["services"].as_array().expect("services");
+        assert_eq!(services.len(), 1, "{name}: --vip keeps one service");
+        let service = &services[0];
+        assert_eq!(service["vip"], vip.to_string());
+        assert_eq!(service["mode"], "share");
+        let verdict = if status == 0 { "balanced" } else { "deviates" };
+        assert_eq!(service["verdict"], verdict, "{name}: {service}");
+        let causes = service["causes"].as_array().expect("causes");
+        match cause {
+            None => assert!(causes.is_empty(), "{name}: causes {causes:?}"),
+            Some((cause, backend)) => assert!(
+                causes.iter().any(|c| c["cause"] == cause
+                    && backend.is_none_or(|b| c["backend"] == b)
+                    && (cause == "reused" || c["at"].is_string())),
+                "{name}: no cause {cause} {backend:?} in {causes:?}"
+            ),
+        }
+        let p_value = service["p_value"].as_f64().expect("p_value");
+        if status == 0 {
+            assert!(
+                (p_value - 1.0).abs() < 1e-9,
+                "{name}: exact rounds give p = 1, got {p_value}"
+            );
+        } else {
+            assert!(p_value < 0.05, "{name}: p = {p_value}");
+        }
+
+        let (total, per_dest) = kernel_growth(run, name, vip);
+        let backends = service["backends"].as_array().expect("backends");
+        let listed: BTreeMap<SocketAddr, u64> = backends
+            .iter()
+            .map(|b| {
+                (
+                    addr(b["backend"].as_str().expect("backend")),
+                    number(&b["new"]),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed, per_dest,
+            "{name}: new per backend vs ipvsadm --stats Conns growth"
+        );
+        for backend in backends {
+            assert_eq!(backend["kernel_conns"], backend["new"], "{name}: {backend}");
+            assert_eq!(backend["cross_check"], "exact", "{name}: {backend}");
+        }
+        assert_eq!(service["cross_check"], "exact", "{name}");
+        assert_eq!(
+            number(&service["connections"]["new"]),
+            total,
+            "{name}: the service's Conns"
+        );
+        let made: u64 = run
+            .dumps_where(|d| d.starts_with(&format!("client-{name}")) && !d.ends_with(".stderr"))
+            .flat_map(|d| {
+                ipvs_trace_tests::labnet::parse_client_lines(&d.text).expect("client lines")
+            })
+            .map(|l| {
+                assert!(l.ok(), "{name}: connection failed: {l:?}");
+                1
+            })
+            .sum();
+        let reused = number(&service["connections"]["reused"]);
+        assert_eq!(
+            total + reused,
+            made,
+            "{name}: connections made = scheduled + reused"
+        );
+    }
 }
 
 // errors: the clear errors that can be provoked for real, and the ways out of them.
