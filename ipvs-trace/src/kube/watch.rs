@@ -55,6 +55,21 @@ pub fn plural(kind: Kind) -> &'static str {
     }
 }
 
+/// The API group of the kind's resource (`""` for the core group), as RBAC rules name it.
+#[must_use]
+pub fn api_group(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Pod => <Pod as k8s_openapi::Resource>::GROUP,
+        Kind::Service => <Service as k8s_openapi::Resource>::GROUP,
+        Kind::EndpointSlice => <EndpointSlice as k8s_openapi::Resource>::GROUP,
+        Kind::Node => <Node as k8s_openapi::Resource>::GROUP,
+    }
+}
+
+/// The verbs the watches use: a `watcher` lists, then watches. The RBAC of deploy/ grants
+/// exactly these on [`KINDS`] (a test there holds it to this).
+pub const VERBS: [&str; 2] = ["list", "watch"];
+
 /// The state of one kind's watch, for the exit summary and `--wait`-style checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KindHealth {
