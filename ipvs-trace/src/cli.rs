@@ -196,6 +196,21 @@ impl NameSourceArgs {
     }
 }
 
+/// How the probes are loaded: the same flags for every command that traces.
+#[derive(Debug, clap::Args)]
+pub struct LoaderArgs {
+    /// Kernel type information (split BTF of the ip_vs module, e.g. produced offline by pahole)
+    /// for full detail on kernels without /sys/kernel/btf/ip_vs (without it, 5.x/6.x kernels
+    /// are traced with a built-in layout: README "Kernels without module BTF").
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+
+    /// Size of the kernel-to-user ring buffer: a power of two, a multiple of the page size;
+    /// suffixes K and M (binary) allowed, e.g. 1M. Raise it if events are reported lost.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
+    pub ring_size: Option<u32>,
+}
+
 /// Arguments of `ipvs-trace trace`.
 #[derive(Debug, Args)]
 #[expect(
@@ -250,15 +265,8 @@ pub struct TraceArgs {
     #[arg(long)]
     pub wait: bool,
 
-    /// Kernel type information (split BTF of the ip_vs module, e.g. produced offline by pahole)
-    /// for kernels without /sys/kernel/btf/ip_vs.
-    #[arg(long, value_name = "FILE")]
-    pub btf: Option<PathBuf>,
-
-    /// Size of the kernel-to-user ring buffer: a power of two, a multiple of the page size;
-    /// suffixes K and M (binary) allowed, e.g. 1M. Raise it if the summary reports lost events.
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[command(flatten)]
+    pub loader: LoaderArgs,
 
     /// Table: show addresses, not Kubernetes names (JSON always carries both).
     #[arg(short, long)]
@@ -384,8 +392,8 @@ impl TraceArgs {
             count: self.count,
             duration: self.duration,
             wait: self.wait,
-            btf: self.btf,
-            ring_size: self.ring_size,
+            btf: self.loader.btf,
+            ring_size: self.loader.ring_size,
             kprobe_target_override: self.debug_kprobe_target,
             numeric: self.numeric,
             names: self.names.into_source(),

@@ -1,11 +1,10 @@
 //! Arguments of `ipvs-trace balance`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::{parse_positive_duration, parse_ring_size, NameSourceArgs, ProtoArg};
+use super::{parse_positive_duration, LoaderArgs, NameSourceArgs, ProtoArg};
 use crate::balance::Selection;
 use crate::cmd::balance::BalanceConfig;
 use crate::events::Proto;
@@ -89,13 +88,8 @@ pub struct BalanceArgs {
     #[arg(long)]
     pub wait: bool,
 
-    /// Split BTF of the ip_vs module for kernels without /sys/kernel/btf/ip_vs (as trace).
-    #[arg(long, value_name = "FILE")]
-    pub btf: Option<PathBuf>,
-
-    /// Size of the kernel-to-user ring buffer (as trace).
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[command(flatten)]
+    pub loader: LoaderArgs,
 
     #[command(flatten)]
     pub names: NameSourceArgs,
@@ -127,8 +121,8 @@ impl BalanceArgs {
                 service: self.service,
             },
             wait: self.wait,
-            btf: self.btf,
-            ring_size: self.ring_size,
+            btf: self.loader.btf,
+            ring_size: self.loader.ring_size,
             names: self.names.into_source(),
         }
     }

@@ -2,11 +2,10 @@
 //! format; the metrics endpoint is the output.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{parse_ring_size, NameSourceArgs, TraceConfig};
+use super::{LoaderArgs, NameSourceArgs, TraceConfig};
 use crate::filter::Filter;
 use crate::metrics::{parse_metrics_addr, MetricsConfig, DEFAULT_PORT};
 use crate::output::OutputFormat;
@@ -45,15 +44,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub metrics_no_backend: bool,
 
-    /// Kernel type information (split BTF of the ip_vs module, e.g. produced offline by pahole)
-    /// for kernels without /sys/kernel/btf/ip_vs.
-    #[arg(long, value_name = "FILE")]
-    pub btf: Option<PathBuf>,
-
-    /// Size of the kernel-to-user ring buffer (as `trace --ring-size`): raise it if
-    /// ipvs_trace_events_lost_total grows.
-    #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
-    pub ring_size: Option<u32>,
+    #[command(flatten)]
+    pub loader: LoaderArgs,
 
     #[command(flatten)]
     pub names: NameSourceArgs,
@@ -70,8 +62,8 @@ impl ServeArgs {
             count: None,
             duration: None,
             wait: true,
-            btf: self.btf,
-            ring_size: self.ring_size,
+            btf: self.loader.btf,
+            ring_size: self.loader.ring_size,
             kprobe_target_override: None,
             numeric: false,
             names: self.names.into_source(),
