@@ -29,10 +29,6 @@ const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST)
 
 /// Arguments of `ipvs-trace serve`.
 #[derive(Debug, Args)]
-#[expect(
-    clippy::doc_markdown,
-    reason = "these doc comments are terminal help text, where backticks would show literally"
-)]
 pub struct ServeArgs {
     /// Serve /metrics and /healthz on ADDR: a bare port listens on 127.0.0.1, IP:PORT (e.g.
     /// 0.0.0.0:9808) on that address.

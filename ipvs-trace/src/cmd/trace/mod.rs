@@ -1,0 +1,272 @@
+//! `ipvs-trace trace`: load the probes, stream events until a stop condition, print a summary.
+//!
+//! The event loop waits on exactly three things: the ring buffer, the signals and the
+//! `--duration` timer. Output goes through a `BufWriter` flushed once per drained batch: live,
+//! without a syscall per line. On a stop, whatever the kernel already wrote to the ring is still
+//! printed (up to `--count`), then the summary goes to stderr.
+
+mod session;
+
+use std::future::pending;
+use std::io::{self, BufWriter, Write};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+
+use session::{Flow, Session};
+
+use crate::cli::TraceConfig;
+use crate::clock::WallClock;
+use crate::conntrack::nat::NatStage;
+use crate::conntrack::worker::Answer;
+use crate::events::EventReader;
+use crate::ipvs::live::{self, LiveTables};
+use crate::ipvs::lookup::LiveLookup;
+use crate::kube::source::{self, Ambient, Opened};
+use crate::loader::{Layout, LoaderOptions, Tracer};
+use crate::metrics::{Exporter, MetricsConfig, Recorder};
+use crate::output::{
+    summary::{Losses, Summary},
+    Printer,
+};
+
+/// Output buffer: large enough for a full batch of table lines in a few writes.
+const STDOUT_BUFFER: usize = 64 * 1024;
+
+/// Runs `ipvs-trace trace` until a stop condition; the summary is on stderr when it returns
+/// `Ok`.
+pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
+    // Captured before anything else: every event is converted with this one offset.
+    let clock = WallClock::capture().context("reading the system clocks")?;
+    // Installed before loading, so a signal during `--wait` or loading ends the run cleanly
+    // instead of killing it with the probes half attached.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // Before the probes: a snapshot that cannot be used is a mistake to fix, not a reason to
+    // trace without the names that were asked for. Live watches start now, in the background,
+    // so they list while the probes load; they never hold up the trace.
+    let names = source::open(
+        &config.names,
+        &Ambient::detect(),
+        config.filter.uses_names(),
+    )?;
+    let index = names.index().cloned();
+    let (exporter, recorder) = start_metrics(config.metrics, &names)?;
+
+    let options = LoaderOptions {
+        btf: config.btf.clone(),
+        wait: config.wait,
+        ring_size: config.ring_size,
+        kprobe_target_override: config.kprobe_target_override.clone(),
+    };
+    let mut tracer = tokio::select! {
+        tracer = Tracer::start(&options) => tracer?,
+        _ = sigint.recv() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    let mut reader = EventReader::new(tracer.take_ring()?)
+        .context("registering the ring buffer with the event loop")?;
+    // After the probes: ip_vs and its conntrack sysctl are there now, also after `--wait`.
+    let nat = config.nat.then(|| start_nat(config.nat_record.as_deref()));
+    let tables = match tracer.layout() {
+        Layout::Builtin { .. } => tables_for_builtin_layout(),
+        Layout::ModuleBtf { .. } => None,
+    };
+
+    let mut session = Session {
+        printer: printer(&config, clock, names.index().is_some()),
+        filter: config.filter,
+        summary: if names.index().is_some() {
+            Summary::with_names()
+        } else {
+            Summary::default()
+        },
+        index,
+        tables,
+        nat,
+        remaining: config.count,
+        metrics: recorder,
+        quiet: config.quiet,
+        out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
+    };
+    session.begin().context("writing to stdout")?;
+    exporter.iter().for_each(Exporter::attached);
+    // Scripts wait for this line before generating traffic: every probe is attached now.
+    notice(&format!(
+        "ipvs-trace: tracing ({})",
+        tracer.attached().join(", ")
+    ));
+
+    let timer = async {
+        match config.duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => pending().await,
+        }
+    };
+    tokio::pin!(timer);
+    let mut loss_tick = exporter.as_ref().map(|_| loss_tick());
+    let mut batch = Vec::new();
+    let count_reached = loop {
+        tokio::select! {
+            // Signals first: under a flood of events a Ctrl-C must still be seen at once.
+            biased;
+            _ = sigint.recv() => break false,
+            _ = sigterm.recv() => break false,
+            () = &mut timer => break false,
+            // Before the ring: ready once a second, and under a flood, when losses happen, it
+            // must not wait behind the events.
+            () = next_tick(&mut loss_tick) => session.set_losses(&losses(&tracer, &reader)),
+            read = reader.read_batch(&mut batch) => {
+                read.context("waiting for events from the kernel")?;
+                if session.handle(&mut batch).context("writing events to stdout")?
+                    == Flow::CountReached
+                {
+                    break true;
+                }
+            }
+            answer = next_answer(&mut session.nat) => {
+                session.answer(answer).context("writing events to stdout")?;
+            }
+        }
+    };
+    if !count_reached {
+        reader.drain_now(&mut batch);
+        session
+            .handle(&mut batch)
+            .context("writing events to stdout")?;
+    }
+    session.finish_nat().await.context("writing events")?;
+
+    summarize(&mut session, &losses(&tracer, &reader), &names).await;
+    Ok(())
+}
+
+/// The table or JSON printer, with names when a Kubernetes source is in use.
+fn printer(config: &TraceConfig, clock: WallClock, names: bool) -> Printer {
+    let printer = Printer::new(config.output, clock);
+    if names {
+        printer.with_names(config.numeric)
+    } else {
+        printer
+    }
+}
+
+/// The summary on stderr, with everything known at the end: losses, the watches' health, the
+/// IPVS tables, `--nat`'s lookups.
+async fn summarize<W: Write>(session: &mut Session<W>, losses: &Losses, names: &Opened) {
+    session.set_losses(losses);
+    session.summary.set_kubernetes_health(names.health_lines());
+    add_tables(&mut session.summary, session.tables.as_ref()).await;
+    notice(session.summary.render(losses).trim_end());
+    if let Some(nat) = &session.nat {
+        notice(&nat.summary_line());
+    }
+}
+
+/// The metrics endpoint, bound before the probes load (a port in use fails at once), and the
+/// recorder the event loop counts with.
+fn start_metrics(
+    config: Option<MetricsConfig>,
+    names: &Opened,
+) -> anyhow::Result<(Option<Exporter>, Option<Recorder>)> {
+    let Some(config) = config else {
+        return Ok((None, None));
+    };
+    let (exporter, recorder) = Exporter::start(config, names)?;
+    notice(&format!(
+        "ipvs-trace: metrics on http://{}/metrics",
+        exporter.local_addr()
+    ));
+    Ok((Some(exporter), Some(recorder)))
+}
+
+/// The kernel's drop counters reach the metrics once a second, not a map read per batch.
+fn loss_tick() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// What was lost so far: in the kernel (ring full, unreadable) and in decoding.
+fn losses(tracer: &Tracer, reader: &EventReader) -> Losses {
+    Losses {
+        ring_full: counter(tracer.lost_events(), "lost events"),
+        unreadable: counter(tracer.read_errors(), "unreadable events"),
+        malformed: reader.malformed(),
+    }
+}
+
+/// The next tick of the metrics' loss copy; never, without metrics.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(tick) => {
+            tick.tick().await;
+        }
+        None => pending().await,
+    }
+}
+
+/// `--nat`'s stage, after saying why conntrack entries will not be shown, if they will not.
+fn start_nat(record: Option<&std::path::Path>) -> NatStage {
+    let nat = NatStage::start(record);
+    if let Some(reason) = nat.unavailable() {
+        nat_notice(&format!(
+            "conntrack entries unavailable, showing the IPVS translation only: {reason}"
+        ));
+    }
+    nat
+}
+
+/// The next conntrack answer of `--nat`; never, without it.
+pub(super) async fn next_answer(nat: &mut Option<NatStage>) -> Answer {
+    match nat {
+        Some(nat) => nat.next_answer().await,
+        None => pending().await,
+    }
+}
+
+/// The IPVS tables' part of the summary: what they filled in without module BTF, and the
+/// configured side (each backend's weight, the real servers that received nothing) from one read
+/// at the end (a few netlink round trips).
+async fn add_tables(summary: &mut Summary, filled: Option<&LiveLookup>) {
+    if let Some(filled) = filled {
+        summary.set_tables_fill(filled.summary_line());
+    }
+    match tokio::task::spawn_blocking(crate::ipvs::read_tables).await {
+        Ok(Ok(tables)) => summary.set_configured(&tables),
+        Ok(Err(err)) => tracing::warn!("the summary shows no configured weights: {err}"),
+        Err(err) => tracing::warn!("the summary shows no configured weights: {err}"),
+    }
+}
+
+/// Without module BTF the probes read no scheduler and no weight: the IPVS tables, re-read in
+/// the background, give them. If the tables cannot be read the trace goes on without them.
+fn tables_for_builtin_layout() -> Option<LiveLookup> {
+    match LiveTables::start(live::DEFAULT_INTERVAL) {
+        Ok(live) => Some(LiveLookup::new(live)),
+        Err(err) => {
+            tracing::warn!(
+                "scheduler and weights stay null: reading the IPVS tables failed: {err}"
+            );
+            None
+        }
+    }
+}
+
+/// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
+/// logged, rather than failing a trace that otherwise worked.
+fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
+    value
+        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
+        .ok()
+}
+
+pub(super) fn nat_notice(message: &str) {
+    notice(&format!("ipvs-trace: --nat: {message}"));
+}
+
+/// A line on stderr. A closed stderr is no reason to fail (or to panic, as `eprintln!` would):
+/// the events on stdout are what matters.
+pub(super) fn notice(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
