@@ -441,5 +441,7 @@ fn node_entries(node: &NodeInfo) -> Vec<(IpAddr, Arc<str>)> {
         .collect()
 }
 
+pub mod synthetic;
+
 #[cfg(test)]
 mod tests;

@@ -561,136 +561,21 @@ fn rss_kib() -> u64 {
 /// `cargo test --release -p ipvs-trace --lib -- --ignored --nocapture lookup_cost`.
 #[test]
 #[ignore = "measurement; run in release with --ignored --nocapture"]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one measurement: the synthetic cluster, then the timed loop, read top to bottom"
-)]
 fn lookup_cost_at_100k_pods() {
     use std::hint::black_box;
     use std::time::Instant;
 
-    use crate::kube::objects::{EndpointInfo, NodeInfo, ServicePortInfo, SlicePort};
-
-    const NODES: u32 = 500;
-    const PODS: u32 = 100_000;
-    const SERVICES: u32 = 20_000;
-    let v4 = |base: u32, n: u32| IpAddr::from(std::net::Ipv4Addr::from(base + n));
-    let pod_ip = |n: u32| v4(0x0a00_0000, n); // 10.0.0.0/8
-    let node_ip = |n: u32| v4(0xc0a8_0000, n); // 192.168.0.0/16
-    let cluster_ip = |n: u32| v4(0xac10_0000, n); // 172.16.0.0/12
-    let name =
-        |prefix: &str, n: u32| -> Arc<str> { format!("ns-{}/{prefix}-{n:06}", n % 200).into() };
+    use super::synthetic::{self, NODES, PODS, SERVICES};
 
     let rss_before = rss_kib();
-    let started = Instant::now();
-    let mut index = Index::new();
-    let nodes = (0..NODES)
-        .map(|n| {
-            Object::Node(NodeInfo {
-                name: format!("node-{n}").into(),
-                addresses: vec![node_ip(n)],
-            })
-        })
-        .collect();
-    index.apply(Change::Reset(Kind::Node, nodes));
-    let pods: Vec<Object> = (0..PODS)
-        .map(|n| {
-            Object::Pod(PodInfo {
-                name: name("pod-5d8f7c9b6-abcde", n),
-                node: Some(format!("node-{}", n % NODES).into()),
-                host_network: false,
-                ips: vec![pod_ip(n)],
-            })
-        })
-        .collect();
-    let reset = Instant::now();
-    index.apply(Change::Reset(Kind::Pod, pods));
-    let pod_reset = reset.elapsed();
-    let services = (0..SERVICES)
-        .map(|n| {
-            Object::Service(ServiceInfo {
-                name: name("svc", n),
-                service_type: if n % 5 == 0 {
-                    ServiceType::NodePort
-                } else {
-                    ServiceType::ClusterIp
-                },
-                cluster_ips: vec![cluster_ip(n)],
-                external_ips: Vec::new(),
-                load_balancer_ips: Vec::new(),
-                ports: vec![
-                    ServicePortInfo {
-                        name: Some("http".into()),
-                        proto: Proto::Tcp,
-                        port: 80,
-                        node_port: (n % 5 == 0).then(|| 30000 + (n / 5) as u16 % 2768),
-                    },
-                    ServicePortInfo {
-                        name: Some("grpc".into()),
-                        proto: Proto::Tcp,
-                        port: 50091,
-                        node_port: None,
-                    },
-                ],
-            })
-        })
-        .collect();
-    index.apply(Change::Reset(Kind::Service, services));
-    // Each Service has 5 endpoints: 100k endpoints over 20k slices.
-    let slices = (0..SERVICES)
-        .map(|s| {
-            Object::EndpointSlice(SliceInfo {
-                name: name("svc-x7k2p", s),
-                ports: vec![
-                    SlicePort {
-                        name: Some("http".into()),
-                        proto: Proto::Tcp,
-                        port: 8080,
-                    },
-                    SlicePort {
-                        name: Some("grpc".into()),
-                        proto: Proto::Tcp,
-                        port: 50091,
-                    },
-                ],
-                endpoints: (0..5)
-                    .map(|e| {
-                        let p = s * 5 + e;
-                        EndpointInfo {
-                            addresses: vec![pod_ip(p)],
-                            pod: Some(name("pod-5d8f7c9b6-abcde", p)),
-                            node: Some(format!("node-{}", p % NODES).into()),
-                            serving: Some(true),
-                            terminating: Some(false),
-                        }
-                    })
-                    .collect(),
-            })
-        })
-        .collect();
-    index.apply(Change::Reset(Kind::EndpointSlice, slices));
-    let built = started.elapsed();
+    let synthetic::Built {
+        index,
+        elapsed: built,
+        pod_reset,
+    } = synthetic::build();
     let rss_after = rss_kib();
-
-    // Events spread over the whole index (a stride coprime with the sizes), 1 in 8 VIPs a
-    // NodePort, 1 in 16 clients from outside (a miss).
-    let events: Vec<(SocketAddr, SocketAddr, IpAddr)> = (0..1_000_000u32)
-        .map(|i| {
-            let s = (i.wrapping_mul(7919)) % SERVICES;
-            let vip = if i % 8 == 0 && s.is_multiple_of(5) {
-                SocketAddr::new(node_ip(i % NODES), 30000 + (s / 5) as u16 % 2768)
-            } else {
-                SocketAddr::new(cluster_ip(s), 80)
-            };
-            let backend = SocketAddr::new(pod_ip(s * 5 + i % 5), 8080);
-            let client = if i % 16 == 0 {
-                v4(0xcb00_7100, i % 256)
-            } else {
-                pod_ip(i.wrapping_mul(104_729) % PODS)
-            };
-            (vip, backend, client)
-        })
-        .collect();
+    let events: Vec<(SocketAddr, SocketAddr, IpAddr)> =
+        (0..1_000_000u32).map(synthetic::connection).collect();
     let mut found = 0u64;
     let timer = Instant::now();
     for &(vip, backend, client) in &events {

@@ -1,0 +1,281 @@
+//! The userspace pipeline's throughput on one core: ring-buffer records through the real decoder
+//! and Kubernetes name lookup (`decode_lookup`), and the same plus the JSON line (`decode_lookup_json`).
+//! A measurement, not a test: run by `cargo xtask bench` (`cargo bench -p ipvs-trace --bench
+//! pipeline -- --out FILE`), which writes FILE as JSON.
+//!
+//! The records are what the eBPF side writes for a kube-proxy node of a large cluster: the
+//! synthetic 100k-pod / 20k-Service index (`kube::index::synthetic`), connections spread over
+//! all of it, mostly `new` with the seed scenario's field shapes (IPv4, Masq, rr/wrr, every
+//! valid bit), some `expire`, `reused` and `no_dest`.
+
+use std::hint::black_box;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ipvs_trace::clock::WallClock;
+use ipvs_trace::events::decode::{decode, RECORD_LEN};
+use ipvs_trace::kube::index::synthetic;
+use ipvs_trace::kube::{Names, SharedIndex};
+use ipvs_trace::output::{OutputFormat, Printer};
+use ipvs_trace_common::event::valid;
+use ipvs_trace_common::{ConnEvent, EventKind};
+
+/// Distinct records, replayed in order (larger than the CPU caches, as a busy node's are).
+const RECORDS: u32 = 1_000_000;
+const REPETITIONS: usize = 7;
+const GOAL_LOOKUP: f64 = 2_000_000.0;
+const GOAL_JSON: f64 = 500_000.0;
+
+fn addr_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Record `i` as the eBPF side fills it.
+fn record(i: u32) -> ConnEvent {
+    let (vip, backend, client): (SocketAddr, SocketAddr, IpAddr) = synthetic::connection(i);
+    let mut raw = ConnEvent::zeroed();
+    // 80% new, 12% expire, 6% reused, 2% no_dest: a node under steady load.
+    let kind = match i % 50 {
+        0..=39 => EventKind::New,
+        40..=45 => EventKind::Expire,
+        46..=48 => EventKind::Reused,
+        _ => EventKind::NoDest,
+    };
+    raw.header.kind = kind as u32;
+    raw.header.cpu = i % 2;
+    raw.header.timestamp_ns = 5_000_000_000 + u64::from(i) * 1_000;
+    raw.header.netns = 4_026_531_840;
+    raw.af = libc::AF_INET as u16;
+    raw.daf = libc::AF_INET as u16;
+    raw.protocol = 6;
+    raw.client_addr = addr_bytes(client);
+    raw.client_port = 32768 + (i % 28_000) as u16;
+    raw.vip_addr = addr_bytes(vip.ip());
+    raw.vip_port = vip.port();
+    raw.valid = valid::SCHEDULER | valid::NETNS | valid::CLIENT_PORT;
+    let scheduler: &[u8] = if i.is_multiple_of(3) { b"wrr" } else { b"rr" };
+    raw.scheduler[..scheduler.len()].copy_from_slice(scheduler);
+    if kind != EventKind::NoDest {
+        raw.conn = 0xffff_8f3a_0000_0000 + u64::from(i) * 0x100;
+        raw.backend_addr = addr_bytes(backend.ip());
+        raw.backend_port = backend.port();
+        raw.flags = 0x0100; // IP_VS_CONN_F_HASHED, Masq
+        raw.state = if kind == EventKind::Expire { 8 } else { 1 };
+        raw.weight = 1;
+        raw.active_conns = (i % 40) as i32;
+        raw.inactive_conns = (i % 7) as i32;
+        raw.valid |= valid::DEST | valid::BACKEND;
+    }
+    raw
+}
+
+/// The records as one contiguous byte buffer, as the ring buffer hands them out.
+fn records() -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(RECORDS as usize * RECORD_LEN);
+    for i in 0..RECORDS {
+        let raw = record(i);
+        // SAFETY: `ConnEvent` is `#[repr(C)]` plain data with explicit padding fields (no
+        // uninitialised bytes), so viewing it as bytes reads only initialised memory.
+        let view = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&raw).cast::<u8>(), RECORD_LEN)
+        };
+        bytes.extend_from_slice(view);
+    }
+    bytes
+}
+
+/// Events per second of each repetition of `pass`, which handles every record once and returns
+/// a count that must not be optimised away.
+fn measure(name: &str, bytes: &[u8], mut pass: impl FnMut(&[u8]) -> u64) -> Vec<f64> {
+    let _warm = pass(bytes);
+    (0..REPETITIONS)
+        .map(|rep| {
+            let started = Instant::now();
+            black_box(pass(bytes));
+            let rate = f64::from(RECORDS) / started.elapsed().as_secs_f64();
+            eprintln!("  {name} #{}: {rate:.0} events/s", rep + 1);
+            rate
+        })
+        .collect()
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(rates: &[f64]) -> Stats {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Stats {
+        median: sorted[sorted.len() / 2],
+        min: sorted[0],
+        max: sorted[sorted.len() - 1],
+    }
+}
+
+fn result_json(name: &str, rates: &[f64], goal: f64) -> serde_json::Value {
+    let s = stats(rates);
+    serde_json::json!({
+        "name": name,
+        "unit": "events/s",
+        "median": s.median.round(),
+        "min": s.min.round(),
+        "max": s.max.round(),
+        "spread_pct": ((s.max - s.min) / s.median * 100.0 * 10.0).round() / 10.0,
+        "runs": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        "goal": goal,
+        "goal_met": s.median >= goal,
+    })
+}
+
+/// Where the time goes: each stage alone over the same records, in ns per event.
+fn breakdown(bytes: &[u8], index: &SharedIndex, printer: &Printer) -> serde_json::Value {
+    let events: Vec<_> = bytes
+        .chunks_exact(RECORD_LEN)
+        .map(|r| decode(r).expect("the synthetic records decode"))
+        .collect();
+    let per_event = |started: Instant| started.elapsed().as_secs_f64() * 1e9 / f64::from(RECORDS);
+
+    let started = Instant::now();
+    for record in bytes.chunks_exact(RECORD_LEN) {
+        black_box(decode(black_box(record)).ok());
+    }
+    let decode_ns = per_event(started);
+
+    let names: Vec<Names> = events
+        .iter()
+        .map(|e| Names::resolve_shared(index, e))
+        .collect();
+    let started = Instant::now();
+    for event in &events {
+        black_box(Names::resolve_shared(index, event));
+    }
+    let lookup_ns = per_event(started);
+
+    let mut out = Vec::with_capacity(64 << 20);
+    let started = Instant::now();
+    for (event, names) in events.iter().zip(&names) {
+        printer
+            .event(&mut out, event, names)
+            .expect("a Vec takes it");
+        if out.len() > (60 << 20) {
+            out.clear();
+        }
+    }
+    let json_ns = per_event(started);
+
+    let started = Instant::now();
+    for event in &events {
+        black_box(event.clone());
+    }
+    let drop_ns = per_event(started);
+    serde_json::json!({
+        "decode_ns": (decode_ns * 10.0).round() / 10.0,
+        "lookup_ns": (lookup_ns * 10.0).round() / 10.0,
+        "json_line_ns": (json_ns * 10.0).round() / 10.0,
+        "event_clone_drop_ns": (drop_ns * 10.0).round() / 10.0,
+    })
+}
+
+fn main() -> io::Result<()> {
+    // `cargo bench` passes `--bench`; the rest is ours.
+    let args: Vec<String> = std::env::args().collect();
+    let out_path = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+
+    eprintln!(
+        "pipeline: building the synthetic index ({} pods, {} services)",
+        synthetic::PODS,
+        synthetic::SERVICES
+    );
+    let built = synthetic::build();
+    eprintln!("pipeline: index built in {:.2?}", built.elapsed);
+    let index: SharedIndex = Arc::new(RwLock::new(built.index));
+    let bytes = records();
+    // Any fixed clock: the wall-clock offset only shifts the printed timestamps.
+    let printer = Printer::new(
+        OutputFormat::Json,
+        WallClock::with_offset(1_795_713_172_000_000_000),
+    );
+
+    let lookup = measure("decode+lookup", &bytes, |bytes| {
+        let mut hits = 0u64;
+        for record in bytes.chunks_exact(RECORD_LEN) {
+            let Ok(event) = decode(record) else { continue };
+            let names = Names::resolve_shared(&index, &event);
+            hits += u64::from(names.backend.is_some());
+            black_box(names);
+        }
+        hits
+    });
+    let mut sink = io::sink();
+    let json = measure("decode+lookup+json", &bytes, |bytes| {
+        // The trace loop writes into a buffered stdout and flushes per drain; a BufWriter over
+        // a sink keeps that shape without measuring a terminal or pipe.
+        let mut out = io::BufWriter::with_capacity(64 << 10, &mut sink);
+        let mut lines = 0u64;
+        for record in bytes.chunks_exact(RECORD_LEN) {
+            let Ok(event) = decode(record) else { continue };
+            let names = Names::resolve_shared(&index, &event);
+            printer
+                .event(&mut out, &event, &names)
+                .expect("a sink takes it");
+            lines += 1;
+        }
+        out.flush().expect("a sink takes it");
+        lines
+    });
+    let breakdown = breakdown(&bytes, &index, &printer);
+
+    let mut sample = Vec::new();
+    let first = decode(&bytes[..RECORD_LEN]).expect("the synthetic records decode");
+    printer
+        .event(&mut sample, &first, &Names::resolve_shared(&index, &first))
+        .expect("a Vec takes it");
+
+    let result = serde_json::json!({
+        "bench": "pipeline",
+        "records": RECORDS,
+        "repetitions": REPETITIONS,
+        "index": {
+            "pods": synthetic::PODS,
+            "services": synthetic::SERVICES,
+            "endpoints": synthetic::SERVICES * synthetic::ENDPOINTS_PER_SERVICE,
+            "nodes": synthetic::NODES,
+        },
+        "results": [
+            result_json("decode_lookup", &lookup, GOAL_LOOKUP),
+            result_json("decode_lookup_json", &json, GOAL_JSON),
+        ],
+        "breakdown_ns_per_event": breakdown,
+        "sample_line": String::from_utf8_lossy(&sample).trim_end(),
+    });
+    for (name, rates) in [("decode+lookup", &lookup), ("decode+lookup+json", &json)] {
+        let s = stats(rates);
+        println!(
+            "{name}: median {:.0} events/s (min {:.0}, max {:.0}, {} runs of {RECORDS} on one thread)",
+            s.median, s.min, s.max, REPETITIONS
+        );
+    }
+    println!("breakdown (ns/event): {breakdown}");
+    if let Some(path) = out_path {
+        std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")?;
+    } else {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    }
+    Ok(())
+}
