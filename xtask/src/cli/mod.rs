@@ -1,5 +1,6 @@
 //! `cargo xtask`: the command line. One module per subcommand; the doc comments are the help.
 
+mod bench;
 mod demo;
 mod lab;
 mod setup;
@@ -27,6 +28,7 @@ enum Command {
     Lab(lab::Args),
     Demo(demo::Args),
     Test(test::Args),
+    Bench(bench::Args),
 }
 
 /// What a failure of the lab itself (not of the script) exits with, so callers can tell them
@@ -41,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Lab(args) => lab::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,

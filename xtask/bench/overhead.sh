@@ -1,0 +1,57 @@
+#!/bin/sh
+# Benchmark `overhead` (cargo xtask bench): the same TCP connection storm through an IPVS rr
+# service without and with the tracer attached, interleaved (without, with, without, with...),
+# so drift of the machine hits both alike. Printed for xtask, one per storm:
+# `bench: overhead round=R mode=without|with conns=C cs=T` (T centiseconds of guest uptime for
+# C connections, each accepted by a pod and closed), then `bench: overhead lost=...` from the
+# tracer's summaries. Under QEMU TCG absolute rates mean nothing; the ratio does.
+set -e
+. /lab/lib.sh
+# STORM and ROUNDS may come from xtask.
+[ ! -f /lab/bench.env ] || . /lab/bench.env
+STORM=${STORM:-20000}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=4
+node_setup
+
+VIP=172.31.0.10
+add_vip $VIP
+ipvsadm -A -t $VIP:80 -s rr
+for i in 1 2 3 4; do
+    mk_pod pod$i 10.245.1.$i 8080
+    ipvsadm -a -t $VIP:80 -r 10.245.1.$i:8080 -m -w 1
+done
+for i in $(seq 1 $CLIENTS); do
+    mk_client client$i 198.51.100.1$i
+done
+
+# storm COUNT: COUNT connections from CLIENTS clients at once, each closed with a RST so no
+# TIME_WAIT pins the clients' ports over the rounds; sets STORM_CS to the centiseconds it took.
+storm() {
+    _t0=$(uptime_cs)
+    for i in $(seq 1 $CLIENTS); do
+        client_start storm$i client$i --to $VIP:80 --count $(($1 / CLIENTS)) --rst
+    done
+    client_wait || {
+        cat "$LAB_TMP"/client-storm*.err | sort | uniq -c | head
+        die "connections failed during the storm"
+    }
+    STORM_CS=$(($(uptime_cs) - _t0))
+}
+
+lab_log "warm-up: $((STORM / 10)) connections"
+storm $((STORM / 10))
+lost_total=0
+for round in $(seq 1 "$ROUNDS"); do
+    storm "$STORM"
+    echo "bench: overhead round=$round mode=without conns=$STORM cs=$STORM_CS"
+    start_trace storm$round
+    storm "$STORM"
+    echo "bench: overhead round=$round mode=with conns=$STORM cs=$STORM_CS"
+    TRACE_TO_CONSOLE=1 stop_trace >/dev/null
+    lines=$(wc -l <"$LAB_TMP/storm$round.out")
+    lost=$(sed -n 's/^ *lost: \([0-9]*\) .*/\1/p' "$LAB_TMP/storm$round.stderr")
+    echo "bench: overhead round=$round traced=$lines lost=$lost"
+    rm -f "$LAB_TMP/storm$round.out"
+done
+dump_stats
