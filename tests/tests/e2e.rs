@@ -1768,7 +1768,7 @@ fn metrics(run: &ScenarioRun) {
     assert_eq!(sum("ipvs_trace_ready", &[]), 1);
 
     // The service no snapshot knows: by address, per backend address.
-    let wrr = addr("172.31.0.70:80");
+    let wrr = addr("172.31.0.80:80");
     let stats = run.service_stats("TCP", wrr);
     assert_eq!(
         stats.counters.conns, 12,
@@ -1778,7 +1778,7 @@ fn metrics(run: &ScenarioRun) {
         let labels = [
             ("event", "new"),
             ("proto", "TCP"),
-            ("service", "172.31.0.70:80"),
+            ("service", "172.31.0.80:80"),
             ("scheduler", "wrr"),
             ("backend", &backend.to_string()),
         ];
