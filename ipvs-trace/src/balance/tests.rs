@@ -10,19 +10,11 @@ const VIP: &str = "172.31.0.70:80";
 
 fn dest(addr: &str, weight: u32, conns: u64) -> Dest {
     Dest {
-        addr: addr.parse().unwrap(),
-        family: Family::V4,
-        fwd: FwdMethod::Masq,
-        weight,
-        upper_threshold: 0,
-        lower_threshold: 0,
-        active_conns: 0,
-        inactive_conns: 0,
-        persist_conns: 0,
         stats: Stats {
             conns,
             ..Stats::default()
         },
+        ..Dest::test_masq(addr, weight)
     }
 }
 

@@ -312,22 +312,10 @@ pub fn diff(old: &Tables, new: &Tables, seen: SystemTime) -> Vec<TableChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::FwdMethod;
     use crate::ipvs::{Dest, Info, Netmask, ServiceFlags, Stats};
 
     fn dest(addr: &str, weight: u32) -> Dest {
-        Dest {
-            addr: addr.parse().unwrap(),
-            family: Family::V4,
-            fwd: FwdMethod::Masq,
-            weight,
-            upper_threshold: 0,
-            lower_threshold: 0,
-            active_conns: 0,
-            inactive_conns: 0,
-            persist_conns: 0,
-            stats: Stats::default(),
-        }
+        Dest::test_masq(addr, weight)
     }
 
     fn service(vip: &str, scheduler: &str, dests: Vec<Dest>) -> Service {

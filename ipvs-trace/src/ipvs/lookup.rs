@@ -152,7 +152,7 @@ pub(crate) mod fixtures {
     //! firewall-mark service.
     use std::net::SocketAddr;
 
-    use crate::events::{FwdMethod, Proto};
+    use crate::events::Proto;
     use crate::ipvs::model::{Dest, Family, Info, Netmask, Service, ServiceFlags, Stats, Tables};
 
     pub(crate) fn addr(text: &str) -> SocketAddr {
@@ -160,18 +160,7 @@ pub(crate) mod fixtures {
     }
 
     pub(crate) fn dest(at: &str, weight: u32) -> Dest {
-        Dest {
-            addr: addr(at),
-            family: Family::V4,
-            fwd: FwdMethod::Masq,
-            weight,
-            upper_threshold: 0,
-            lower_threshold: 0,
-            active_conns: 7,
-            inactive_conns: 9,
-            persist_conns: 0,
-            stats: Stats::default(),
-        }
+        Dest::test_masq(at, weight)
     }
 
     pub(crate) fn service(

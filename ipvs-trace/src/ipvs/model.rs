@@ -246,3 +246,22 @@ pub struct Dest {
     pub persist_conns: u32,
     pub stats: Stats,
 }
+
+#[cfg(test)]
+impl Dest {
+    /// An IPv4 Masq real server with no connections: the one shape the unit tests build.
+    pub(crate) fn test_masq(addr: &str, weight: u32) -> Dest {
+        Dest {
+            addr: addr.parse().expect("an ip:port"),
+            family: Family::V4,
+            fwd: FwdMethod::Masq,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+            active_conns: 0,
+            inactive_conns: 0,
+            persist_conns: 0,
+            stats: Stats::default(),
+        }
+    }
+}
