@@ -21,9 +21,11 @@ use crate::output::OutputFormat;
 mod balance;
 mod rules;
 mod serve;
+mod top;
 pub use balance::BalanceArgs;
 pub use rules::RulesArgs;
 pub use serve::ServeArgs;
+pub use top::TopArgs;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
 /// client was sent to which real server (pod), by which scheduler, as it happens.
@@ -104,6 +106,18 @@ pub enum Command {
     /// stderr; SIGTERM or SIGINT ends it cleanly with the summary on stderr.
     #[command(after_help = serve::SERVE_EXAMPLES)]
     Serve(ServeArgs),
+
+    /// Live view of a hot node: per virtual service, new connections, reused entries and
+    /// refusals per second, and how each backend shares them.
+    ///
+    /// Traces every decision as `trace` does (same privileges) and refreshes every --interval:
+    /// one line per virtual service, busiest first, with its real servers (pods) under it,
+    /// each with its rate, its share of the service's connections and its count since the
+    /// start; the first line always says how many events were lost. Works in any terminal
+    /// (keyboard only, basic colours); q, Esc or Ctrl-C quits and gives the terminal back.
+    /// --batch (automatic when stdout is not a terminal) writes plain-text frames instead.
+    #[command(after_help = top::TOP_EXAMPLES)]
+    Top(TopArgs),
 }
 
 /// Arguments of `ipvs-trace check`.

@@ -21,3 +21,4 @@ pub mod loader;
 pub mod metrics;
 pub mod offsets;
 pub mod output;
+pub mod top;

@@ -1,6 +1,6 @@
 //! The `ipvs-trace` binary: parse arguments, run the subcommand, report errors once.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal as _, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -49,6 +49,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => runtime
             .block_on(ipvs_trace::cmd::rules::run(args.into_config()))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => runtime
+            .block_on(ipvs_trace::cmd::top::run(
+                args.into_config(io::stdout().is_terminal()),
+            ))
             .map(|()| ExitCode::SUCCESS),
         Command::Balance(args) => runtime
             .block_on(ipvs_trace::cmd::balance::run(args.into_config()))

@@ -3,4 +3,5 @@
 pub mod balance;
 pub mod check;
 pub mod rules;
+pub mod top;
 pub mod trace;
