@@ -1824,14 +1824,19 @@ fn metrics(run: &ScenarioRun) {
 }
 
 /// The table metrics of the metrics scenario: every real server's weight and Conns as
-/// ipvsadm has them.
+/// ipvsadm has them, and its configured and observed share of new connections as the weights
+/// and the kernel's Conns make them (every connection of the scenario is inside the
+/// observed share's minute).
 fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
     let sum = |name: &str, labels: &[(&str, &str)]| metric_sum(samples, name, labels);
     let stats = run.stats();
+    let mut shares_checked = 0;
     for service in run.rules() {
         let vip = addr(&service.vip);
         let kernel = ipvs_trace_tests::ipvsadm::ServiceStats::find(&stats, &service.proto, vip)
             .expect("the service in --stats");
+        let weights: i32 = service.dests.iter().map(|d| d.weight).sum();
+        let positive = service.dests.iter().filter(|d| d.weight > 0).count();
         for dest in &service.dests {
             let backend = seed::pod(&dest.addr.ip().to_string())
                 .map_or_else(|| dest.addr.to_string(), |(pod, _)| pod);
@@ -1858,25 +1863,78 @@ fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
                 "{} -> {backend}\n{scrape}",
                 service.vip
             );
+            let configured = match service.scheduler.as_str() {
+                "rr" if dest.weight > 0 => Some(1.0 / positive as f64),
+                "rr" => Some(0.0),
+                "wrr" => Some(f64::from(dest.weight) / f64::from(weights)),
+                _ => None,
+            };
+            let share = |name| metric_value(samples, name, &labels);
+            assert_close(
+                share("ipvs_trace_backend_share_configured"),
+                configured,
+                &format!("configured share of {} -> {backend}\n{scrape}", service.vip),
+            );
+            let observed =
+                (kernel.counters.conns > 0).then(|| conns as f64 / kernel.counters.conns as f64);
+            assert_close(
+                share("ipvs_trace_backend_share_observed"),
+                observed,
+                &format!("observed share of {} -> {backend}\n{scrape}", service.vip),
+            );
+            shares_checked += usize::from(observed.is_some());
         }
+    }
+    assert_eq!(
+        shares_checked, 8,
+        "wrr's 2 backends and the 3 pods behind each of the seed's two VIPs"
+    );
+}
+
+fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
+    match (got, want) {
+        (Some(got), Some(want)) if (got - want).abs() < 1e-9 => {}
+        (None, None) => {}
+        _ => panic!("{what}: got {got:?}, want {want:?}"),
     }
 }
 
-/// A sample of an OpenMetrics text: name, labels, value (every value here is an integer).
-type Sample = (String, BTreeMap<String, String>, u64);
+/// A sample of an OpenMetrics text: name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
 
-/// The sum of the samples of `name` whose labels include `labels`; 0 if there are none.
-fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
+/// The samples of `name` whose labels include `labels`.
+fn matching<'a>(
+    samples: &'a [Sample],
+    name: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = f64> + 'a {
     samples
         .iter()
-        .filter(|(n, l, _)| {
+        .filter(move |(n, l, _)| {
             n == name
                 && labels
                     .iter()
                     .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
         })
         .map(|(_, _, v)| *v)
-        .sum()
+}
+
+/// The sum of the counter or integer gauge samples of `name` whose labels include `labels`; 0
+/// if there are none.
+fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
+    let total: f64 = matching(samples, name, labels).sum();
+    assert!(
+        total >= 0.0 && total.fract() == 0.0,
+        "{name} {labels:?}: {total} is not a count"
+    );
+    total as u64
+}
+
+/// The one sample of `name` with `labels`, if there is one.
+fn metric_value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let values: Vec<f64> = matching(samples, name, labels).collect();
+    assert!(values.len() <= 1, "{name} {labels:?}: {values:?}");
+    values.first().copied()
 }
 
 fn parse_metrics(text: &str) -> Vec<Sample> {

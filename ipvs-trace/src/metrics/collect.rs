@@ -5,14 +5,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric as _,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use super::share::{Observed, ShareKey, WINDOW};
 use super::Sources;
+use crate::balance::stats::expected_shares;
 use crate::ipvs::Tables;
 use crate::kube::watch::{plural, KindHealth};
 use crate::kube::SharedIndex;
@@ -40,6 +45,7 @@ impl Collector for Scrape {
             ipvs(
                 &mut encoder,
                 &tables.snapshot(),
+                &self.0.shares.observed(Instant::now()),
                 self.0.index.get(),
                 self.0.backend_label,
             )?;
@@ -89,10 +95,12 @@ fn kubernetes(encoder: &mut DescriptorEncoder, kinds: &[KindHealth]) -> fmt::Res
 }
 
 /// The tables: per virtual service its real servers and the kernel's connection counter; per
-/// real server (unless the backend label is off) its configured weight and connection counter.
+/// real server (unless the backend label is off) its configured weight, connection counter,
+/// and configured and observed share of new connections.
 pub(super) fn ipvs(
     encoder: &mut DescriptorEncoder,
     tables: &Tables,
+    observed: &Observed,
     index: Option<&SharedIndex>,
     backend_label: bool,
 ) -> fmt::Result {
@@ -101,10 +109,7 @@ pub(super) fn ipvs(
     let lookup = |f: &dyn Fn(&crate::kube::Index) -> Option<String>| {
         index.and_then(|index| f(&index.read().unwrap_or_else(PoisonError::into_inner)))
     };
-    let mut backends: BTreeMap<Labels, i64> = BTreeMap::new();
-    let mut service_conns: BTreeMap<Labels, u64> = BTreeMap::new();
-    let mut weights: BTreeMap<Labels, i64> = BTreeMap::new();
-    let mut dest_conns: BTreeMap<Labels, u64> = BTreeMap::new();
+    let mut series = TableSeries::default();
     for service in &tables.services {
         let vip = service.key();
         let name = match (service.proto, service.addr) {
@@ -119,13 +124,20 @@ pub(super) fn ipvs(
             ("service", name.unwrap_or(vip)),
             ("scheduler", service.scheduler.clone()),
         ];
-        // Summed: a key seen twice would be two series with one name and one label set.
-        *backends.entry(labels.clone()).or_default() += service.dests.len() as i64;
-        *service_conns.entry(labels.clone()).or_default() += service.stats.conns;
+        add(&mut series.backends, &labels, service.dests.len() as i64);
+        add(&mut series.service_conns, &labels, service.stats.conns);
         if !backend_label {
             continue;
         }
-        for dest in &service.dests {
+        // rr and wrr define a share per backend; with persistence the weights share out
+        // clients (templates), not connections, so there is no configured share to compare.
+        let configured = if service.flags.persistent() {
+            None
+        } else {
+            let weights: Vec<u32> = service.dests.iter().map(|d| d.weight).collect();
+            expected_shares(&service.scheduler, &weights)
+        };
+        for (i, dest) in service.dests.iter().enumerate() {
             let pod = service.proto.and_then(|proto| {
                 lookup(&|index| {
                     index
@@ -135,47 +147,103 @@ pub(super) fn ipvs(
             });
             let mut labels = labels.clone();
             labels.push(("backend", pod.unwrap_or_else(|| dest.addr.to_string())));
-            *weights.entry(labels.clone()).or_default() += i64::from(dest.weight);
-            *dest_conns.entry(labels).or_default() += dest.stats.conns;
+            add(&mut series.weights, &labels, i64::from(dest.weight));
+            add(&mut series.dest_conns, &labels, dest.stats.conns);
+            if let Some(shares) = &configured {
+                add(&mut series.configured_shares, &labels, shares[i]);
+            }
+            let key = service
+                .proto
+                .zip(service.addr)
+                .map(|(proto, vip)| ShareKey {
+                    proto,
+                    vip,
+                    backend: dest.addr,
+                });
+            if let Some(share) = key.and_then(|key| observed.share(&key)) {
+                add(&mut series.observed_shares, &labels, share);
+            }
         }
     }
-    gauges(
-        encoder,
-        "ipvs_backends",
-        "Real servers of each IPVS virtual service (ipvsadm -Ln)",
-        &backends.into_iter().collect::<Vec<_>>(),
-    )?;
-    counters(
-        encoder,
-        "ipvs_service_connections",
-        "The kernel's own count of connections scheduled by each virtual service (ipvsadm -Ln \
-         --stats Conns; read every second)",
-        &service_conns.into_iter().collect::<Vec<_>>(),
-    )?;
-    if backend_label {
+    series.encode(encoder, backend_label)
+}
+
+/// The table metrics of one scrape, by label set.
+#[derive(Default)]
+struct TableSeries {
+    backends: BTreeMap<Labels, i64>,
+    service_conns: BTreeMap<Labels, u64>,
+    weights: BTreeMap<Labels, i64>,
+    dest_conns: BTreeMap<Labels, u64>,
+    configured_shares: BTreeMap<Labels, f64>,
+    observed_shares: BTreeMap<Labels, f64>,
+}
+
+/// Summed, not set: a key seen twice (two real servers of one pod, on two ports) would
+/// otherwise be two series with one name and one label set.
+fn add<N: Default + std::ops::AddAssign>(series: &mut BTreeMap<Labels, N>, labels: &Labels, n: N) {
+    *series.entry(labels.clone()).or_default() += n;
+}
+
+impl TableSeries {
+    fn encode(self, encoder: &mut DescriptorEncoder, backend_label: bool) -> fmt::Result {
+        gauges(
+            encoder,
+            "ipvs_backends",
+            "Real servers of each IPVS virtual service (ipvsadm -Ln)",
+            &self.backends.into_iter().collect::<Vec<_>>(),
+        )?;
+        counters(
+            encoder,
+            "ipvs_service_connections",
+            "The kernel's own count of connections scheduled by each virtual service (ipvsadm \
+             -Ln --stats Conns; read every second)",
+            &self.service_conns.into_iter().collect::<Vec<_>>(),
+        )?;
+        if !backend_label {
+            return Ok(());
+        }
         gauges(
             encoder,
             "ipvs_backend_weight",
             "Configured weight of each real server (0: no new connections, e.g. a terminating \
              endpoint)",
-            &weights.into_iter().collect::<Vec<_>>(),
+            &self.weights.into_iter().collect::<Vec<_>>(),
         )?;
         counters(
             encoder,
             "ipvs_backend_connections",
             "The kernel's own count of connections scheduled to each real server (ipvsadm -Ln \
              --stats Conns; read every second)",
-            &dest_conns.into_iter().collect::<Vec<_>>(),
+            &self.dest_conns.into_iter().collect::<Vec<_>>(),
         )?;
+        gauges(
+            encoder,
+            "backend_share_configured",
+            "Share of its virtual service's new connections the scheduler should give each real \
+             server: rr equal among weights above 0, wrr weight over the weights' sum; only for \
+             those two schedulers without persistence",
+            &self.configured_shares.into_iter().collect::<Vec<_>>(),
+        )?;
+        gauges(
+            encoder,
+            "backend_share_observed",
+            &format!(
+                "Share of its virtual service's new connections each real server got in the \
+                 last {} s of traced events (none for a service without any); compare with \
+                 backend_share_configured",
+                WINDOW.as_secs()
+            ),
+            &self.observed_shares.into_iter().collect::<Vec<_>>(),
+        )
     }
-    Ok(())
 }
 
-fn gauges<L: EncodeLabelSet>(
+fn gauges<L: EncodeLabelSet, N: EncodeGaugeValue + Copy>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(L, i64)],
+    samples: &[(L, N)],
 ) -> fmt::Result {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in samples {

@@ -9,6 +9,9 @@
 //! - per scrape ([`collect`]): the Kubernetes watch health, the IPVS tables (configured weight
 //!   and the kernel's own connection counter per backend), readiness. Nothing of these is copied
 //!   on the event path.
+//! - both: each backend's configured share of new connections (tables, scrape time) beside its
+//!   observed share over the last minute ([`share`]: the event loop counts into a map of its own
+//!   and hands it over once a second).
 //!
 //! Counters of the kernel's drops (ring buffer full, unreadable) live in a BPF map; the event
 //! loop copies them in once a second ([`Recorder::set_losses`]) rather than a syscall per scrape
@@ -19,6 +22,7 @@
 
 mod collect;
 pub mod server;
+mod share;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +31,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +46,7 @@ use crate::kube::{Names, SharedIndex};
 use crate::output::summary::Losses;
 
 pub use server::MetricsServer;
+use share::{Counts, ShareKey, ShareWindow};
 
 /// The port of `serve`'s default address, and the one the deployment scrapes.
 pub const DEFAULT_PORT: u16 = 9808;
@@ -132,6 +138,8 @@ pub(crate) struct Sources {
     kube: OnceLock<Health>,
     index: OnceLock<SharedIndex>,
     tables: OnceLock<LiveTables>,
+    /// New connections per backend over the last minute, for the observed share.
+    shares: ShareWindow,
 }
 
 impl fmt::Debug for Sources {
@@ -142,6 +150,7 @@ impl fmt::Debug for Sources {
             .field("kube", &self.kube.get().is_some())
             .field("index", &self.index.get().is_some())
             .field("tables", &self.tables.get().is_some())
+            .field("shares", &self.shares)
             .finish()
     }
 }
@@ -190,6 +199,7 @@ impl Metrics {
             kube: OnceLock::new(),
             index: OnceLock::new(),
             tables: OnceLock::new(),
+            shares: ShareWindow::default(),
         });
         registry.register_collector(Box::new(collect::Scrape(Arc::clone(&sources))));
         let unresolved = names.then(|| {
@@ -203,6 +213,8 @@ impl Metrics {
             backend_label,
             unresolved,
             lost,
+            second: Counts::new(),
+            sources: Arc::clone(&sources),
         };
         (Arc::new(Metrics { registry, sources }), recorder)
     }
@@ -254,6 +266,10 @@ pub struct Recorder {
     /// Service, backend and client counters, with a Kubernetes source.
     unresolved: Option<[Counter; 3]>,
     lost: LossCounters,
+    /// New connections per backend since the last [`Recorder::tick`] (with the backend label).
+    second: Counts,
+    /// Where a second's counts go: the share window the scrapes read.
+    sources: Arc<Sources>,
 }
 
 impl fmt::Debug for Recorder {
@@ -334,6 +350,14 @@ impl Recorder {
         } else {
             (None, None)
         };
+        if let (EventKind::New, Some(addr)) = (event.kind, backend) {
+            let key = ShareKey {
+                proto: event.proto,
+                vip: event.vip,
+                backend: addr,
+            };
+            *self.second.entry(key).or_default() += 1;
+        }
         let key = ConnKey {
             kind: event.kind,
             proto: event.proto,
@@ -357,9 +381,13 @@ impl Recorder {
         self.cache.insert(key, counter);
     }
 
-    /// Brings the drop counters up to the totals read now (they only grow; a total lower than
-    /// the last, which a counter read from the kernel never gives, adds nothing).
-    pub fn set_losses(&mut self, losses: &Losses) {
+    /// Once a second: hands the second's new connections to the share window, and brings the
+    /// drop counters up to the totals read now (they only grow; a total lower than the last,
+    /// which a counter read from the kernel never gives, adds nothing).
+    pub fn tick(&mut self, losses: &Losses) {
+        self.sources
+            .shares
+            .push(Instant::now(), std::mem::take(&mut self.second));
         let totals = [losses.ring_full, losses.unreadable, Some(losses.malformed)];
         let counters = [
             &self.lost.ring_full,

@@ -122,18 +122,18 @@ fn losses_follow_the_kernel_totals() {
             .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
             .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     };
-    recorder.set_losses(&Losses {
+    recorder.tick(&Losses {
         ring_full: Some(5),
         unreadable: None,
         malformed: 1,
     });
-    recorder.set_losses(&Losses {
+    recorder.tick(&Losses {
         ring_full: Some(12),
         unreadable: Some(2),
         malformed: 1,
     });
     // An unreadable map (None) keeps the last value rather than resetting it.
-    recorder.set_losses(&Losses {
+    recorder.tick(&Losses {
         ring_full: None,
         unreadable: Some(2),
         malformed: 3,
@@ -168,17 +168,26 @@ fn metrics_addr_forms() {
 
 /// The table metrics, encoded through a registry as a scrape would.
 #[derive(Debug)]
-struct TablesOnly(Tables, Option<SharedIndex>, bool);
+struct TablesOnly(Tables, share::Observed, Option<SharedIndex>, bool);
 
 impl Collector for TablesOnly {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        collect::ipvs(&mut encoder, &self.0, self.1.as_ref(), self.2)
+        collect::ipvs(&mut encoder, &self.0, &self.1, self.2.as_ref(), self.3)
     }
 }
 
 fn encode_tables(tables: Tables, index: Option<SharedIndex>, backend_label: bool) -> String {
+    encode_tables_seen(tables, share::Observed::default(), index, backend_label)
+}
+
+fn encode_tables_seen(
+    tables: Tables,
+    observed: share::Observed,
+    index: Option<SharedIndex>,
+    backend_label: bool,
+) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(TablesOnly(tables, index, backend_label)));
+    registry.register_collector(Box::new(TablesOnly(tables, observed, index, backend_label)));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     text
@@ -205,6 +214,79 @@ fn table_metrics_give_weights_and_kernel_counters() {
     let text = encode_tables(tables, None, false);
     assert!(!text.contains("backend="), "{text}");
     assert!(!text.contains("ipvs_backend_weight"), "{text}");
+}
+
+#[test]
+fn configured_and_observed_shares_per_backend() {
+    let mut tables = crate::ipvs::lookup::fixtures::tables();
+    tables.services[0].dests[1].weight = 1;
+    let (metrics, mut recorder) = Metrics::new(true, false);
+    // wrr 3:1, but the tracer saw 2 of 4 new connections go to the weight-1 backend; reused
+    // and template events are not scheduling decisions and do not count.
+    let template = sample_events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::New && e.backend.is_some())
+        .unwrap();
+    for (kind, backend) in [
+        (EventKind::New, "10.245.1.1:8080"),
+        (EventKind::New, "10.245.1.1:8080"),
+        (EventKind::New, "10.245.1.2:8080"),
+        (EventKind::New, "10.245.1.2:8080"),
+        (EventKind::Reused, "10.245.1.1:8080"),
+        (EventKind::Template, "10.245.1.1:8080"),
+    ] {
+        let event = Event {
+            kind,
+            proto: Proto::Tcp,
+            vip: "172.31.0.10:80".parse().unwrap(),
+            backend: Some(backend.parse().unwrap()),
+            ..template.clone()
+        };
+        recorder.record(&event, &Names::default());
+    }
+    recorder.tick(&Losses::default());
+    let observed = metrics.sources.shares.observed(Instant::now());
+    let text = encode_tables_seen(tables.clone(), observed, None, true);
+    let lines = samples(&text);
+    let labels = |backend: &str| {
+        format!(
+            "{{proto=\"TCP\",vip=\"172.31.0.10:80\",service=\"172.31.0.10:80\",scheduler=\"wrr\",backend=\"{backend}\"}}"
+        )
+    };
+    for expected in [
+        format!(
+            "ipvs_trace_backend_share_configured{} 0.75",
+            labels("10.245.1.1:8080")
+        ),
+        format!(
+            "ipvs_trace_backend_share_configured{} 0.25",
+            labels("10.245.1.2:8080")
+        ),
+        format!(
+            "ipvs_trace_backend_share_observed{} 0.5",
+            labels("10.245.1.1:8080")
+        ),
+        format!(
+            "ipvs_trace_backend_share_observed{} 0.5",
+            labels("10.245.1.2:8080")
+        ),
+    ] {
+        assert!(
+            lines.contains(&expected.as_str()),
+            "{expected} missing:\n{text}"
+        );
+    }
+    // lc defines no share, and the UDP service saw nothing: neither gauge for it.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("ipvs_trace_backend_share") && l.contains("UDP")),
+        "{text}"
+    );
+    // With persistence the weights share out clients, not connections: no configured share.
+    tables.services[0].flags.0 |= crate::ipvs::model::ServiceFlags::PERSISTENT;
+    let text = encode_tables(tables, None, true);
+    assert!(!text.contains("backend_share_configured{"), "{text}");
 }
 
 #[test]

@@ -104,7 +104,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         }
     };
     tokio::pin!(timer);
-    let mut loss_tick = exporter.as_ref().map(|_| loss_tick());
+    let mut metrics_tick = exporter.as_ref().map(|_| metrics_tick());
     let mut batch = Vec::new();
     let count_reached = loop {
         tokio::select! {
@@ -115,7 +115,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             () = &mut timer => break false,
             // Before the ring: ready once a second, and under a flood, when losses happen, it
             // must not wait behind the events.
-            () = next_tick(&mut loss_tick) => session.set_losses(&losses(&tracer, &reader)),
+            () = next_tick(&mut metrics_tick) => session.tick_metrics(&losses(&tracer, &reader)),
             read = reader.read_batch(&mut batch) => {
                 read.context("waiting for events from the kernel")?;
                 if session.handle(&mut batch).context("writing events to stdout")?
@@ -154,7 +154,7 @@ fn printer(config: &TraceConfig, clock: WallClock, names: bool) -> Printer {
 /// The summary on stderr, with everything known at the end: losses, the watches' health, the
 /// IPVS tables, `--nat`'s lookups.
 async fn summarize<W: Write>(session: &mut Session<W>, losses: &Losses, names: &Opened) {
-    session.set_losses(losses);
+    session.tick_metrics(losses);
     session.summary.set_kubernetes_health(names.health_lines());
     add_tables(&mut session.summary, session.tables.as_ref()).await;
     notice(session.summary.render(losses).trim_end());
@@ -180,8 +180,9 @@ fn start_metrics(
     Ok((Some(exporter), Some(recorder)))
 }
 
-/// The kernel's drop counters reach the metrics once a second, not a map read per batch.
-fn loss_tick() -> tokio::time::Interval {
+/// The metrics second: the kernel's drop counters (a map read per second, not per batch) and
+/// the observed shares' window advance on it.
+fn metrics_tick() -> tokio::time::Interval {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick
@@ -196,7 +197,7 @@ fn losses(tracer: &Tracer, reader: &EventReader) -> Losses {
     }
 }
 
-/// The next tick of the metrics' loss copy; never, without metrics.
+/// The next metrics second; never, without metrics.
 async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
     match tick {
         Some(tick) => {

@@ -102,10 +102,11 @@ impl<W: Write> Session<W> {
         })
     }
 
-    /// The metrics' copy of the drop counters, brought up to these totals.
-    pub(super) fn set_losses(&mut self, losses: &Losses) {
+    /// The metrics' second: the drop counters brought up to these totals, the second's
+    /// connections into the observed shares.
+    pub(super) fn tick_metrics(&mut self, losses: &Losses) {
         if let Some(metrics) = &mut self.metrics {
-            metrics.set_losses(losses);
+            metrics.tick(losses);
         }
     }
 
