@@ -5,6 +5,7 @@
 //! be batched per ring-buffer drain rather than issued per line.
 
 pub mod json;
+mod json_text;
 pub mod nat;
 pub mod summary;
 pub mod table;
