@@ -4,6 +4,12 @@
 //! lookup is one or two hash probes keyed by (proto, ip, port) or ip and hands out `Arc<str>`
 //! clones: no allocation per event.
 //!
+//! The maps hash with foldhash rather than std's SipHash, which cost as much as the rest of a
+//! probe. HashDoS is not a concern here: keys are only ever inserted from the API server's
+//! objects (the cluster's own pods, Services, slices and nodes), never from traffic; addresses
+//! seen in traffic (any client's) are only looked up, and a lookup cannot make the table
+//! degrade. foldhash's per-process random seed keeps some resistance all the same.
+//!
 //! Each derived key keeps the list of objects that claim it, in the order they first claimed
 //! it, and a lookup answers with the newest claimant. Two objects legitimately claim the same
 //! key while the cluster converges (a pod IP reused by a new pod before the old pod's delete
@@ -12,7 +18,7 @@
 //! in the list, so a late status update of an old pod does not take its IP back.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,7 +26,8 @@ use std::sync::Arc;
 use super::objects::{
     Kind, NodeInfo, Object, ObjectKey, PodInfo, ServiceInfo, ServiceType, SliceInfo,
 };
-use crate::events::Proto;
+use super::Names;
+use crate::events::{Event, Proto};
 
 /// One change to the index, as a watch or a snapshot delivers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +75,9 @@ pub enum ClientName {
 }
 
 type VipKey = (Proto, IpAddr, u16);
+
+/// A map of the index: std's table with foldhash (see the module documentation).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Objects claiming one key; the newest answers lookups.
 #[derive(Debug)]
@@ -174,32 +184,16 @@ impl Index {
     /// ingress IPs on the service port, or a NodePort on any node address.
     #[must_use]
     pub fn service_for(&self, proto: Proto, vip: SocketAddr) -> Option<ServiceName> {
-        newest(self.vips.get(&(proto, vip.ip(), vip.port())))
-            .or_else(|| {
-                if self.node_ips.contains_key(&vip.ip()) {
-                    newest(self.node_ports.get(&(proto, vip.port())))
-                } else {
-                    None
-                }
-            })
-            .cloned()
+        self.service_ref(proto, vip).cloned()
     }
 
     /// The endpoint behind a real server address, from the EndpointSlices; failing that, the
     /// pod that has the IP (without endpoint conditions).
     #[must_use]
     pub fn backend_for(&self, proto: Proto, backend: SocketAddr) -> Option<BackendName> {
-        if let Some(found) = newest(self.backends.get(&(proto, backend.ip(), backend.port()))) {
-            return Some(found.clone());
-        }
-        match newest(self.pod_ips.get(&backend.ip()))? {
-            ClientName::Pod { pod, node } => Some(BackendName {
-                pod: Some(Arc::clone(pod)),
-                node: node.clone(),
-                serving: None,
-                terminating: None,
-            }),
-            ClientName::Node(_) => None,
+        match self.endpoint_ref(proto, backend) {
+            Some(found) => Some(found.clone()),
+            None => pod_backend(self.pod_ip_ref(backend.ip())),
         }
     }
 
@@ -207,9 +201,87 @@ impl Index {
     /// it).
     #[must_use]
     pub fn pod_for_ip(&self, ip: IpAddr) -> Option<ClientName> {
-        newest(self.pod_ips.get(&ip)).cloned().or_else(|| {
-            newest(self.node_ips.get(&ip)).map(|node| ClientName::Node(Arc::clone(node)))
+        self.pod_ip_ref(ip).cloned().or_else(|| {
+            self.node_ip_ref(ip)
+                .map(|node| ClientName::Node(Arc::clone(node)))
         })
+    }
+
+    /// The names of an event's three addresses: [`Self::service_for`] the virtual service,
+    /// [`Self::backend_for`] the real server, [`Self::pod_for_ip`] the client.
+    ///
+    /// Every hash probe is made first and every name cloned after: a clone's reference count
+    /// increment is a locked instruction, which on x86 waits for all earlier loads, so clones
+    /// between the probes would make each probe's cache misses wait for the previous one's.
+    /// This way the probes' misses overlap, and so do those of the names' reference counts
+    /// (prefetched before the first increment). With a large cluster's index nearly every
+    /// one of them is a miss.
+    #[must_use]
+    pub fn names(&self, event: &Event) -> Names {
+        let service = self.service_ref(event.proto, event.vip);
+        let endpoint = event
+            .backend
+            .and_then(|addr| self.endpoint_ref(event.proto, addr));
+        let backend_pod = match (event.backend, endpoint) {
+            (Some(addr), None) => self.pod_ip_ref(addr.ip()),
+            _ => None,
+        };
+        let client_pod = self.pod_ip_ref(event.client.ip());
+        let client_node = match client_pod {
+            None => self.node_ip_ref(event.client.ip()),
+            Some(_) => None,
+        };
+
+        if let Some(found) = service {
+            prefetch(&found.label);
+            prefetch(&found.service);
+        }
+        if let Some(found) = endpoint {
+            found.pod.iter().chain(&found.node).for_each(prefetch);
+        }
+        for found in [backend_pod, client_pod].into_iter().flatten() {
+            match found {
+                ClientName::Pod { pod, node } => {
+                    prefetch(pod);
+                    node.iter().for_each(prefetch);
+                }
+                ClientName::Node(node) => prefetch(node),
+            }
+        }
+        client_node.into_iter().for_each(prefetch);
+
+        Names {
+            service: service.cloned(),
+            backend: match endpoint {
+                Some(found) => Some(found.clone()),
+                None => pod_backend(backend_pod),
+            },
+            client: client_pod
+                .cloned()
+                .or_else(|| client_node.map(|node| ClientName::Node(Arc::clone(node)))),
+        }
+    }
+
+    fn service_ref(&self, proto: Proto, vip: SocketAddr) -> Option<&ServiceName> {
+        newest(self.vips.get(&(proto, vip.ip(), vip.port()))).or_else(|| {
+            if self.node_ips.contains_key(&vip.ip()) {
+                newest(self.node_ports.get(&(proto, vip.port())))
+            } else {
+                None
+            }
+        })
+    }
+
+    fn endpoint_ref(&self, proto: Proto, backend: SocketAddr) -> Option<&BackendName> {
+        newest(self.backends.get(&(proto, backend.ip(), backend.port())))
+    }
+
+    fn pod_ip_ref(&self, ip: IpAddr) -> Option<&ClientName> {
+        newest(self.pod_ips.get(&ip))
+    }
+
+    fn node_ip_ref(&self, ip: IpAddr) -> Option<&Arc<str>> {
+        newest(self.node_ips.get(&ip))
     }
 
     /// The stored copy of a node's or pod's name, when there is one: 100k pods then share a
@@ -325,6 +397,40 @@ impl Index {
 
 fn newest<V>(claims: Option<&Claims<V>>) -> Option<&V> {
     claims.map(Claims::newest)
+}
+
+/// A real server known only as a pod's IP: the pod, without endpoint conditions.
+fn pod_backend(owner: Option<&ClientName>) -> Option<BackendName> {
+    match owner? {
+        ClientName::Pod { pod, node } => Some(BackendName {
+            pod: Some(Arc::clone(pod)),
+            node: node.clone(),
+            serving: None,
+            terminating: None,
+        }),
+        ClientName::Node(_) => None,
+    }
+}
+
+/// Starts loading the cache line of `name`'s reference counts, so that cloning it soon after
+/// does not stall on the miss (see [`Index::names`]).
+#[inline]
+fn prefetch(name: &Arc<str>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The counts are the two words in front of the text in `Arc`'s allocation. Should
+        // that layout ever change the hint only misses: nothing depends on it.
+        let counts = Arc::as_ptr(name)
+            .cast::<i8>()
+            .wrapping_sub(2 * size_of::<usize>());
+        // SAFETY: a prefetch is a hint: it never faults and accesses no memory in the
+        // language's sense, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(counts);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = name;
 }
 
 /// Moves `owner`'s claims from `old` to `new` entries: claims it keeps stay in place (with the

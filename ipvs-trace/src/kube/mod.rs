@@ -42,13 +42,7 @@ impl Names {
     /// Looks the event's addresses up.
     #[must_use]
     pub fn resolve(index: &Index, event: &Event) -> Names {
-        Names {
-            service: index.service_for(event.proto, event.vip),
-            backend: event
-                .backend
-                .and_then(|addr| index.backend_for(event.proto, addr)),
-            client: index.pod_for_ip(event.client.ip()),
-        }
+        index.names(event)
     }
 
     /// Looks the event's addresses up in a shared index. A writer that panicked left the index
