@@ -21,7 +21,7 @@ pub(crate) mod builder;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -260,7 +260,18 @@ impl Btf {
             path: path.to_owned(),
             source,
         })?;
-        let blob = elf::btf_bytes(&data, path)?;
+        Btf::from_file_bytes(&data, path, base)
+    }
+
+    /// [`Btf::from_file`] on bytes already read from `path` (which only names the file in
+    /// errors): the same detection of raw BTF, ELF and compressed files. Public so that the fuzz
+    /// targets (`ipvs-trace/fuzz`) reach the ELF path without a file per input.
+    pub fn from_file_bytes(
+        data: &[u8],
+        path: &Path,
+        base: Option<Arc<Btf>>,
+    ) -> Result<Btf, BtfError> {
+        let blob = elf::btf_bytes(data, path)?;
         let parsed = match base {
             Some(base) => Btf::parse_split(blob, base),
             None => Btf::parse(blob),
@@ -366,7 +377,7 @@ impl Btf {
                 return Err(not_found());
             }
             let found = self
-                .find_in(container, part.as_bytes(), 0)?
+                .find_in(container, part.as_bytes(), 0, &mut HashSet::new())?
                 .ok_or_else(not_found)?;
             if let Some(bits) = found.bitfield {
                 return Err(BtfError::Bitfield {
@@ -393,9 +404,23 @@ impl Btf {
 
     /// Looks for a member named `name` in the struct/union `id`, descending into anonymous
     /// struct/union members in declaration order (C forbids duplicate names across them).
-    fn find_in(&self, id: u32, name: &[u8], depth: u32) -> Result<Option<Found>, BtfError> {
+    ///
+    /// `exhausted` holds the types already searched in vain during this lookup: BTF lets
+    /// anonymous members share a type, and without it two such members per level for 60 levels
+    /// would be searched 2^60 times. A type still being searched (a cycle) is not in it, so a
+    /// cycle still ends in [`BtfError::TooDeep`].
+    fn find_in(
+        &self,
+        id: u32,
+        name: &[u8],
+        depth: u32,
+        exhausted: &mut HashSet<u32>,
+    ) -> Result<Option<Found>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep { id });
+        }
+        if exhausted.contains(&id) {
+            return Ok(None);
         }
         let t = self.ty(id)?;
         for i in 0..t.vlen() as usize {
@@ -416,7 +441,7 @@ impl Btf {
             if member_name.is_empty() {
                 let inner = self.skip_modifiers(type_id)?;
                 if matches!(self.kind_of(inner)?, Kind::Struct | Kind::Union) {
-                    if let Some(mut found) = self.find_in(inner, name, depth + 1)? {
+                    if let Some(mut found) = self.find_in(inner, name, depth + 1, exhausted)? {
                         found.bit_offset += u64::from(bit_offset);
                         return Ok(Some(found));
                     }
@@ -436,6 +461,7 @@ impl Btf {
                 }));
             }
         }
+        exhausted.insert(id);
         Ok(None)
     }
 

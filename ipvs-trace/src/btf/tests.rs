@@ -522,6 +522,33 @@ fn reference_cycles_are_errors() {
     ));
 }
 
+/// Anonymous members may share their type (a DAG: legal BTF, and cheap to write). Each type
+/// must be searched once per lookup: 60 levels of two members each would otherwise be 2^60
+/// visits for a name that is absent, a start-up that never ends on a crafted `--btf` file.
+#[test]
+fn shared_anonymous_members_are_searched_once() {
+    let mut b = Builder::base();
+    let int = b.int("int", 4);
+    let mut level = b.structure("", 4, &[("x", int, 0)]);
+    for _ in 0..60 {
+        level = b.structure("", 8, &[("", level, 0), ("", level, 32)]);
+    }
+    b.structure("outer", 8, &[("", level, 0)]);
+    let btf = parse(&b);
+    let (done, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send((btf.member("outer", "absent"), btf.member("outer", "x")));
+    });
+    let (absent, x) = answer
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the lookups did not finish in 10 s: shared types are searched again and again");
+    assert!(
+        matches!(absent, Err(BtfError::FieldNotFound { .. })),
+        "{absent:?}"
+    );
+    assert_eq!(x.unwrap(), Member { offset: 0, size: 4 });
+}
+
 #[test]
 fn dangling_references_are_errors() {
     let mut b = Builder::base();
