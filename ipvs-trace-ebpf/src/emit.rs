@@ -3,8 +3,13 @@
 //! A record is reserved first and filled in place (no copy through the 512-byte stack). A failed
 //! reservation or a failed mandatory read is counted in [`crate::maps::LOST`], so userspace can
 //! always say how many decisions it did not see.
+//!
+//! Records are committed without waking the reader, which collects them on a short timer
+//! (`ipvs-trace/src/events/reader.rs`), unless the ring is filling up: a wakeup per record costs
+//! an irq_work and a context switch per connection, more than the probe itself.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     EbpfContext,
 };
@@ -34,7 +39,7 @@ pub fn record<C: EbpfContext>(
     event.header.cpu = unsafe { bpf_get_smp_processor_id() };
     event.header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     if fill(event).is_some() {
-        entry.submit(0);
+        entry.submit(wakeup());
     } else {
         entry.discard(0);
         count_drop(drop::READ_ERROR);
@@ -42,6 +47,29 @@ pub fn record<C: EbpfContext>(
             ctx,
             "reading kernel memory failed; dropped an event of kind {}", kind as u32
         );
+    }
+}
+
+/// The ring's fill level, as a fraction `1 / FILLING` of its size, from which a record wakes
+/// the reader at once.
+///
+/// Below it nobody is woken: the reader drains the ring on its timer (every 50 ms), so a
+/// record waits at most that long. From it on, every record forces a wakeup, so a burst that
+/// outruns the timer still gets a reader with 7/8 of the ring left to fill before records are
+/// lost (and counted).
+const FILLING: u64 = 8;
+
+/// Submit flags for a record: no wakeup while the ring holds less than `1 / FILLING` of its
+/// size, a forced one from there on. The kernel's default (flags 0) wakes the reader for every
+/// record committed while it is caught up, which on a busy node is nearly every record.
+fn wakeup() -> u64 {
+    // Bytes not consumed yet (the record being submitted included) and the ring's data size.
+    let pending = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    if pending >= size / FILLING {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 

@@ -1,14 +1,17 @@
 #!/bin/sh
 # Benchmark `overhead` (cargo xtask bench): the same TCP connection storm through an IPVS rr
-# service without and with the tracer attached, interleaved (without, with, quiet, without,
-# with, quiet...), so drift of the machine hits every mode alike. `with`: `trace -o json` into a
-# file, every event printed. `quiet`: the same probes, ring and decoding, but a --vip filter
-# that matches nothing, so no line is formatted: the guest has one vCPU, where the tracer's
-# userspace competes with the storm itself, which on a real node it does on another core.
+# service without and with the tracer attached, interleaved (without, with, quiet, stopped,
+# without, with...), so drift of the machine hits every mode alike. `with`: `trace -o json` into
+# a file, every event printed. `quiet`: the same probes, ring and decoding, but a --vip filter
+# that matches nothing, so no line is formatted. `stopped`: the probes and the ring alone, the
+# tracer stopped (SIGSTOP) once attached, its ring large enough for the whole storm: the
+# kernel-side cost without any userspace. The guest has one vCPU, where the tracer's userspace
+# competes with the storm itself, which on a real node it does on another core.
 # Printed for xtask, one per storm: `bench: overhead round=R mode=M conns=C cs=T` (T
 # centiseconds of guest uptime for C connections, each accepted by a pod and closed), then
-# `bench: overhead round=R traced=N lost=L` from the tracer's summaries. Under QEMU TCG
-# absolute rates mean nothing; the ratios do.
+# `bench: overhead round=R traced=N lost=L` from the tracer's summaries (`stopped` prints its
+# lines only after SIGCONT, from the ring). Under QEMU TCG absolute rates mean
+# nothing; the ratios do.
 set -e
 . /lab/lib.sh
 # STORM and ROUNDS may come from xtask.
@@ -49,14 +52,19 @@ lost_total=0
 for round in $(seq 1 "$ROUNDS"); do
     storm "$STORM"
     echo "bench: overhead round=$round mode=without conns=$STORM cs=$STORM_CS"
-    for mode in with quiet; do
-        if [ $mode = with ]; then
-            start_trace storm$round
-        else
-            # TEST-NET-1: no virtual service has it.
-            start_trace storm$round --vip 192.0.2.1
-        fi
+    for mode in with quiet stopped; do
+        case $mode in
+        with) start_trace storm$round ;;
+        # TEST-NET-1: no virtual service has it.
+        quiet) start_trace storm$round --vip 192.0.2.1 ;;
+        # 32 MiB holds ~230,000 records: nothing is lost while nobody reads.
+        stopped)
+            start_trace storm$round --ring-size 33554432
+            kill -STOP "$TRACE_PID"
+            ;;
+        esac
         storm "$STORM"
+        [ $mode != stopped ] || kill -CONT "$TRACE_PID"
         echo "bench: overhead round=$round mode=$mode conns=$STORM cs=$STORM_CS"
         TRACE_TO_CONSOLE=1 stop_trace >/dev/null
         lines=$(wc -l <"$LAB_TMP/storm$round.out")

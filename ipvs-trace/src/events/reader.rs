@@ -1,48 +1,88 @@
 //! The async ring-buffer reader.
 //!
-//! The ring buffer's fd becomes readable when the kernel commits a record while the consumer is
-//! caught up. The reader waits for that, drains the ring, then clears readiness: clearing only
-//! after the ring is empty is what keeps a record committed during the drain from being missed.
-//! A batch is capped so one flood of records cannot starve signal handling or the output flush;
-//! when the cap is hit, readiness is left set and the next call continues at once.
+//! The kernel side commits records without waking anyone while the ring is less than 1/8 full
+//! (`ipvs-trace-ebpf/src/emit.rs`): a wakeup per record cost a context switch per connection,
+//! which on a node with as many connections as CPU to spare is the tracer's largest cost. So the
+//! reader looks into the ring on its own every [`POLL_INTERVAL`], and besides waits on the
+//! ring's fd, which becomes readable when the kernel forces a wakeup (the ring filling up, or a
+//! kernel that ignores the flags). A record therefore reaches userspace at most
+//! [`POLL_INTERVAL`] after it was committed, sooner under load.
+//!
+//! Readiness is cleared only after the ring was emptied, so a record committed during a drain is
+//! not missed. A batch is capped so one flood of records cannot starve signal handling or the
+//! output flush; when the cap is hit, the next call continues at once.
 
-use std::io;
+use std::{io, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use tokio::io::{unix::AsyncFd, Interest};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    time::{Interval, MissedTickBehavior},
+};
 
 use super::{decode, Event};
 
 /// Most records taken from the ring in one [`EventReader::read_batch`] call.
 const MAX_BATCH: usize = 4096;
 
+/// How often the reader drains the ring without being woken: the longest a record waits in the
+/// ring before userspace sees it (unless the ring fills up first, which wakes the reader).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Reads and decodes [`Event`]s from the eBPF ring buffer.
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
+    poll: Interval,
     malformed: u64,
 }
 
 impl EventReader {
-    /// Registers the ring buffer with the tokio reactor (needs a runtime with I/O enabled).
+    /// Registers the ring buffer with the tokio reactor and starts the poll timer (needs a
+    /// runtime with I/O and time enabled).
     pub fn new(ring: RingBuf<MapData>) -> io::Result<EventReader> {
         // SAFETY: the fd is owned by the ring's `MapData` (an `OwnedFd`), which lives inside
         // the `AsyncFd` for its whole lifetime and always reports that same fd.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|err| err.into_parts().1)?;
-        Ok(EventReader { ring, malformed: 0 })
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        // A reader that fell behind drains once and resumes the rhythm, not a burst of ticks.
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(EventReader {
+            ring,
+            poll,
+            malformed: 0,
+        })
     }
 
     /// Waits until records are available and appends up to a batch of them to `out`.
     ///
-    /// Cancel safe: nothing is taken from the ring before the wait completes, and the rest is
-    /// synchronous.
+    /// Cancel safe: the two waits (the fd's readiness, the timer's tick) are, nothing is taken
+    /// from the ring before one of them completes, and the rest is synchronous.
     pub async fn read_batch(&mut self, out: &mut Vec<Event>) -> io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let emptied = drain(guard.get_inner_mut(), out, &mut self.malformed, MAX_BATCH);
-        if emptied {
-            guard.clear_ready();
+        loop {
+            tokio::select! {
+                biased;
+                ready = self.ring.readable_mut() => {
+                    let mut guard = ready?;
+                    let emptied =
+                        drain(guard.get_inner_mut(), out, &mut self.malformed, MAX_BATCH);
+                    if emptied {
+                        guard.clear_ready();
+                    }
+                    return Ok(());
+                }
+                _ = self.poll.tick() => {}
+            }
+            let before = out.len();
+            let emptied = drain(self.ring.get_mut(), out, &mut self.malformed, MAX_BATCH);
+            if !emptied {
+                // The cap was hit: the rest is for the next call, without waiting a period.
+                self.poll.reset_immediately();
+            }
+            if out.len() > before || !emptied {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Appends everything already in the ring to `out` without waiting (used at shutdown, so
