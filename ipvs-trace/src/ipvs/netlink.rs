@@ -16,7 +16,7 @@ use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
-use super::decode::DecodeError;
+use super::decode::{fixed, DecodeError, Table};
 use super::IpvsError;
 
 /// `IPVS_GENL_NAME`.
@@ -311,19 +311,44 @@ pub fn family_request(seq: u32) -> Vec<u8> {
     )
 }
 
+/// `CTRL_CMD_NEWFAMILY`: the command of the controller's answer.
+const CTRL_CMD_NEWFAMILY: u8 = 1;
+/// `CTRL_ATTR_FAMILY_ID` (u16).
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+
 /// The family id in the reply to [`family_request`].
+///
+/// The reply's messages are taken as raw generic netlink messages (an [`IpvsMessage`] is just
+/// a command and its attributes) and only `CTRL_ATTR_FAMILY_ID` is read, by the checked
+/// attribute walker of [`super::decode`]: netlink-packet-generic's `GenlCtrl` parser decodes
+/// every attribute, policies and operations included, and panics on a nested attribute cut
+/// shorter than its header (found by the `ipvs_netlink` fuzz target).
 pub fn family_id(reply: &[u8], seq: u32) -> Result<u16, ReplyError> {
-    let messages: Vec<GenlMessage<GenlCtrl>> = parse_reply(reply, seq)?;
-    messages
-        .iter()
-        .flat_map(|m| &m.payload.nlas)
-        .find_map(|nla| match nla {
-            GenlCtrlAttrs::FamilyId(id) => Some(*id),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            ReplyError::Malformed(DecodeError::new("the controller's reply has no family id"))
-        })
+    let messages: Vec<GenlMessage<IpvsMessage>> = parse_reply(reply, seq)?;
+    for message in &messages {
+        let message = &message.payload;
+        if message.cmd != CTRL_CMD_NEWFAMILY {
+            return Err(ReplyError::Malformed(DecodeError::new(format!(
+                "the controller answered with command {}, expected {CTRL_CMD_NEWFAMILY} \
+                 (CTRL_CMD_NEWFAMILY)",
+                message.cmd
+            ))));
+        }
+        let attrs = Table::parse(
+            &message.attrs,
+            CTRL_ATTR_FAMILY_ID,
+            "the controller's reply",
+        )
+        .map_err(ReplyError::Malformed)?;
+        if let Some(id) = attrs.get(CTRL_ATTR_FAMILY_ID) {
+            return fixed::<2>(id, "the controller's reply", "FAMILY_ID")
+                .map(u16::from_ne_bytes)
+                .map_err(ReplyError::Malformed);
+        }
+    }
+    Err(ReplyError::Malformed(DecodeError::new(
+        "the controller's reply has no family id",
+    )))
 }
 
 /// An IPVS request: a dump (`NLM_F_DUMP`) or a single answer with an ack.

@@ -301,6 +301,51 @@ fn truncated_replies_are_errors() {
     }
 }
 
+/// The controller's answer to the family lookup as the `ipvs_netlink` fuzz target found it
+/// (reduced): a `CTRL_ATTR_POLICY` nest whose content is one byte, shorter than the attribute
+/// header it should hold. netlink-packet-generic's `GenlCtrl` parser panicked on it (slice
+/// index out of range in `NlaBuffer::length`); only the family id is read now.
+#[test]
+fn family_reply_with_a_truncated_nested_attribute_is_read() {
+    let reply = |attrs: &[u8]| {
+        // nlmsghdr (GENL_ID_CTRL 0x10, seq 1) + genlmsghdr (CTRL_CMD_NEWFAMILY, version 2),
+        // then the ack (NLMSG_ERROR with error 0 and the request's header).
+        let mut message = Vec::new();
+        let len = u32::try_from(16 + 4 + attrs.len()).unwrap();
+        for field in [
+            &len.to_ne_bytes()[..],
+            &0x10u16.to_ne_bytes(),
+            &0u16.to_ne_bytes(),
+        ] {
+            message.extend_from_slice(field);
+        }
+        message.extend_from_slice(&1u32.to_ne_bytes());
+        message.extend_from_slice(&0u32.to_ne_bytes());
+        message.extend_from_slice(&[1, 2, 0, 0]);
+        message.extend_from_slice(attrs);
+        let mut ack = Vec::new();
+        ack.extend_from_slice(&36u32.to_ne_bytes());
+        ack.extend_from_slice(&2u16.to_ne_bytes());
+        ack.extend_from_slice(&0u16.to_ne_bytes());
+        ack.extend_from_slice(&1u32.to_ne_bytes());
+        ack.extend_from_slice(&[0; 4 + 4 + 16]);
+        message.extend(ack);
+        message
+    };
+    let family_id = attr(1, &0x25u16.to_ne_bytes());
+    // CTRL_ATTR_POLICY (8) holding one byte.
+    let policy = attr(8, &[0]);
+    let attrs = [family_id.clone(), policy].concat();
+    assert_eq!(netlink::family_id(&reply(&attrs), 1).ok(), Some(0x25));
+
+    // The family id itself cut short is an error that says so.
+    let short = attr(1, &[0x25]);
+    let Err(ReplyError::Malformed(error)) = netlink::family_id(&reply(&short), 1) else {
+        panic!("a one-byte family id was accepted");
+    };
+    assert!(error.to_string().contains("FAMILY_ID"), "{error}");
+}
+
 /// Decoding of each captured message, with any one byte flipped or its attributes cut short:
 /// an error or a value, never a panic.
 #[test]
