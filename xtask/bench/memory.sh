@@ -44,62 +44,71 @@ kb() {
     awk -v f="$1:" '$1 == f { print $2 }' "/proc/$2/status"
 }
 
-# measure MODE READY-LINE NAME-ARGS...: one serve run, its `bench: memory` line.
+# measure MODE READY-LINE NAME-ARGS...: one serve run, its `bench: memory` line. Its variables
+# are m_*: sh has one namespace, and lib.sh's helpers use _* ones (client_wait's `_pid`).
 measure() {
-    _mode=$1
-    _ready=$2
+    m_mode=$1
+    m_ready=$2
     shift 2
     set -- --metrics-addr $METRICS "$@"
     [ -z "$LAB_IP_VS_BTF" ] || set -- "$@" --btf "$LAB_IP_VS_BTF"
-    : >"$LAB_TMP/serve-$_mode.stderr"
-    _t0=$(uptime_cs)
-    RUST_BACKTRACE=1 ipvs-trace serve "$@" >/dev/null 2>"$LAB_TMP/serve-$_mode.stderr" &
-    _pid=$!
-    echo "$_pid" >>"$LAB_PIDS"
-    if ! wait_for "$LAB_TMP/serve-$_mode.stderr" "$_ready" 900; then
-        cat "$LAB_TMP/serve-$_mode.stderr"
-        die "serve ($_mode) never printed '$_ready'"
+    : >"$LAB_TMP/serve-$m_mode.stderr"
+    m_t0=$(uptime_cs)
+    RUST_BACKTRACE=1 ipvs-trace serve "$@" >/dev/null 2>"$LAB_TMP/serve-$m_mode.stderr" &
+    m_pid=$!
+    echo "$m_pid" >>"$LAB_PIDS"
+    if ! wait_for "$LAB_TMP/serve-$m_mode.stderr" "$m_ready" 900; then
+        cat "$LAB_TMP/serve-$m_mode.stderr"
+        die "serve ($m_mode) never printed '$m_ready'"
     fi
-    _synced=$(($(uptime_cs) - _t0))
+    m_synced=$(($(uptime_cs) - m_t0))
     # The index is built when the line comes; let the allocator settle what the build freed.
     sleep 2
-    _ready_kb=$(kb VmRSS $_pid)
+    m_ready_kb=$(kb VmRSS $m_pid)
     # `names synced: 100000 pods, 20000 services, ...`: their sum; a snapshot is loaded before
     # the probes, silently, so its count is the file's (OBJECTS).
-    _objects=$(sed -n 's/.*names synced: //p' "$LAB_TMP/serve-$_mode.stderr" |
+    m_objects=$(sed -n 's/.*names synced: //p' "$LAB_TMP/serve-$m_mode.stderr" |
         awk '{ for (i = 1; i <= NF; i += 2) n += $i } END { print n + 0 }')
-    [ "$_objects" -gt 0 ] || _objects=${OBJECTS:-0}
-    grep 'names synced' "$LAB_TMP/serve-$_mode.stderr" || true
+    [ "$m_objects" -gt 0 ] || m_objects=${OBJECTS:-0}
+    grep 'names synced' "$LAB_TMP/serve-$m_mode.stderr" || true
     for vip in $VIPS; do
-        client_start "$_mode-$vip" c1 --to "$vip:80" --count $((EVENTS / 4)) --rst
-        client_start "$_mode-$vip-2" c2 --to "$vip:80" --count $((EVENTS / 4)) --rst
+        client_start "$m_mode-$vip" c1 --to "$vip:80" --count $((EVENTS / 4)) --rst
+        client_start "$m_mode-$vip-2" c2 --to "$vip:80" --count $((EVENTS / 4)) --rst
     done
     client_wait || lab_log "some connections failed"
     # The events reach serve through the ring within milliseconds; 2 s covers a busy vCPU.
     sleep 2
-    if ! kill -0 $_pid 2>/dev/null; then
-        _st=0
-        wait $_pid || _st=$?
-        cat "$LAB_TMP/serve-$_mode.stderr"
-        die "serve ($_mode) exited with status $_st during the connections"
+    if ! kill -0 $m_pid 2>/dev/null; then
+        m_st=0
+        wait $m_pid || m_st=$?
+        cat "$LAB_TMP/serve-$m_mode.stderr"
+        die "serve ($m_mode) exited with status $m_st during the connections"
     fi
-    _events_kb=$(kb VmRSS $_pid)
-    _hwm_kb=$(kb VmHWM $_pid)
+    m_events_kb=$(kb VmRSS $m_pid)
+    m_hwm_kb=$(kb VmHWM $m_pid)
     wget -q -O - "http://$METRICS/metrics" | grep '^ipvs_trace_connections_total' | head -3 || true
-    kill -INT $_pid
-    _st=0
-    wait $_pid || _st=$?
-    sed -n '/^ipvs-trace summary/,/^  TCP/p' "$LAB_TMP/serve-$_mode.stderr"
-    [ "$_st" -eq 0 ] || die "serve ($_mode) exited with status $_st"
-    echo "bench: memory mode=$_mode synced_cs=$_synced objects=${_objects:-0} ready_kb=$_ready_kb events_kb=$_events_kb hwm_kb=$_hwm_kb events=$EVENTS"
+    kill -INT $m_pid
+    m_st=0
+    wait $m_pid || m_st=$?
+    sed -n '/^ipvs-trace summary/,/^  TCP/p' "$LAB_TMP/serve-$m_mode.stderr"
+    [ "$m_st" -eq 0 ] || die "serve ($m_mode) exited with status $m_st"
+    echo "bench: memory mode=$m_mode synced_cs=$m_synced objects=${m_objects:-0} ready_kb=$m_ready_kb events_kb=$m_events_kb hwm_kb=$m_hwm_kb events=$EVENTS"
 }
 
 measure baseline '^ipvs-trace: tracing' --no-kube
 
-_t0=$(uptime_cs)
-kube_apiserver_start /lab/cluster.json
-lab_log "kube-apiserver loaded the cluster in $(($(uptime_cs) - _t0)) cs"
-apiserver_pid=$(tail -n 1 "$LAB_PIDS")
+# lib.sh's kube_apiserver_start, with time to parse 100 MB of JSON under TCG (it waits 20 s).
+m_t0=$(uptime_cs)
+LAB_KUBECONFIG=$LAB_TMP/kubeconfig
+kube-apiserver --listen 127.0.0.1:0 --objects /lab/cluster.json \
+    --write-kubeconfig "$LAB_KUBECONFIG" >"$LAB_TMP/kube-apiserver.log" 2>&1 &
+apiserver_pid=$!
+echo "$apiserver_pid" >>"$LAB_PIDS"
+wait_for "$LAB_TMP/kube-apiserver.log" "listening on" 900 || {
+    cat "$LAB_TMP/kube-apiserver.log"
+    die "kube-apiserver did not start"
+}
+lab_log "kube-apiserver loaded the cluster in $(($(uptime_cs) - m_t0)) cs"
 measure watch 'names synced' --kubeconfig "$LAB_KUBECONFIG"
 echo "bench: memory mode=apiserver rss_kb=$(kb VmRSS "$apiserver_pid")"
 # The API server's memory is the guest's, not the tool's: free it before the snapshot run.
