@@ -36,6 +36,7 @@ pub const SCENARIOS: &[&str] = &[
     "nat",
     "balance",
     "metrics",
+    "top",
     "errors",
 ];
 

@@ -26,7 +26,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, errors
+            dualstack, nat, balance, metrics, top, errors
         }
     };
 }
@@ -1961,4 +1961,164 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
             (name.to_owned(), labels, value)
         })
         .collect()
+}
+
+// top: the last `top --batch` frame's CONNS per real server against ipvsadm --stats; the live
+// view under a pseudo-terminal (`script`) quits on `q` and gives the terminal back.
+fn top(run: &ScenarioRun) {
+    let stderr = &run.dump("top.stderr").text;
+    assert_eq!(
+        run.dump("top.status").text.trim(),
+        "0",
+        "top --batch exit status; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("ipvs-trace: top stopped after 6 frames; lost: 0 (ring buffer full)"),
+        "{stderr}"
+    );
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 50, "lab-net connections");
+    assert!(clients.iter().all(ClientLine::ok), "{clients:?}");
+
+    let out = &run.dump("top.out").text;
+    let frames = top_view::frames(out);
+    assert_eq!(frames.len(), 6, "--iterations 6:\n{out}");
+    let last = frames.last().expect("six frames");
+    assert_eq!(last.lost, "lost: 0 events", "{out}");
+    for (vip, scheduler, connections) in
+        [("172.31.0.90:80", "rr", 30), ("172.31.0.91:80", "wrr", 20)]
+    {
+        let kernel = run.service_stats("TCP", addr(vip));
+        assert_eq!(
+            kernel.counters.conns, connections,
+            "the kernel scheduled every connection"
+        );
+        let name = format!("{vip}/TCP");
+        let service = last
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} in the last frame:\n{out}"));
+        assert_eq!(service.scheduler, scheduler, "{out}");
+        assert_eq!(service.conns, connections, "{name} CONNS\n{out}");
+        let shown: BTreeMap<SocketAddr, u64> = service
+            .backends
+            .iter()
+            .map(|(backend, conns)| (addr(backend), *conns))
+            .collect();
+        let expected: BTreeMap<SocketAddr, u64> = kernel
+            .dests
+            .iter()
+            .map(|(backend, counters)| (*backend, counters.conns))
+            .collect();
+        assert_eq!(
+            shown, expected,
+            "{name}: top's CONNS vs ipvsadm --stats\n{out}"
+        );
+    }
+    assert_eq!(last.services.len(), 2, "{out}");
+    // Busiest first: every connection was made before the last frame, so the last ranks by
+    // the totals: rr (30) above wrr (20).
+    assert_eq!(last.services[0].name, "172.31.0.90:80/TCP", "{out}");
+
+    if let Some(skipped) = run.find("tty.skipped") {
+        println!("the live view was not run: {}", skipped.text.trim());
+        return;
+    }
+    // `script` closes its typescript with a `Script done on ...` line of its own.
+    let typescript = &run.dump("tty.out").text;
+    let tty = typescript
+        .split("Script done on ")
+        .next()
+        .unwrap_or(typescript);
+    let tty_stderr = &run.dump("tty.stderr").text;
+    assert_eq!(
+        run.dump("tty.status").text.trim(),
+        "0",
+        "top under a pty; its stderr:\n{tty_stderr}\nits terminal:\n{tty}"
+    );
+    // `q` ended it, not --iterations 30.
+    let frames: u64 = tty_stderr
+        .split("top stopped after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'top stopped after N frames' in:\n{tty_stderr}"));
+    assert!(frames < 30, "q did not stop top: {frames} frames");
+    // ESC is `~` in the dump. The view took the alternate screen, drew the loss line and the
+    // connections made while it was up, and ended by leaving the alternate screen and
+    // showing the cursor: nothing else after that.
+    assert!(tty.contains("~[?1049h"), "{tty}");
+    assert!(tty.contains("lost: 0 events"), "{tty}");
+    assert!(tty.contains("172.31.0.90:80/TCP"), "{tty}");
+    let (_, after) = tty
+        .rsplit_once("~[?1049l")
+        .unwrap_or_else(|| panic!("the alternate screen was never left:\n{tty}"));
+    assert!(
+        after.contains("~[?25h"),
+        "the cursor was not shown again: {after:?}"
+    );
+    assert!(
+        after.replace("~[?25h", "").trim().is_empty(),
+        "output after the terminal was restored: {after:?}"
+    );
+    let stty: Vec<&str> = run.dump("tty.stty").text.lines().collect();
+    assert!(
+        matches!(stty[..], [before, after] if before == after),
+        "the terminal's settings before and after top (stty -g): {stty:?}"
+    );
+}
+
+/// The plain-text frames of `top --batch`.
+mod top_view {
+    /// One frame: its loss line and its rows.
+    pub struct Frame {
+        pub lost: String,
+        pub services: Vec<Service>,
+    }
+
+    /// A service row and its backends' `(address, CONNS)`.
+    pub struct Service {
+        pub name: String,
+        pub scheduler: String,
+        pub conns: u64,
+        pub backends: Vec<(String, u64)>,
+    }
+
+    /// Frames start with `ipvs-trace top`, then the loss line, the column titles, the rows
+    /// (backends indented) and a blank line.
+    pub fn frames(text: &str) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(first) = lines.next() {
+            assert!(
+                first.starts_with("ipvs-trace top  "),
+                "not a frame: {first:?}"
+            );
+            let lost = lines.next().expect("the loss line").to_owned();
+            let titles = lines.next().expect("the column titles");
+            assert!(titles.starts_with("SERVICE / BACKEND"), "{titles:?}");
+            let mut services: Vec<Service> = Vec::new();
+            for row in lines.by_ref().take_while(|l| !l.is_empty()) {
+                let words: Vec<&str> = row.split_whitespace().collect();
+                let conns = words
+                    .last()
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or_else(|| panic!("no CONNS in {row:?}"));
+                if row.starts_with("  ") {
+                    let service = services.last_mut().expect("a service before its backends");
+                    service.backends.push((words[0].to_owned(), conns));
+                } else {
+                    services.push(Service {
+                        name: words[0].to_owned(),
+                        scheduler: words[1].to_owned(),
+                        conns,
+                        backends: Vec::new(),
+                    });
+                }
+            }
+            frames.push(Frame { lost, services });
+        }
+        frames
+    }
 }

@@ -33,6 +33,8 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("/usr/sbin/ipvsadm", "/sbin/ipvsadm"),
     // The kernel's conntrack table as `conntrack -L` shows it: the ground truth of `trace --nat`.
     ("/usr/sbin/conntrack", "/sbin/conntrack"),
+    // util-linux's pseudo-terminal runner: the `top` scenario drives the live view with it.
+    ("/usr/bin/script", "/usr/bin/script"),
 ];
 
 /// PID 1. Markers are assembled at run time so a script that prints this file cannot fake them.
