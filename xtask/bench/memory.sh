@@ -69,7 +69,7 @@ measure() {
     # the probes, silently, so its count is the file's (OBJECTS).
     m_objects=$(sed -n 's/.*names synced: //p' "$LAB_TMP/serve-$m_mode.stderr" |
         awk '{ for (i = 1; i <= NF; i += 2) n += $i } END { print n + 0 }')
-    [ "$m_objects" -gt 0 ] || m_objects=${OBJECTS:-0}
+    [ "$m_objects" -gt 0 ] || [ "$m_mode" != snapshot ] || m_objects=${OBJECTS:-0}
     grep 'names synced' "$LAB_TMP/serve-$m_mode.stderr" || true
     for vip in $VIPS; do
         client_start "$m_mode-$vip" c1 --to "$vip:80" --count $((EVENTS / 4)) --rst
