@@ -1864,7 +1864,7 @@ fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
                 service.vip
             );
             let configured = match service.scheduler.as_str() {
-                "rr" if dest.weight > 0 => Some(1.0 / positive as f64),
+                "rr" if dest.weight > 0 => Some(1.0 / real(positive as u64)),
                 "rr" => Some(0.0),
                 "wrr" => Some(f64::from(dest.weight) / f64::from(weights)),
                 _ => None,
@@ -1876,7 +1876,7 @@ fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
                 &format!("configured share of {} -> {backend}\n{scrape}", service.vip),
             );
             let observed =
-                (kernel.counters.conns > 0).then(|| conns as f64 / kernel.counters.conns as f64);
+                (kernel.counters.conns > 0).then(|| real(conns) / real(kernel.counters.conns));
             assert_close(
                 share("ipvs_trace_backend_share_observed"),
                 observed,
@@ -1889,6 +1889,14 @@ fn assert_table_metrics(run: &ScenarioRun, samples: &[Sample], scrape: &str) {
         shares_checked, 8,
         "wrr's 2 backends and the 3 pods behind each of the seed's two VIPs"
     );
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "the scenario's counts are far below 2^52, where f64 is exact"
+)]
+fn real(count: u64) -> f64 {
+    count as f64
 }
 
 fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
