@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+use super::notice;
 use crate::balance::render::{self, Document, WindowInfo};
 use crate::balance::{self, Context, Selection, Window};
 use crate::clock::{monotonic_now_ns, WallClock};
@@ -276,9 +277,4 @@ fn counter(value: anyhow::Result<u64>, what: &str) -> u64 {
     value
         .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
         .unwrap_or(0)
-}
-
-/// A line on stderr; a closed stderr is no reason to fail.
-fn notice(text: &str) {
-    let _ = writeln!(io::stderr().lock(), "{text}");
 }

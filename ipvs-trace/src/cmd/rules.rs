@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
+use super::notice;
 use crate::events::Proto;
 use crate::filter::{AddrMatch, ServiceMatch};
 use crate::ipvs::{self, Dest, Family, Service, Stats, Tables};
@@ -128,10 +129,6 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
         notice("ipvs-trace: no virtual service matches the filters");
     }
     Ok(())
-}
-
-fn notice(text: &str) {
-    let _ = writeln!(io::stderr().lock(), "{text}");
 }
 
 /// The services (and real servers) to print, with their names.

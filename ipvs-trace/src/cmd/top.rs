@@ -16,10 +16,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::{notice, tables_for_builtin_layout};
 use crate::clock::{monotonic_now_ns, WallClock};
 use crate::events::{Event, EventReader};
 use crate::filter::Filter;
-use crate::ipvs::live::{self, LiveTables};
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, NameSource};
 use crate::kube::{Names, SharedIndex};
@@ -85,7 +85,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
         filter: config.filter.clone(),
         index: names.index().cloned(),
         tables: match tracer.layout() {
-            Layout::Builtin { .. } => tables_for_builtin_layout(),
+            Layout::Builtin { .. } => tables_for_builtin_layout("the scheduler column stays '-'"),
             Layout::ModuleBtf { .. } => None,
         },
         aggregator: Aggregator::default(),
@@ -260,21 +260,4 @@ fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
 
 fn known(value: Option<u64>) -> String {
     value.map_or_else(|| "unknown".into(), |n| n.to_string())
-}
-
-/// Without module BTF the probes read no scheduler: the IPVS tables, re-read in the
-/// background, give it. If they cannot be read the view goes on without it.
-fn tables_for_builtin_layout() -> Option<LiveLookup> {
-    match LiveTables::start(live::DEFAULT_INTERVAL) {
-        Ok(live) => Some(LiveLookup::new(live)),
-        Err(err) => {
-            tracing::warn!("the scheduler column stays '-': reading the IPVS tables failed: {err}");
-            None
-        }
-    }
-}
-
-/// A line on stderr; a closed stderr is no reason to fail.
-fn notice(text: &str) {
-    let _ = writeln!(io::stderr().lock(), "{text}");
 }

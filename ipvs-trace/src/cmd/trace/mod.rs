@@ -15,12 +15,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use session::{Flow, Session};
 
+use super::{notice, tables_for_builtin_layout};
 use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
 use crate::conntrack::worker::Answer;
 use crate::events::EventReader;
-use crate::ipvs::live::{self, LiveTables};
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, Opened};
 use crate::loader::{Layout, LoaderOptions, Tracer};
@@ -69,7 +69,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     // After the probes: ip_vs and its conntrack sysctl are there now, also after `--wait`.
     let nat = config.nat.then(|| start_nat(config.nat_record.as_deref()));
     let tables = match tracer.layout() {
-        Layout::Builtin { .. } => tables_for_builtin_layout(),
+        Layout::Builtin { .. } => tables_for_builtin_layout("scheduler and weights stay null"),
         Layout::ModuleBtf { .. } => None,
     };
 
@@ -240,20 +240,6 @@ async fn add_tables(summary: &mut Summary, filled: Option<&LiveLookup>) {
     }
 }
 
-/// Without module BTF the probes read no scheduler and no weight: the IPVS tables, re-read in
-/// the background, give them. If the tables cannot be read the trace goes on without them.
-fn tables_for_builtin_layout() -> Option<LiveLookup> {
-    match LiveTables::start(live::DEFAULT_INTERVAL) {
-        Ok(live) => Some(LiveLookup::new(live)),
-        Err(err) => {
-            tracing::warn!(
-                "scheduler and weights stay null: reading the IPVS tables failed: {err}"
-            );
-            None
-        }
-    }
-}
-
 /// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
 /// logged, rather than failing a trace that otherwise worked.
 fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
@@ -264,10 +250,4 @@ fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
 
 pub(super) fn nat_notice(message: &str) {
     notice(&format!("ipvs-trace: --nat: {message}"));
-}
-
-/// A line on stderr. A closed stderr is no reason to fail (or to panic, as `eprintln!` would):
-/// the events on stdout are what matters.
-pub(super) fn notice(text: &str) {
-    let _ = writeln!(io::stderr().lock(), "{text}");
 }
