@@ -212,10 +212,11 @@ mod tests {
                 }
             }
         }
-        let snapshot = crate::kube::snapshot::parse(std::path::Path::new("x"), value).unwrap();
-        for object in snapshot.objects {
+        let json = serde_json::to_vec(&value).unwrap();
+        crate::kube::snapshot::parse(std::path::Path::new("x"), &json, |object| {
             index.apply(crate::kube::Change::Upsert(object));
-        }
+        })
+        .unwrap();
         let text = render_with(
             Printer::new(OutputFormat::Table, CLOCK).with_names(false),
             Some(&index),
