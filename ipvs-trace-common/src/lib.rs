@@ -25,7 +25,5 @@ pub mod drop {
     /// Number of slots.
     pub const SLOTS: u32 = 2;
 }
-/// Per-thread arguments of `ip_vs_schedule`, saved at entry for the return probe.
-pub const SCHED_ARGS_MAP: &str = "SCHED_ARGS";
 /// Read-only global of type [`KernelOffsets`], filled by userspace from BTF before load.
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf},
 };
 use ipvs_trace_common::{drop, KernelOffsets};
 
@@ -14,20 +14,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Drop counters per CPU, indexed by `ipvs_trace_common::drop`.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0);
-
-/// Arguments of an `ip_vs_schedule` call in flight, keyed by [`crate::probes::sched::call_key`].
-#[map(name = "SCHED_ARGS")]
-pub static SCHED_ARGS: HashMap<u64, SchedArgs> = HashMap::with_max_entries(4096, 0);
-
-/// What the return probe of `ip_vs_schedule` needs from its entry.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SchedArgs {
-    pub svc: u64,
-    pub skb: u64,
-    pub ignored: u64,
-    pub iph: u64,
-}
 
 /// Field offsets, filled by userspace from BTF before the programs are loaded.
 #[unsafe(no_mangle)]

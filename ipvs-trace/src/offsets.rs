@@ -173,7 +173,7 @@ const FIELDS: &[Field] = &[
     }),
     // struct ip_vs_scheduler: `name` is a `char *`.
     required("ip_vs_scheduler", &[("name", 0)], 8, |o| &mut o.sched_name),
-    // struct ip_vs_iphdr: the parsed header ip_vs_schedule() gets.
+    // struct ip_vs_iphdr: the parsed header ip_vs_leave() gets.
     required("ip_vs_iphdr", &[("len", 0)], 4, |o| &mut o.iph_len),
     required("ip_vs_iphdr", &[("saddr", 0)], 16, |o| &mut o.iph_saddr),
     required("ip_vs_iphdr", &[("daddr", 0)], 16, |o| &mut o.iph_daddr),

@@ -2,5 +2,5 @@
 //! program expects and the kernels it was checked on.
 
 pub mod conn;
-pub mod sched;
+pub mod leave;
 pub mod state;

@@ -35,8 +35,8 @@ pub struct Shape {
 
 const CONN_PTR: &str = "struct ip_vs_conn *";
 
-/// Attach order matters: the entry probe of `ip_vs_schedule` before its return probe, so the
-/// return probe never runs without saved arguments.
+/// In the order of attaching and of the `tracing (...)` line: the mandatory probe first, so a
+/// kernel without it fails the start before anything else is attached.
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "ip_vs_conn_new",
@@ -61,8 +61,8 @@ pub const PROBES: &[Probe] = &[
         },
     },
     Probe {
-        program: "ip_vs_schedule",
-        function: "ip_vs_schedule",
+        program: "ip_vs_leave",
+        function: "ip_vs_leave",
         kind: "kprobe",
         events: "no_dest",
         loses: Some("`no_dest` events (services without a usable real server)"),
@@ -72,20 +72,8 @@ pub const PROBES: &[Probe] = &[
                 Some("struct ip_vs_service *"),
                 Some("struct sk_buff *"),
                 None,
-                Some("int *"),
                 Some("struct ip_vs_iphdr *"),
             ],
-        },
-    },
-    Probe {
-        program: "ip_vs_schedule_ret",
-        function: "ip_vs_schedule",
-        kind: "kretprobe",
-        events: "no_dest",
-        loses: Some("`no_dest` events (services without a usable real server)"),
-        shape: Shape {
-            ret: Some(CONN_PTR),
-            params: &[],
         },
     },
 ];

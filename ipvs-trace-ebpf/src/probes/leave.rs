@@ -1,0 +1,53 @@
+//! Scheduling that found no real server: event `no_dest`.
+
+use aya_ebpf::{macros::kprobe, programs::ProbeContext};
+use ipvs_trace_common::{event::valid, EventKind};
+
+use crate::{emit, kernel::KPtr, maps::offset};
+
+/// `int ip_vs_leave(struct ip_vs_service *svc, struct sk_buff *skb,
+///     struct ip_vs_proto_data *pd, struct ip_vs_iphdr *iph)`
+/// (`net/netfilter/ipvs/ip_vs_core.c`, global, not exported; checked on Debian 5.10, 6.1, 6.12
+/// and 7.2).
+///
+/// Its only callers are the protocols' `conn_schedule` (TCP, UDP, SCTP), right after
+/// `ip_vs_schedule()` returned no entry with `*ignored == 0`: the service was to be scheduled
+/// but its scheduler found no destination (all real servers gone, weight 0, or overloaded).
+/// `*ignored != 0` (a packet IPVS chose not to schedule, or a failed allocation) never gets
+/// here. Hooking this entry alone costs nothing on the normal path, where a kprobe and
+/// kretprobe pair on `ip_vs_schedule` ran for every new connection only to see this case.
+#[kprobe]
+pub fn ip_vs_leave(ctx: ProbeContext) -> u32 {
+    let _ = try_ip_vs_leave(&ctx);
+    0
+}
+
+fn try_ip_vs_leave(ctx: &ProbeContext) -> Option<()> {
+    let svc = KPtr::new(ctx.arg(0)?)?;
+    let skb = KPtr::new(ctx.arg(1)?)?;
+    let iph = KPtr::new(ctx.arg(3)?)?;
+    emit::record(ctx, EventKind::NoDest, |event| {
+        // The addresses the client used, as IPVS parsed them (for a fwmark service the
+        // service has no address of its own).
+        iph.bytes(offset!(iph_saddr), &mut event.client_addr)?;
+        iph.bytes(offset!(iph_daddr), &mut event.vip_addr)?;
+        event.af = svc.read::<u16>(offset!(svc_af))?;
+        event.daf = event.af;
+        event.protocol = svc.read::<u16>(offset!(svc_protocol))?;
+        event.vip_port = svc.be16(offset!(svc_port))?;
+        // Ports from the transport header, which starts `iph->len` bytes after skb->data.
+        let ports = skb.ptr(offset!(skb_data)).and_then(|data| {
+            let l4 = iph.read::<i32>(offset!(iph_len))?;
+            data.read::<[u16; 2]>(u32::try_from(l4).ok()?)
+        });
+        if let Some([sport, dport]) = ports {
+            event.client_port = u16::from_be(sport);
+            event.vip_port = u16::from_be(dport);
+            event.valid |= valid::CLIENT_PORT;
+        }
+        emit::fill_scheduler(event, svc);
+        emit::fill_netns(event, svc, offset!(svc_ipvs));
+        Some(())
+    });
+    Some(())
+}
