@@ -17,7 +17,7 @@ use std::time::Instant;
 use ipvs_trace::clock::WallClock;
 use ipvs_trace::events::decode::{decode, RECORD_LEN};
 use ipvs_trace::kube::index::synthetic;
-use ipvs_trace::kube::{Names, SharedIndex};
+use ipvs_trace::kube::{self, Names, SharedIndex};
 use ipvs_trace::output::{OutputFormat, Printer};
 use ipvs_trace_common::event::valid;
 use ipvs_trace_common::{ConnEvent, EventKind};
@@ -153,15 +153,14 @@ fn breakdown(bytes: &[u8], index: &SharedIndex, printer: &Printer) -> serde_json
     }
     let decode_ns = per_event(started);
 
-    let names: Vec<Names> = events
-        .iter()
-        .map(|e| Names::resolve_shared(index, e))
-        .collect();
     let started = Instant::now();
     for event in &events {
-        black_box(Names::resolve_shared(index, event));
+        black_box(kube::read(index).names(event));
     }
     let lookup_ns = per_event(started);
+
+    let whole = kube::read(index);
+    let names: Vec<Names> = events.iter().map(|e| whole.names(e)).collect();
 
     let mut out = Vec::with_capacity(64 << 20);
     let started = Instant::now();
@@ -174,6 +173,9 @@ fn breakdown(bytes: &[u8], index: &SharedIndex, printer: &Printer) -> serde_json
         }
     }
     let json_ns = per_event(started);
+
+    drop(names);
+    drop(whole);
 
     let started = Instant::now();
     for event in &events {
@@ -216,7 +218,9 @@ fn main() -> io::Result<()> {
         let mut hits = 0u64;
         for record in bytes.chunks_exact(RECORD_LEN) {
             let Ok(event) = decode(record) else { continue };
-            let names = Names::resolve_shared(&index, &event);
+            // The trace loop's lock: one read lock per event, held while its names are used.
+            let index = kube::read(&index);
+            let names = index.names(&event);
             hits += u64::from(names.backend.is_some());
             black_box(names);
         }
@@ -227,13 +231,20 @@ fn main() -> io::Result<()> {
         // The trace loop writes into a buffered stdout and flushes per drain; a BufWriter over
         // a sink keeps that shape without measuring a terminal or pipe.
         let mut out = io::BufWriter::with_capacity(64 << 10, &mut sink);
+        let mut line = Vec::with_capacity(1024);
         let mut lines = 0u64;
         for record in bytes.chunks_exact(RECORD_LEN) {
             let Ok(event) = decode(record) else { continue };
-            let names = Names::resolve_shared(&index, &event);
+            // As the trace loop does: the line is formatted under the index's read lock and
+            // written out after it.
+            let index = kube::read(&index);
+            let names = index.names(&event);
+            line.clear();
             printer
-                .event(&mut out, &event, &names)
-                .expect("a sink takes it");
+                .event(&mut line, &event, &names)
+                .expect("a Vec takes it");
+            drop(index);
+            out.write_all(&line).expect("a sink takes it");
             lines += 1;
         }
         out.flush().expect("a sink takes it");
@@ -249,7 +260,7 @@ fn main() -> io::Result<()> {
     let mut sample = Vec::new();
     let first = decode(&bytes[..RECORD_LEN]).expect("the synthetic records decode");
     printer
-        .event(&mut sample, &first, &Names::resolve_shared(&index, &first))
+        .event(&mut sample, &first, &kube::read(&index).names(&first))
         .expect("a Vec takes it");
 
     let result = serde_json::json!({

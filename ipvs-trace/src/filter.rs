@@ -186,7 +186,7 @@ impl Filter {
     }
 
     fn matches_names(&self, names: &Names) -> bool {
-        let service = names.service.as_ref();
+        let service = names.service;
         let pods = [names.backend_pod(), names.client_pod()];
         self.service
             .as_ref()
@@ -212,6 +212,7 @@ mod tests {
         decode,
         tests::{raw_new, record_bytes},
     };
+    use crate::kube::Index;
 
     fn event() -> Event {
         // client 10.245.97.12:51234, vip 172.31.42.227:80 TCP, backend 10.245.112.32:8080
@@ -346,17 +347,19 @@ mod tests {
         assert!(!both.matches(&ev, &Names::NONE), "right kind, wrong proto");
     }
 
-    /// The seed event with the names of the seed snapshot.
-    fn named_event() -> (Event, Names) {
+    /// The seed event and the seed snapshot's index, which names all three of its addresses.
+    fn named_event() -> (Event, Index) {
         let ev = event();
-        let names = Names::resolve(&crate::output::tests::seed_index(), &ev);
+        let index = crate::output::tests::seed_index();
+        let names = Names::resolve(&index, &ev);
         assert!(names.service.is_some() && names.backend.is_some() && names.client.is_some());
-        (ev, names)
+        (ev, index)
     }
 
     #[test]
     fn service_filter_by_service_or_named_port() {
-        let (ev, names) = named_event();
+        let (ev, index) = named_event();
+        let names = Names::resolve(&index, &ev);
         for (want, expected) in [
             ("ratel/vpaas-demo-prod", true),
             ("ratel/vpaas-demo-prod:http", true),
@@ -375,7 +378,8 @@ mod tests {
 
     #[test]
     fn pod_filter_matches_backend_or_client_pod() {
-        let (ev, names) = named_event();
+        let (ev, index) = named_event();
+        let names = Names::resolve(&index, &ev);
         for (want, expected) in [
             (
                 "ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm",
@@ -394,7 +398,8 @@ mod tests {
 
     #[test]
     fn namespace_filter_matches_any_named_part() {
-        let (ev, mut names) = named_event();
+        let (ev, index) = named_event();
+        let mut names = Names::resolve(&index, &ev);
         let ratel = filter(|f| f.namespace = Some("ratel".into()));
         assert!(ratel.matches(&ev, &names));
         assert!(!filter(|f| f.namespace = Some("kube-system".into())).matches(&ev, &names));

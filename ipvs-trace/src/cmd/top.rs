@@ -22,7 +22,7 @@ use crate::events::{Event, EventReader};
 use crate::filter::Filter;
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, NameSource};
-use crate::kube::{Names, SharedIndex};
+use crate::kube::{self, Names, SharedIndex};
 use crate::loader::{Layout, LoaderOptions, Tracer};
 use crate::output::summary::Losses;
 use crate::top::model::{Aggregator, Frame};
@@ -174,10 +174,10 @@ impl Counter {
             if let Some(tables) = &mut self.tables {
                 tables.fill(&mut event);
             }
-            let names = match &self.index {
-                Some(index) => Names::resolve_shared(index, &event),
-                None => Names::default(),
-            };
+            let index = self.index.as_ref().map(kube::read);
+            let names = index
+                .as_deref()
+                .map_or(Names::NONE, |index| index.names(&event));
             if self.filter.matches(&event, &names) {
                 self.aggregator.record(&event, &names);
             }

@@ -20,7 +20,7 @@ use super::worker::{Answer, Job, Lookups, Outcome, Retry};
 use super::{Client, Entry, Tuple};
 use crate::events::model::EventKind;
 use crate::events::{Event, FwdMethod};
-use crate::kube::Names;
+use crate::kube::OwnedNames;
 
 /// IPVS's switch for keeping netfilter conntrack entries of its connections.
 const VS_CONNTRACK_SYSCTL: &str = "/proc/sys/net/ipv4/vs/conntrack";
@@ -89,14 +89,14 @@ pub struct NatStats {
 #[derive(Debug)]
 pub struct Released {
     pub event: Event,
-    pub names: Names,
+    pub names: OwnedNames,
     pub view: Option<NatView>,
 }
 
 struct Pending {
     id: u64,
     event: Event,
-    names: Names,
+    names: OwnedNames,
     view: Option<NatView>,
     /// A lookup for it is out.
     waiting: bool,
@@ -183,7 +183,7 @@ impl NatStage {
     }
 
     /// Takes the next event (one that passed the filters), starting its lookup if it needs one.
-    pub fn push(&mut self, event: Event, names: Names) {
+    pub fn push(&mut self, event: Event, names: OwnedNames) {
         let view = NatView::of(&event);
         self.next_id += 1;
         let id = self.next_id;

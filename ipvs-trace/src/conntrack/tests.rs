@@ -11,7 +11,7 @@ use super::worker::{Job, Lookups, Outcome, Retry};
 use super::*;
 use crate::events::{Event, Proto};
 use crate::ipvs::netlink::Replay;
-use crate::kube::Names;
+use crate::kube::OwnedNames;
 
 fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
     Tuple {
@@ -295,7 +295,7 @@ async fn stage_releases_events_in_order() {
         samples[3].clone(),
     ];
     for event in &events {
-        stage.push(event.clone(), Names::default());
+        stage.push(event.clone(), OwnedNames::default());
     }
     assert_eq!(stage.release().count(), 0, "the first waits for its lookup");
     while stage.outstanding() > 0 {
@@ -332,7 +332,7 @@ async fn stage_releases_events_in_order() {
 fn stage_without_lookups_passes_events_through() {
     let mut stage = NatStage::with(None, Some("net.ipv4.vs.conntrack is 0".to_owned()));
     for event in crate::output::tests::sample_events() {
-        stage.push(event, Names::default());
+        stage.push(event, OwnedNames::default());
     }
     let released: Vec<Released> = stage.release().collect();
     assert_eq!(released.len(), 5);

@@ -1,8 +1,10 @@
 //! The name index: addresses seen in IPVS events → Kubernetes names.
 //!
 //! Four stores of slim objects (one per kind) and five lookup maps derived from them. Every
-//! lookup is one or two hash probes keyed by (proto, ip, port) or ip and hands out `Arc<str>`
-//! clones: no allocation per event.
+//! lookup is one or two hash probes keyed by (proto, ip, port) or ip. [`Index::names`] hands
+//! out references into the maps, valid while the caller holds the index: nothing is allocated
+//! or reference-counted per event, so a lookup touches the maps' slots and not the names'
+//! own allocations, which only a consumer that prints a name reads.
 //!
 //! The maps hash with foldhash rather than std's SipHash, which cost as much as the rest of a
 //! probe. HashDoS is not a concern here: keys are only ever inserted from the API server's
@@ -76,6 +78,15 @@ pub enum ClientName {
 
 type VipKey = (Proto, IpAddr, u16);
 
+/// What a pod IP names: the pod as a client, and as a real server when no EndpointSlice lists
+/// the address (kept ready here so that lookups can hand out a reference).
+#[derive(Debug)]
+struct PodIp {
+    client: ClientName,
+    /// `None` for hostNetwork pods: their IP is the node's, not a pod's endpoint.
+    backend: Option<BackendName>,
+}
+
 /// A map of the index: std's table with foldhash (see the module documentation).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -132,8 +143,9 @@ pub struct Index {
     /// NodePorts, valid on every node address.
     node_ports: HashMap<(Proto, u16), Claims<ServiceName>>,
     backends: HashMap<VipKey, Claims<BackendName>>,
-    pod_ips: HashMap<IpAddr, Claims<ClientName>>,
-    node_ips: HashMap<IpAddr, Claims<Arc<str>>>,
+    pod_ips: HashMap<IpAddr, Claims<PodIp>>,
+    /// Node addresses, as the `ClientName::Node` they name.
+    node_ips: HashMap<IpAddr, Claims<ClientName>>,
 }
 
 impl Index {
@@ -191,74 +203,30 @@ impl Index {
     /// pod that has the IP (without endpoint conditions).
     #[must_use]
     pub fn backend_for(&self, proto: Proto, backend: SocketAddr) -> Option<BackendName> {
-        match self.endpoint_ref(proto, backend) {
-            Some(found) => Some(found.clone()),
-            None => pod_backend(self.pod_ip_ref(backend.ip())),
-        }
+        self.backend_ref(proto, backend).cloned()
     }
 
     /// The pod with this IP, or the node when it is a node address (hostNetwork pods share
     /// it).
     #[must_use]
     pub fn pod_for_ip(&self, ip: IpAddr) -> Option<ClientName> {
-        self.pod_ip_ref(ip).cloned().or_else(|| {
-            self.node_ip_ref(ip)
-                .map(|node| ClientName::Node(Arc::clone(node)))
-        })
+        self.client_ref(ip).cloned()
     }
 
     /// The names of an event's three addresses: [`Self::service_for`] the virtual service,
-    /// [`Self::backend_for`] the real server, [`Self::pod_for_ip`] the client.
+    /// [`Self::backend_for`] the real server, [`Self::pod_for_ip`] the client, borrowed from
+    /// the index.
     ///
-    /// Every hash probe is made first and every name cloned after: a clone's reference count
-    /// increment is a locked instruction, which on x86 waits for all earlier loads, so clones
-    /// between the probes would make each probe's cache misses wait for the previous one's.
-    /// This way the probes' misses overlap, and so do those of the names' reference counts
-    /// (prefetched before the first increment). With a large cluster's index nearly every
-    /// one of them is a miss.
+    /// Three to five independent hash probes whose cache misses overlap; with a large
+    /// cluster's index nearly every one is a miss, and they are what a lookup costs.
     #[must_use]
-    pub fn names(&self, event: &Event) -> Names {
-        let service = self.service_ref(event.proto, event.vip);
-        let endpoint = event
-            .backend
-            .and_then(|addr| self.endpoint_ref(event.proto, addr));
-        let backend_pod = match (event.backend, endpoint) {
-            (Some(addr), None) => self.pod_ip_ref(addr.ip()),
-            _ => None,
-        };
-        let client_pod = self.pod_ip_ref(event.client.ip());
-        let client_node = match client_pod {
-            None => self.node_ip_ref(event.client.ip()),
-            Some(_) => None,
-        };
-
-        if let Some(found) = service {
-            prefetch(&found.label);
-            prefetch(&found.service);
-        }
-        if let Some(found) = endpoint {
-            found.pod.iter().chain(&found.node).for_each(prefetch);
-        }
-        for found in [backend_pod, client_pod].into_iter().flatten() {
-            match found {
-                ClientName::Pod { pod, node } => {
-                    prefetch(pod);
-                    node.iter().for_each(prefetch);
-                }
-                ClientName::Node(node) => prefetch(node),
-            }
-        }
-        client_node.into_iter().for_each(prefetch);
-
+    pub fn names(&self, event: &Event) -> Names<'_> {
         Names {
-            service: service.cloned(),
-            backend: match endpoint {
-                Some(found) => Some(found.clone()),
-                None => pod_backend(backend_pod),
-            },
-            client: client_pod
-                .cloned()
-                .or_else(|| client_node.map(|node| ClientName::Node(Arc::clone(node)))),
+            service: self.service_ref(event.proto, event.vip),
+            backend: event
+                .backend
+                .and_then(|addr| self.backend_ref(event.proto, addr)),
+            client: self.client_ref(event.client.ip()),
         }
     }
 
@@ -272,16 +240,17 @@ impl Index {
         })
     }
 
-    fn endpoint_ref(&self, proto: Proto, backend: SocketAddr) -> Option<&BackendName> {
+    /// The endpoint from the EndpointSlices; failing that, the pod with the IP.
+    fn backend_ref(&self, proto: Proto, backend: SocketAddr) -> Option<&BackendName> {
         newest(self.backends.get(&(proto, backend.ip(), backend.port())))
+            .or_else(|| newest(self.pod_ips.get(&backend.ip()))?.backend.as_ref())
     }
 
-    fn pod_ip_ref(&self, ip: IpAddr) -> Option<&ClientName> {
+    /// The pod with the IP; failing that, the node.
+    fn client_ref(&self, ip: IpAddr) -> Option<&ClientName> {
         newest(self.pod_ips.get(&ip))
-    }
-
-    fn node_ip_ref(&self, ip: IpAddr) -> Option<&Arc<str>> {
-        newest(self.node_ips.get(&ip))
+            .map(|pod| &pod.client)
+            .or_else(|| newest(self.node_ips.get(&ip)))
     }
 
     /// The stored copy of a node's or pod's name, when there is one: 100k pods then share a
@@ -399,40 +368,6 @@ fn newest<V>(claims: Option<&Claims<V>>) -> Option<&V> {
     claims.map(Claims::newest)
 }
 
-/// A real server known only as a pod's IP: the pod, without endpoint conditions.
-fn pod_backend(owner: Option<&ClientName>) -> Option<BackendName> {
-    match owner? {
-        ClientName::Pod { pod, node } => Some(BackendName {
-            pod: Some(Arc::clone(pod)),
-            node: node.clone(),
-            serving: None,
-            terminating: None,
-        }),
-        ClientName::Node(_) => None,
-    }
-}
-
-/// Starts loading the cache line of `name`'s reference counts, so that cloning it soon after
-/// does not stall on the miss (see [`Index::names`]).
-#[inline]
-fn prefetch(name: &Arc<str>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // The counts are the two words in front of the text in `Arc`'s allocation. Should
-        // that layout ever change the hint only misses: nothing depends on it.
-        let counts = Arc::as_ptr(name)
-            .cast::<i8>()
-            .wrapping_sub(2 * size_of::<usize>());
-        // SAFETY: a prefetch is a hint: it never faults and accesses no memory in the
-        // language's sense, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(counts);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = name;
-}
-
 /// Moves `owner`'s claims from `old` to `new` entries: claims it keeps stay in place (with the
 /// new value), new ones go last (newest), dropped ones are released.
 fn replace<K: Hash + Eq + Clone, V>(
@@ -472,20 +407,37 @@ fn replace<K: Hash + Eq + Clone, V>(
     }
 }
 
-fn pod_entries(pod: &PodInfo) -> Vec<(IpAddr, ClientName)> {
-    let name = if pod.host_network {
+fn pod_entries(pod: &PodInfo) -> Vec<(IpAddr, PodIp)> {
+    let (client, backend) = if pod.host_network {
         // The pod's IPs are its node's: they name the node (and only if we know which).
         let Some(node) = &pod.node else {
             return Vec::new();
         };
-        ClientName::Node(Arc::clone(node))
+        (ClientName::Node(Arc::clone(node)), None)
     } else {
-        ClientName::Pod {
+        let client = ClientName::Pod {
             pod: Arc::clone(&pod.name),
             node: pod.node.clone(),
-        }
+        };
+        // Known from the pod only: no endpoint conditions.
+        let backend = BackendName {
+            pod: Some(Arc::clone(&pod.name)),
+            node: pod.node.clone(),
+            serving: None,
+            terminating: None,
+        };
+        (client, Some(backend))
     };
-    pod.ips.iter().map(|&ip| (ip, name.clone())).collect()
+    pod.ips
+        .iter()
+        .map(|&ip| {
+            let entry = PodIp {
+                client: client.clone(),
+                backend: backend.clone(),
+            };
+            (ip, entry)
+        })
+        .collect()
 }
 
 type ServiceEntries = (Vec<(VipKey, ServiceName)>, Vec<((Proto, u16), ServiceName)>);
@@ -540,10 +492,10 @@ fn slice_entries(slice: &SliceInfo) -> Vec<(VipKey, BackendName)> {
     entries
 }
 
-fn node_entries(node: &NodeInfo) -> Vec<(IpAddr, Arc<str>)> {
+fn node_entries(node: &NodeInfo) -> Vec<(IpAddr, ClientName)> {
     node.addresses
         .iter()
-        .map(|&ip| (ip, Arc::clone(&node.name)))
+        .map(|&ip| (ip, ClientName::Node(Arc::clone(&node.name))))
         .collect()
 }
 

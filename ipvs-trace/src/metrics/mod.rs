@@ -343,10 +343,7 @@ impl Recorder {
         }
         let scheduler = self.scheduler(event.scheduler.as_deref());
         let (backend, pod) = if self.backend_label {
-            (
-                event.backend,
-                names.backend.as_ref().and_then(|b| b.pod.clone()),
-            )
+            (event.backend, names.backend.and_then(|b| b.pod.clone()))
         } else {
             (None, None)
         };
@@ -362,7 +359,7 @@ impl Recorder {
             kind: event.kind,
             proto: event.proto,
             vip: event.vip,
-            service: names.service.as_ref().map(|s| Arc::clone(&s.label)),
+            service: names.service.map(|s| Arc::clone(&s.label)),
             scheduler,
             backend,
             pod,

@@ -118,9 +118,9 @@ impl LineBuffer {
         // Kubernetes names: null without a Kubernetes source, or when the index does not know
         // the address (yet).
         out.extend_from_slice(b",\"service\":");
-        opt_string(out, names.service.as_ref().map(|s| &*s.label));
+        opt_string(out, names.service.map(|s| &*s.label));
         out.extend_from_slice(b",\"service_type\":");
-        opt_string(out, names.service.as_ref().map(|s| s.service_type.as_str()));
+        opt_string(out, names.service.map(|s| s.service_type.as_str()));
         out.extend_from_slice(b",\"backend_pod\":");
         opt_string(out, names.backend_pod());
         out.extend_from_slice(b",\"backend_node\":");
@@ -130,7 +130,7 @@ impl LineBuffer {
         // The endpoint's `terminating` condition: true when IPVS picked an endpoint Kubernetes
         // is taking away (the stale-endpoint problem).
         out.extend_from_slice(b",\"backend_terminating\":");
-        out.extend_from_slice(match names.backend.as_ref().and_then(|b| b.terminating) {
+        out.extend_from_slice(match names.backend.and_then(|b| b.terminating) {
             Some(true) => b"true",
             Some(false) => b"false",
             None => b"null",
@@ -215,7 +215,7 @@ mod tests {
     use crate::conntrack::{Entry, Status, Tuple};
     use crate::events::model::EventKind;
     use crate::events::{DestCounters, Event, FwdMethod, Proto};
-    use crate::kube::{BackendName, ClientName, Names, ServiceName, ServiceType};
+    use crate::kube::{BackendName, ClientName, Names, OwnedNames, ServiceName, ServiceType};
     use crate::output::json_text::tests::Rng;
     use crate::output::tests::{assert_golden, render, render_with, seed_index, CLOCK};
     use crate::output::{OutputFormat, Printer};
@@ -274,12 +274,12 @@ mod tests {
             weight: event.dest.map(|d| d.weight),
             active_conns: event.dest.and_then(|d| d.active_conns),
             inactive_conns: event.dest.and_then(|d| d.inactive_conns),
-            service: names.service.as_ref().map(|s| &*s.label),
-            service_type: names.service.as_ref().map(|s| s.service_type.as_str()),
+            service: names.service.map(|s| &*s.label),
+            service_type: names.service.map(|s| s.service_type.as_str()),
             backend_pod: names.backend_pod(),
             backend_node: names.backend_node(),
             client_pod: names.client_pod(),
-            backend_terminating: names.backend.as_ref().and_then(|b| b.terminating),
+            backend_terminating: names.backend.and_then(|b| b.terminating),
             netns: event.netns,
             cpu: event.cpu,
             conn: event.conn.map(|id| AsString(Hex(id))),
@@ -383,7 +383,7 @@ mod tests {
         }
     }
 
-    fn names(rng: &mut Rng) -> Names {
+    fn names(rng: &mut Rng) -> OwnedNames {
         let service_type = *pick(
             rng,
             &[
@@ -412,7 +412,7 @@ mod tests {
         } else {
             ClientName::Node(text(rng))
         };
-        Names {
+        OwnedNames {
             service: maybe(rng, |_| service),
             backend: maybe(rng, |_| backend),
             client: maybe(rng, |_| client),
@@ -449,7 +449,8 @@ mod tests {
         for i in 0..20_000 {
             let clock = clocks[i % clocks.len()];
             let event = event(&mut rng);
-            let names = names(&mut rng);
+            let owned = names(&mut rng);
+            let names = owned.names();
             let nat = nat(&mut rng, &event);
             for view in [None, nat.as_ref()] {
                 let mut out = Vec::new();

@@ -123,7 +123,7 @@ impl Summary {
         };
         let key = ServiceKey {
             proto: event.proto,
-            vip: names.service.as_ref().map_or(Target::Addr(event.vip), |s| {
+            vip: names.service.map_or(Target::Addr(event.vip), |s| {
                 Target::Named(Arc::clone(&s.label))
             }),
             scheduler: event.scheduler.clone(),
@@ -136,7 +136,6 @@ impl Summary {
             Some(backend) => {
                 let target = names
                     .backend
-                    .as_ref()
                     .and_then(|b| b.pod.as_ref())
                     .map_or(Target::Addr(backend), |pod| Target::Named(Arc::clone(pod)));
                 let by_name = matches!(target, Target::Named(_));

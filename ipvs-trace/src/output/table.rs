@@ -124,7 +124,7 @@ pub fn write_row(
 /// `client -> service -> backend on node`, names where known.
 struct Flow<'a> {
     event: &'a Event,
-    names: &'a Names,
+    names: &'a Names<'a>,
 }
 
 impl Display for Flow<'_> {

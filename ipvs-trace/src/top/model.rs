@@ -155,7 +155,7 @@ impl Aggregator {
         };
         let key = ServiceKey {
             proto: event.proto,
-            target: names.service.as_ref().map_or(Target::Addr(event.vip), |s| {
+            target: names.service.map_or(Target::Addr(event.vip), |s| {
                 Target::Named(Arc::clone(&s.label))
             }),
         };
@@ -169,8 +169,9 @@ impl Aggregator {
         service.interval.add(counts);
         if let Some(addr) = event.backend {
             let target = names
-                .backend_pod()
-                .map_or(Target::Addr(addr), |pod| Target::Named(Arc::from(pod)));
+                .backend
+                .and_then(|b| b.pod.as_ref())
+                .map_or(Target::Addr(addr), |pod| Target::Named(Arc::clone(pod)));
             let by_name = matches!(target, Target::Named(_));
             let backend = service.backends.entry(target).or_default();
             backend.interval.add(counts);
@@ -561,12 +562,12 @@ mod tests {
     fn names_merge_the_addresses_of_one_service_port_and_one_pod() {
         let mut agg = Aggregator::default();
         let names = Names {
-            service: Some(ServiceName {
+            service: Some(&ServiceName {
                 label: "ratel/web:http".into(),
                 service: "ratel/web".into(),
                 service_type: ServiceType::ClusterIp,
             }),
-            backend: Some(BackendName {
+            backend: Some(&BackendName {
                 pod: Some("ratel/web-1".into()),
                 node: None,
                 serving: None,

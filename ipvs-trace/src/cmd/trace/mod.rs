@@ -87,6 +87,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         remaining: config.count,
         metrics: recorder,
         quiet: config.quiet,
+        line: Vec::with_capacity(1024),
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
     session.begin().context("writing to stdout")?;

@@ -8,7 +8,7 @@ use crate::conntrack::worker::Answer;
 use crate::events::Event;
 use crate::filter::Filter;
 use crate::ipvs::lookup::LiveLookup;
-use crate::kube::{Names, SharedIndex};
+use crate::kube::{self, Names, SharedIndex};
 use crate::metrics::Recorder;
 use crate::output::{
     summary::{Losses, Summary},
@@ -42,6 +42,8 @@ pub(super) struct Session<W: Write> {
     pub(super) metrics: Option<Recorder>,
     /// `serve`: no event is printed.
     pub(super) quiet: bool,
+    /// One event's line, formatted under the index's lock and written out after it.
+    pub(super) line: Vec<u8>,
     pub(super) out: W,
 }
 
@@ -68,12 +70,14 @@ impl<W: Write> Session<W> {
             if let Some(tables) = &mut self.tables {
                 tables.fill(&mut event);
             }
-            // A read lock per event, held for a few hash probes: a writer (the watches) waits
-            // at most that long, and the event loop at most one `Change`.
-            let names = match &self.index {
-                Some(index) => Names::resolve_shared(index, &event),
-                None => Names::default(),
-            };
+            // A read lock per event, held from the lookup until the event's line is formatted
+            // (the names are borrowed from the index): a writer (the watches) waits at most
+            // that long, and the event loop at most one `Change`. The line is written out
+            // after the lock is released, so a blocked stdout never holds up the watches.
+            let index = self.index.as_ref().map(kube::read);
+            let names = index
+                .as_deref()
+                .map_or(Names::NONE, |index| index.names(&event));
             if !self.filter.matches(&event, &names) {
                 continue;
             }
@@ -85,9 +89,14 @@ impl<W: Write> Session<W> {
                 *remaining -= 1;
             }
             match &mut self.nat {
-                Some(nat) => nat.push(event, names),
+                Some(nat) => nat.push(event, names.owned()),
                 None if self.quiet => {}
-                None => self.printer.event(&mut self.out, &event, &names)?,
+                None => {
+                    self.line.clear();
+                    self.printer.event(&mut self.line, &event, &names)?;
+                    drop(index);
+                    self.out.write_all(&self.line)?;
+                }
             }
         }
         if let Some(nat) = &mut self.nat {
@@ -125,7 +134,7 @@ impl<W: Write> Session<W> {
                 self.printer.event_nat(
                     &mut self.out,
                     &done.event,
-                    &done.names,
+                    &done.names.names(),
                     done.view.as_ref(),
                 )?;
             }
@@ -171,6 +180,7 @@ mod tests {
             remaining: count,
             metrics: None,
             quiet: false,
+            line: Vec::new(),
             out: Vec::new(),
         }
     }
