@@ -155,6 +155,7 @@ fn run_boot(kernel: Kernel) -> Boot {
             extra_files: &extra_files,
             stream: std::env::var_os("LAB_STREAM").is_some_and(|v| v == "1"),
             timeout: BOOT_TIMEOUT,
+            icount: false,
         })
         .map_err(|e| format!("{e:#}"))
     });

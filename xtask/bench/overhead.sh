@@ -1,8 +1,9 @@
 #!/bin/sh
 # Benchmark `overhead` (cargo xtask bench): the same TCP connection storm through an IPVS rr
 # service without and with the tracer attached, interleaved (without, with, quiet, stopped,
-# without, with...), so drift of the machine hits every mode alike. `with`: `trace -o json` into
-# a file, every event printed. `quiet`: the same probes, ring and decoding, but a --vip filter
+# without, with..., without); xtask compares each traced storm with the `without` storms on
+# both sides of it (interpolated), so a drift of the machine cancels. `with`: `trace -o json`
+# into a file, every event printed. `quiet`: the same probes, ring and decoding, but a --vip filter
 # that matches nothing, so no line is formatted. `stopped`: the probes and the ring alone, the
 # tracer stopped (SIGSTOP) once attached, its ring large enough for the whole storm: the
 # kernel-side cost without any userspace. The guest has one vCPU, where the tracer's userspace
@@ -74,4 +75,8 @@ for round in $(seq 1 "$ROUNDS"); do
         rm -f "$LAB_TMP/storm$round.out"
     done
 done
+# The closing baseline: xtask compares each traced storm with the rate without the tracer
+# interpolated between the `without` storms before and after it, which cancels the guest's drift.
+storm "$STORM"
+echo "bench: overhead round=$((ROUNDS + 1)) mode=without conns=$STORM cs=$STORM_CS"
 dump_stats

@@ -72,6 +72,7 @@ fn every_kernel_honours_the_contract_in_parallel() {
                     extra_files: &extra_files,
                     stream: false,
                     timeout: Duration::from_mins(5),
+                    icount: false,
                 };
                 (kernel, scope.spawn(move || lab::run(&run)))
             })
@@ -130,6 +131,7 @@ fn a_hanging_script_is_cut_by_the_timeout() {
         extra_files: &[],
         stream: false,
         timeout: Duration::from_secs(40),
+        icount: false,
     })
     .expect_err("a script sleeping past the timeout must fail");
     let failure = err

@@ -58,9 +58,13 @@ pub(super) struct Args {
     /// `overhead`: connections per storm.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     storm: u32,
-    /// `overhead`: rounds of (without, with).
+    /// `overhead`: rounds of (without, with, quiet, stopped); one more `without` closes them.
     #[arg(long, value_name = "N", default_value_t = 3)]
     rounds: u32,
+    /// `overhead`: time the storms by the guest's wall clock (the host's) instead of by
+    /// executed instructions (QEMU -icount), which is noisier by an order of magnitude.
+    #[arg(long)]
+    wall_clock: bool,
     /// `memory`: connections traced after the index is built.
     #[arg(long, value_name = "N", default_value_t = 4000)]
     events: u32,
@@ -162,6 +166,15 @@ fn lab_run(args: &Args, dir: &Path, name: &str, env: &str) -> Result<String> {
     lab_run_with(args, dir, name, env, &[], Duration::from_mins(30))
 }
 
+/// How the guest keeps time in a lab benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuestClock {
+    /// The host's wall clock, as in the tests.
+    Wall,
+    /// Executed instructions (QEMU `-icount`): for cost ratios.
+    Instructions,
+}
+
 /// [`lab_run`] with more files for the guest and a timeout of its own.
 fn lab_run_with(
     args: &Args,
@@ -170,6 +183,19 @@ fn lab_run_with(
     env: &str,
     extra: &[(PathBuf, String)],
     timeout: Duration,
+) -> Result<String> {
+    lab_run_clocked(args, dir, name, env, extra, timeout, GuestClock::Wall)
+}
+
+/// [`lab_run_with`] with a choice of guest clock.
+fn lab_run_clocked(
+    args: &Args,
+    dir: &Path,
+    name: &str,
+    env: &str,
+    extra: &[(PathBuf, String)],
+    timeout: Duration,
+    clock: GuestClock,
 ) -> Result<String> {
     let env_file = dir.join(format!("{name}.env"));
     std::fs::write(&env_file, env).with_context(|| format!("writing {}", env_file.display()))?;
@@ -187,6 +213,7 @@ fn lab_run_with(
         extra_files: &files,
         stream: true,
         timeout,
+        icount: clock == GuestClock::Instructions,
     })?;
     if output.status != 0 {
         bail!(
@@ -231,9 +258,22 @@ fn loss(args: &Args, dir: &Path) -> Result<bool> {
 
 fn overhead(args: &Args, dir: &Path) -> Result<()> {
     let env = format!("STORM={}\nROUNDS={}\n", args.storm, args.rounds);
-    let output = lab_run(args, dir, "overhead", &env)?;
-    // Connections/s per mode, in round order.
-    let mut rates: Vec<(String, Vec<f64>)> = Vec::new();
+    let clock = if args.wall_clock {
+        GuestClock::Wall
+    } else {
+        GuestClock::Instructions
+    };
+    let output = lab_run_clocked(
+        args,
+        dir,
+        "overhead",
+        &env,
+        &[],
+        Duration::from_mins(45),
+        clock,
+    )?;
+    // Every storm in the order it ran: (mode, connections/s).
+    let mut storms: Vec<(String, f64)> = Vec::new();
     let mut traced = Vec::new();
     for line in bench_lines(&output, "overhead") {
         let mode = line
@@ -242,43 +282,38 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
             .map(|(_, v)| v.clone());
         if let Some(mode) = mode {
             let small = |key| -> Result<f64> { Ok(f64::from(u32::try_from(field(&line, key)?)?)) };
-            let rate = small("conns")? / (small("cs")? / 100.0);
-            match rates.iter_mut().find(|(m, _)| *m == mode) {
-                Some((_, list)) => list.push(rate),
-                None => rates.push((mode, vec![rate])),
-            }
+            storms.push((mode, small("conns")? / (small("cs")? / 100.0)));
         } else {
             traced.push((field(&line, "traced")?, field(&line, "lost")?));
         }
     }
-    let Some((_, without)) = rates.iter().find(|(m, _)| m == "without").cloned() else {
-        bail!("no `bench: overhead ... mode=without` line from the script");
-    };
+    let (without, rates) = bracketed(&storms)?;
     let list = |v: &[f64], digits: usize| {
         v.iter()
             .map(|x| format!("{x:.digits$}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let clock_name = match clock {
+        GuestClock::Wall => "wall clock",
+        GuestClock::Instructions => "instructions, 1 ns each",
+    };
     println!(
-        "overhead: {} rounds of {} TCP connections through IPVS rr (QEMU TCG, one vCPU: only \
-         the ratios mean something); connections/s without the tracer [{}]",
-        without.len(),
+        "overhead: {} rounds of {} TCP connections through IPVS rr (QEMU TCG, one vCPU, guest \
+         time = {clock_name}: only the ratios mean something); connections/s without the \
+         tracer [{}]",
+        args.rounds,
         args.storm,
         list(&without, 0)
     );
     let mut modes = Vec::new();
     let mut goal_met = false;
-    for (mode, with) in rates.iter().filter(|(m, _)| m != "without") {
-        if with.len() != without.len() {
-            bail!(
-                "{} storms `{mode}` but {} without the tracer",
-                with.len(),
-                without.len()
-            );
-        }
-        // Each round's storms ran back to back, so its ratio is the least exposed to drift.
-        let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, wo)| w / wo).collect();
+    for (mode, storms) in &rates {
+        let ratios: Vec<f64> = storms
+            .iter()
+            .map(|(rate, baseline)| rate / baseline)
+            .collect();
+        let with: Vec<f64> = storms.iter().map(|(rate, _)| *rate).collect();
         let (median, min, max) = spread(&ratios);
         if mode == "with" {
             goal_met = median >= 0.95;
@@ -286,20 +321,20 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
         println!(
             "overhead {mode}/without: ratio median {median:.3} (min {min:.3}, max {max:.3}), \
              goal >= 0.95; connections/s [{}]",
-            list(with, 0)
+            list(&with, 0)
         );
         modes.push(format!(
             "    \"{mode}\": {{ \"ratio_median\": {median:.4}, \"ratio_min\": {min:.4}, \
              \"ratio_max\": {max:.4}, \"ratios\": [{}], \"rate\": [{}] }}",
             list(&ratios, 4),
-            list(with, 1)
+            list(&with, 1)
         ));
     }
     let mut json = String::new();
     write!(
         json,
         "{{\n  \"bench\": \"overhead\",\n  \"kernel\": \"{}\",\n  \"guest\": \"QEMU TCG, -smp 1\",\n  \
-         \"conns_per_storm\": {},\n  \"rate_without\": [{}],\n  \"modes\": {{\n{}\n  }},\n  \
+         \"clock\": \"{clock_name}\",\n  \"conns_per_storm\": {},\n  \"rate_without\": [{}],\n  \"modes\": {{\n{}\n  }},\n  \
          \"traced_lost\": [{}],\n  \"goal\": 0.95,\n  \"goal_met\": {goal_met}\n}}\n",
         args.kernel,
         args.storm,
@@ -826,6 +861,52 @@ fn soak(args: &Args, dir: &Path) -> Result<bool> {
 }
 
 /// Median, min and max.
+/// A traced mode's storms: (connections/s, connections/s without the tracer at that moment).
+type ModeStorms = (String, Vec<(f64, f64)>);
+
+/// The `without` rates in order, and per other mode each storm's rate with the rate without
+/// the tracer at its moment: interpolated between the `without` storms run just before and
+/// just after it, by position in the sequence.
+///
+/// The guest's speed drifts over a run (up to 20% between early and late storms of one boot:
+/// TCG's translation caches, the host), and with a fixed order within a round a plain
+/// per-round ratio hands that drift to whichever mode runs last. A bracketing baseline cancels
+/// any linear drift.
+fn bracketed(storms: &[(String, f64)]) -> Result<(Vec<f64>, Vec<ModeStorms>)> {
+    let without: Vec<(usize, f64)> = storms
+        .iter()
+        .enumerate()
+        .filter(|(_, (mode, _))| mode == "without")
+        .map(|(at, (_, rate))| (at, *rate))
+        .collect();
+    if without.is_empty() {
+        bail!("no `bench: overhead ... mode=without` line from the script");
+    }
+    let mut modes: Vec<ModeStorms> = Vec::new();
+    for (at, (mode, rate)) in storms.iter().enumerate() {
+        if mode == "without" {
+            continue;
+        }
+        let before = without.iter().rev().find(|(w, _)| *w < at);
+        let after = without.iter().find(|(w, _)| *w > at);
+        let (Some(&(b, before)), Some(&(a, after))) = (before, after) else {
+            bail!(
+                "storm {} (`{mode}`) has no `without` storm on both sides (the script's order \
+                 changed?)",
+                at + 1
+            );
+        };
+        // Positions in a list of a few dozen storms: exact in f64.
+        #[allow(clippy::cast_precision_loss)]
+        let baseline = before + (after - before) * (at - b) as f64 / (a - b) as f64;
+        match modes.iter_mut().find(|(m, _)| m == mode) {
+            Some((_, list)) => list.push((*rate, baseline)),
+            None => modes.push((mode.clone(), vec![(*rate, baseline)])),
+        }
+    }
+    Ok((without.into_iter().map(|(_, rate)| rate).collect(), modes))
+}
+
 fn spread(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -848,6 +929,36 @@ fn write(dir: &Path, name: &str, json: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bracketing_baselines_cancel_a_linear_drift() {
+        // The guest speeds up by 10 connections/s per storm; the tracer costs nothing in
+        // `with` and 10% in `stopped`.
+        let storms: Vec<(String, f64)> = ["without", "with", "stopped", "without", "with"]
+            .iter()
+            .zip([100.0, 110.0, 0.9 * 120.0, 130.0, 140.0])
+            .map(|(mode, rate)| ((*mode).to_owned(), rate))
+            .chain([("without".to_owned(), 150.0)])
+            .collect();
+        let (without, modes) = bracketed(&storms).unwrap();
+        assert_eq!(without, [100.0, 130.0, 150.0]);
+        let ratios = |name: &str| -> Vec<f64> {
+            let (_, list) = modes.iter().find(|(m, _)| m == name).unwrap();
+            list.iter().map(|(rate, base)| rate / base).collect()
+        };
+        for ratio in ratios("with") {
+            assert!((ratio - 1.0).abs() < 1e-12, "{ratio}");
+        }
+        assert!((ratios("stopped")[0] - 0.9).abs() < 1e-12);
+        // A plain ratio to the round's first storm would have said 1.10 and 1.08.
+    }
+
+    #[test]
+    fn a_storm_without_a_baseline_after_it_is_an_error() {
+        let storms = vec![("without".to_owned(), 100.0), ("with".to_owned(), 90.0)];
+        let err = bracketed(&storms).unwrap_err().to_string();
+        assert!(err.contains("storm 2 (`with`)"), "{err}");
+    }
 
     #[test]
     fn reads_bench_lines_among_console_noise() {

@@ -74,6 +74,7 @@ pub(super) fn run_script(
         extra_files: files,
         stream: true,
         timeout: Duration::from_secs(timeout),
+        icount: false,
     })?;
     if output.status != 0 {
         eprintln!(

@@ -101,6 +101,9 @@ pub struct LabRun<'a> {
     pub stream: bool,
     /// For the whole boot, script included; QEMU is killed when it runs out.
     pub timeout: Duration,
+    /// Guest time counts executed instructions instead of following the host's clock (see
+    /// `qemu::command`): for benchmarks that compare the cost of two workloads.
+    pub icount: bool,
 }
 
 /// What a finished script left behind.
@@ -168,6 +171,7 @@ pub fn run(run: &LabRun) -> Result<LabOutput> {
         &prepared.initrd,
         run.timeout,
         run.stream,
+        run.icount,
     );
     let _ = fs::remove_file(&prepared.initrd);
     let boot = boot?;

@@ -40,7 +40,12 @@ pub(crate) struct Boot {
 ///   self-modifying code exact; and two guests already share the host's two cores.
 /// - `mitigations=off`: the guest is a throwaway; speculative-execution mitigations only slow
 ///   every emulated syscall.
-fn command(kernel: &Path, initrd: &Path) -> Command {
+/// - `icount` (benchmarks that compare costs): `-icount shift=0,sleep=off` makes the guest's
+///   clocks count executed instructions, one nanosecond each, and skip idle time, instead of
+///   following the host's wall clock. A CPU-bound workload then takes the same guest time
+///   however busy the host is, which wall-clock TCG timings (±15% between identical runs on
+///   this 2-core machine) never do.
+fn command(kernel: &Path, initrd: &Path, icount: bool) -> Command {
     let mut qemu = Command::new(QEMU);
     qemu.args(["-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "2048"])
         .args(["-nic", "none", "-nographic", "-no-reboot"])
@@ -49,13 +54,22 @@ fn command(kernel: &Path, initrd: &Path) -> Command {
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", "console=ttyS0 quiet panic=-1 mitigations=off"]);
+    if icount {
+        qemu.args(["-icount", "shift=0,sleep=off"]);
+    }
     qemu
 }
 
 /// Boots, streams console lines to stdout if `stream`, and kills QEMU at `timeout`.
-pub(crate) fn boot(kernel: &Path, initrd: &Path, timeout: Duration, stream: bool) -> Result<Boot> {
+pub(crate) fn boot(
+    kernel: &Path,
+    initrd: &Path,
+    timeout: Duration,
+    stream: bool,
+    icount: bool,
+) -> Result<Boot> {
     let started = Instant::now();
-    let mut child = command(kernel, initrd)
+    let mut child = command(kernel, initrd, icount)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
