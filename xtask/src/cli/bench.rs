@@ -25,7 +25,10 @@ use crate::{cmd, paths};
 ///   the tracer printing every event (`with`), for one whose filter matches nothing (`quiet`:
 ///   probes, ring and decoding only) and for one stopped once attached (`stopped`: probes and
 ///   ring only, the kernel-side cost; the guest's single vCPU also runs the tracer's
-///   userspace, which a real node runs on another core). Under QEMU TCG absolute rates mean
+///   userspace, which a real node runs on another core). Each traced storm is compared with
+///   the rate interpolated between the `without` storms on both sides of it. The guest's clocks
+///   count executed instructions (QEMU -icount), so the host's load does not move the figures;
+///   `--wall-clock` times by the host's clock instead. Under QEMU TCG absolute rates mean
 ///   nothing; the ratios do.
 ///
 /// - `memory` (lab): peak and settled RSS (/proc/PID/status VmHWM, VmRSS) of `ipvs-trace
