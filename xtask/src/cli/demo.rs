@@ -32,5 +32,5 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
         );
     }
     crate::setup::run()?;
-    super::lab::run_script(args.kernel, &script, &[], args.timeout)
+    super::lab::run_script(args.kernel, &script, &[], args.timeout, false)
 }

@@ -26,7 +26,7 @@ use crate::lab::{self, Kernel, LabRun};
 /// Example: `cargo xtask lab --kernel 6.12 --script my-situation.sh`
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
-    /// Debian kernel series to boot: 6.1 or 6.12.
+    /// Debian kernel series to boot: 5.10, 6.1, 6.12 or 7.2.
     #[arg(long, default_value = "6.1")]
     kernel: Kernel,
     /// Shell script to run in the guest (as /lab/script.sh).
@@ -38,6 +38,11 @@ pub(super) struct Args {
     /// Extra file for the guest, as HOST_PATH=GUEST_PATH (repeatable).
     #[arg(long = "file", value_name = "HOST=GUEST", value_parser = parse_extra_file)]
     files: Vec<(PathBuf, String)>,
+    /// Guest clocks count executed instructions (QEMU -icount shift=0,sleep=off: 1 ns each,
+    /// idle time skipped) instead of following the host's: timings in the guest then measure
+    /// work and do not move with the host's load. For comparing the cost of two workloads.
+    #[arg(long)]
+    icount: bool,
 }
 
 fn parse_extra_file(spec: &str) -> Result<(PathBuf, String)> {
@@ -51,7 +56,13 @@ fn parse_extra_file(spec: &str) -> Result<(PathBuf, String)> {
 }
 
 pub(super) fn run(args: &Args) -> Result<ExitCode> {
-    run_script(args.kernel, &args.script, &args.files, args.timeout)
+    run_script(
+        args.kernel,
+        &args.script,
+        &args.files,
+        args.timeout,
+        args.icount,
+    )
 }
 
 /// Shared with `demo`: boots, streams, and turns the script's status into the exit code.
@@ -60,6 +71,7 @@ pub(super) fn run_script(
     script: &std::path::Path,
     files: &[(PathBuf, String)],
     timeout: u64,
+    icount: bool,
 ) -> Result<ExitCode> {
     if !script.is_file() {
         bail!("the lab script {} does not exist", script.display());
@@ -74,7 +86,7 @@ pub(super) fn run_script(
         extra_files: files,
         stream: true,
         timeout: Duration::from_secs(timeout),
-        icount: false,
+        icount,
     })?;
     if output.status != 0 {
         eprintln!(
