@@ -15,7 +15,7 @@ use std::io;
 
 use serde::{Serialize, Serializer};
 
-use super::json_text::{hex_string, opt_int, opt_string, socket_addr, string, u64_digits};
+use super::json_text::{hex_string, opt_int, opt_string, plain, socket_addr, u64_digits};
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatView;
 use crate::events::{Event, FwdMethod, Proto};
@@ -90,7 +90,7 @@ impl LineBuffer {
         self.time(clock.unix_ns(event.timestamp_ns));
         let out = &mut self.bytes;
         out.extend_from_slice(b",\"event\":");
-        string(out, event.kind.as_str());
+        plain(out, event.kind.as_str());
         out.extend_from_slice(b",\"proto\":");
         proto(out, event.proto);
         out.extend_from_slice(b",\"client\":");
@@ -159,9 +159,9 @@ impl LineBuffer {
 /// `TCP`, `UDP`, `SCTP`, or the number: [`Proto`]'s `Display`.
 fn proto(out: &mut Vec<u8>, proto: Proto) {
     match proto {
-        Proto::Tcp => string(out, "TCP"),
-        Proto::Udp => string(out, "UDP"),
-        Proto::Sctp => string(out, "SCTP"),
+        Proto::Tcp => plain(out, "TCP"),
+        Proto::Udp => plain(out, "UDP"),
+        Proto::Sctp => plain(out, "SCTP"),
         Proto::Other(number) => {
             out.push(b'"');
             u64_digits(out, number.into());
@@ -173,11 +173,11 @@ fn proto(out: &mut Vec<u8>, proto: Proto) {
 /// [`FwdMethod`]'s `Display`.
 fn fwd_method(out: &mut Vec<u8>, fwd: FwdMethod) {
     match fwd {
-        FwdMethod::Masq => string(out, "Masq"),
-        FwdMethod::Local => string(out, "Local"),
-        FwdMethod::Tunnel => string(out, "Tunnel"),
-        FwdMethod::Route => string(out, "Route"),
-        FwdMethod::Bypass => string(out, "Bypass"),
+        FwdMethod::Masq => plain(out, "Masq"),
+        FwdMethod::Local => plain(out, "Local"),
+        FwdMethod::Tunnel => plain(out, "Tunnel"),
+        FwdMethod::Route => plain(out, "Route"),
+        FwdMethod::Bypass => plain(out, "Bypass"),
         FwdMethod::Unknown(value) => {
             out.extend_from_slice(b"\"fwd");
             u64_digits(out, value.into());

@@ -63,6 +63,19 @@ pub(super) fn string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
+/// A string known to need no escaping (an enum's name: `new`, `TCP`, `Masq`...), quoted
+/// without the escaping pass.
+pub(super) fn plain(out: &mut Vec<u8>, text: &'static str) {
+    debug_assert!(
+        !text.bytes().any(|b| escape(b) != 0),
+        "{text:?} needs escaping"
+    );
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
 /// A string value or `null`.
 pub(super) fn opt_string(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
@@ -71,34 +84,98 @@ pub(super) fn opt_string(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-/// Decimal digits of `n`. Pushed one by one: a `memcpy` call per number (they are 1 to 5
-/// digits long, five addresses a line) cost more than the digits.
-pub(super) fn u64_digits(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// `00` to `99`: two digits per division.
+const PAIRS: [u8; 200] = {
+    let mut table = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        table[2 * i] = b'0' + (i / 10) as u8;
+        table[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    table
+};
+
+/// A short piece of text assembled on the stack and appended with one copy: pushing byte by
+/// byte into the line's `Vec` reloads and stores its length at every byte.
+struct Small<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Small<N> {
+    fn new() -> Self {
+        Small {
+            buf: [0; N],
+            len: 0,
         }
     }
-    out.reserve(digits.len());
-    for &digit in &digits[at..] {
-        out.push(digit);
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// Decimal digits of `n`, two per division.
+    fn digits(&mut self, mut n: u64) {
+        let mut tmp = [0u8; 20];
+        let mut at = tmp.len();
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            tmp[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = n as usize * 2;
+            at -= 2;
+            tmp[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
+            at -= 1;
+            tmp[at] = b'0' + n as u8;
+        }
+        let digits = &tmp[at..];
+        self.buf[self.len..self.len + digits.len()].copy_from_slice(digits);
+        self.len += digits.len();
+    }
+
+    /// An address byte's digits, without a loop.
+    fn octet(&mut self, b: u8) {
+        if b >= 100 {
+            self.push(b'0' + b / 100);
+        }
+        if b >= 10 {
+            self.push(b'0' + b / 10 % 10);
+        }
+        self.push(b'0' + b % 10);
+    }
+
+    fn ipv4(&mut self, ip: Ipv4Addr) {
+        let [a, b, c, d] = ip.octets();
+        self.octet(a);
+        self.push(b'.');
+        self.octet(b);
+        self.push(b'.');
+        self.octet(c);
+        self.push(b'.');
+        self.octet(d);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
-/// An address byte's digits, without a loop.
-fn octet(out: &mut Vec<u8>, b: u8) {
-    if b >= 100 {
-        out.push(b'0' + b / 100);
+/// Decimal digits of `n`.
+pub(super) fn u64_digits(out: &mut Vec<u8>, n: u64) {
+    // Most numbers of a line (weights, counters, the CPU) are one digit: no copy for those.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
     }
-    if b >= 10 {
-        out.push(b'0' + b / 10 % 10);
-    }
-    out.push(b'0' + b % 10);
+    let mut text = Small::<20>::new();
+    text.digits(n);
+    out.extend_from_slice(text.bytes());
 }
 
 pub(super) fn i64_digits(out: &mut Vec<u8>, n: i64) {
@@ -135,15 +212,9 @@ pub(super) fn hex_string(out: &mut Vec<u8>, n: u64) {
 }
 
 fn ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
-    let [a, b, c, d] = ip.octets();
-    out.reserve(15);
-    octet(out, a);
-    out.push(b'.');
-    octet(out, b);
-    out.push(b'.');
-    octet(out, c);
-    out.push(b'.');
-    octet(out, d);
+    let mut text = Small::<15>::new();
+    text.ipv4(ip);
+    out.extend_from_slice(text.bytes());
 }
 
 fn hex_segments(out: &mut Vec<u8>, segments: &[u16]) {
@@ -199,6 +270,17 @@ fn ipv6(out: &mut Vec<u8>, ip: Ipv6Addr) {
 /// The address as a JSON string, as `SocketAddr`'s `Display` writes it: `a.b.c.d:port`,
 /// `[v6]:port`, `[v6%scope]:port`.
 pub(super) fn socket_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
+    if let SocketAddr::V4(v4) = addr {
+        // `"255.255.255.255:65535"`: 23 bytes, assembled whole.
+        let mut text = Small::<23>::new();
+        text.push(b'"');
+        text.ipv4(*v4.ip());
+        text.push(b':');
+        text.digits(v4.port().into());
+        text.push(b'"');
+        out.extend_from_slice(text.bytes());
+        return;
+    }
     out.push(b'"');
     match addr {
         SocketAddr::V4(v4) => ipv4(out, *v4.ip()),
