@@ -4,6 +4,7 @@
 //! assumption is checked and a record that breaks one is reported as a [`DecodeError`], which the
 //! reader counts as malformed. Nothing here can panic on any input.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipvs_trace_common::{event::valid, ConnEvent, EventKind};
@@ -98,11 +99,29 @@ fn socket_addr(af: u16, addr: &[u8; 16], port: u16) -> Result<SocketAddr, Decode
     Ok(SocketAddr::new(ip, port))
 }
 
+/// The schedulers Linux ships (`net/netfilter/ipvs/ip_vs_*.c`), which every event names one of:
+/// decoded to these static strings, without an allocation.
+const KNOWN_SCHEDULERS: [&str; 14] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
 /// The NUL-padded name; the kernel's names are ASCII, anything else is shown lossily rather than
 /// rejected (a scheduler module name is not worth losing the event over).
-fn scheduler_name(buf: &[u8]) -> Option<String> {
+fn scheduler_name(buf: &[u8]) -> Option<Cow<'static, str>> {
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    (len > 0).then(|| String::from_utf8_lossy(&buf[..len]).into_owned())
+    let name = &buf[..len];
+    if name.is_empty() {
+        return None;
+    }
+    Some(
+        match KNOWN_SCHEDULERS
+            .iter()
+            .find(|known| known.as_bytes() == name)
+        {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(String::from_utf8_lossy(name).into_owned()),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -247,6 +266,24 @@ pub(crate) mod tests {
             raw.header.kind = kind as u32;
             assert_eq!(decode(&record_bytes(&raw)).map(|e| e.kind), Ok(kind));
         }
+    }
+
+    #[test]
+    fn linux_scheduler_names_are_static_and_others_owned() {
+        for known in KNOWN_SCHEDULERS {
+            let mut buf = [0u8; 16];
+            buf[..known.len()].copy_from_slice(known.as_bytes());
+            assert!(
+                matches!(scheduler_name(&buf), Some(Cow::Borrowed(name)) if name == known),
+                "{known}"
+            );
+        }
+        let mut buf = [0u8; 16];
+        buf[..4].copy_from_slice(b"mine");
+        assert!(matches!(scheduler_name(&buf), Some(Cow::Owned(name)) if name == "mine"));
+        // A known name as a prefix is not the name.
+        buf[..4].copy_from_slice(b"rrx\0");
+        assert!(matches!(scheduler_name(&buf), Some(Cow::Owned(name)) if name == "rrx"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The decoded event: plain Rust types, every optional part an `Option`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -31,8 +32,9 @@ pub struct Event {
     /// Raw `ip_vs_conn.state` (protocol specific).
     pub state: u32,
     /// The virtual service's scheduler (`rr`, `wrr`, ...): read by the probe, or, without
-    /// module BTF, taken from the IPVS tables ([`crate::ipvs::lookup`]).
-    pub scheduler: Option<String>,
+    /// module BTF, taken from the IPVS tables ([`crate::ipvs::lookup`]). The kernel's own
+    /// scheduler names are static strings: no allocation per event for them.
+    pub scheduler: Option<Cow<'static, str>>,
     /// Weight and counters of the chosen real server.
     pub dest: Option<DestCounters>,
 }

@@ -73,7 +73,7 @@ impl TableIndex {
             return Filled::NoService;
         };
         if event.scheduler.is_none() {
-            event.scheduler = Some(entry.scheduler.clone());
+            event.scheduler = Some(entry.scheduler.clone().into());
         }
         if needs_weight {
             let weight = event

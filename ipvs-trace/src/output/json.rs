@@ -374,7 +374,7 @@ mod tests {
             fwd: maybe(rng, |_| fwd),
             flags: rng.next() as u32,
             state: rng.next() as u32,
-            scheduler: maybe(rng, |rng| text(rng).to_string()),
+            scheduler: maybe(rng, |rng| text(rng).to_string().into()),
             dest: maybe(rng, |rng| DestCounters {
                 weight: rng.next() as i32 >> (rng.next() % 32),
                 active_conns: counter(rng),

@@ -10,6 +10,7 @@
 //! the addresses follow in parentheses. What is not known stays keyed by address, exactly as
 //! without a source, and a line counts the events whose addresses the index did not know.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ impl fmt::Display for Target {
 struct ServiceKey {
     proto: Proto,
     vip: Target,
-    scheduler: Option<String>,
+    scheduler: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug, Default)]
@@ -311,7 +312,7 @@ mod tests {
         let mut event = sample_events().remove(0);
         event.vip = vip.parse().unwrap();
         event.backend = Some(backend.parse().unwrap());
-        event.scheduler = Some(scheduler.into());
+        event.scheduler = Some(scheduler.to_owned().into());
         event
     }
 

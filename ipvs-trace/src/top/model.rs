@@ -163,8 +163,8 @@ impl Aggregator {
         if names.service.is_some() {
             service.vips.insert(event.vip);
         }
-        if event.scheduler.is_some() {
-            service.scheduler.clone_from(&event.scheduler);
+        if event.scheduler.is_some() && service.scheduler.as_deref() != event.scheduler.as_deref() {
+            service.scheduler = event.scheduler.as_deref().map(str::to_owned);
         }
         service.interval.add(counts);
         if let Some(addr) = event.backend {
