@@ -80,7 +80,10 @@ echo 0 >/proc/sys/net/ipv4/vs/conn_reuse_mode
 service 172.31.0.72 rr 1 1
 dump stats-before-reuse ipvsadm -Ln --stats --exact
 balance_start reuse --vip 172.31.0.72:80
-client_start reuse-fixed bclient1 --to 172.31.0.72:80 --count 20 --bind 198.51.100.41:40000 --rst --interval-ms 100
+# Port 30000 lies below the ephemeral range (32768-60999): with 40000, an rr or wrr connection
+# of this client that happened to get port 40000 was still in TIME_WAIT, and every bind failed
+# with EADDRINUSE (once in CI).
+client_start reuse-fixed bclient1 --to 172.31.0.72:80 --count 20 --bind 198.51.100.41:30000 --rst --interval-ms 100
 client_start reuse-other bclient2 --to 172.31.0.72:80 --count 20
 client_wait || lab_log "some connections failed (see the client dumps)"
 stop_trace

@@ -53,7 +53,7 @@ start_trace trace
 client_start wrr1 client1 --to $WRR:80 --count 30
 client_start wrr2 client2 --to $WRR:80 --count 30
 client_wait || lab_log "some connections failed (see the client dumps)"
-client_start reuse client1 --to $REUSE:80 --count 5 --bind 198.51.100.11:40000 --rst --interval-ms 100
+client_start reuse client1 --to $REUSE:80 --count 5 --bind 198.51.100.11:30000 --rst --interval-ms 100
 client_wait || lab_log "some reconnects failed (see the client dumps)"
 client_start empty client2 --to $EMPTY:80 --count 3 --bind 198.51.100.12:41000
 client_wait && die "connections to a service without real servers succeeded"

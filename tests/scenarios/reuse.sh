@@ -20,7 +20,7 @@ mk_client client1 198.51.100.11
 mk_client client2 198.51.100.12
 
 start_trace trace --client 198.51.100.11
-client_start reuse client1 --to $VIP:80 --count 5 --bind 198.51.100.11:40000 --rst --interval-ms 100
+client_start reuse client1 --to $VIP:80 --count 5 --bind 198.51.100.11:30000 --rst --interval-ms 100
 client_start other client2 --to $VIP:80 --count 3
 client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs

@@ -439,7 +439,7 @@ fn persistent(run: &ScenarioRun) {
 // reuse: conn_reuse_mode=0, one client ip:port reconnecting 5 times; --client filter.
 fn reuse(run: &ScenarioRun) {
     let vip = addr("172.31.0.30:80");
-    let client = addr("198.51.100.11:40000");
+    let client = addr("198.51.100.11:30000");
     let trace = run.trace("trace");
     assert_clean("trace", &trace);
     let reconnects = run.client("reuse");
@@ -1370,7 +1370,7 @@ fn builtin_wrr(run: &ScenarioRun, trace: &Trace) {
 fn builtin_reuse(run: &ScenarioRun, trace: &Trace) {
     // reuse: 1 new + 4 reused, one kernel entry, one pod.
     let reuse = addr("172.31.0.61:80");
-    let client = addr("198.51.100.11:40000");
+    let client = addr("198.51.100.11:30000");
     let events: Vec<&Event> = trace.events.iter().filter(|e| e.vip == reuse).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["new", "reused", "reused", "reused", "reused"]);
@@ -1467,7 +1467,7 @@ fn balance(run: &ScenarioRun) {
     assert!(
         fixed
             .iter()
-            .all(|l| l.ok() && l.local == Some(addr("198.51.100.41:40000"))),
+            .all(|l| l.ok() && l.local == Some(addr("198.51.100.41:30000"))),
         "{fixed:?}"
     );
     let doc = balance_window::document(run, "reuse");
