@@ -166,7 +166,15 @@ fn field(pairs: &[(String, String)], key: &str) -> Result<u64> {
 
 /// Boots the lab with a bench script and its settings (/lab/bench.env).
 fn lab_run(args: &Args, dir: &Path, name: &str, env: &str) -> Result<String> {
-    lab_run_with(args, dir, name, env, &[], Duration::from_mins(30))
+    lab_run_with(
+        args,
+        dir,
+        name,
+        env,
+        &[],
+        Duration::from_mins(30),
+        GuestClock::Wall,
+    )
 }
 
 /// How the guest keeps time in a lab benchmark.
@@ -178,20 +186,8 @@ enum GuestClock {
     Instructions,
 }
 
-/// [`lab_run`] with more files for the guest and a timeout of its own.
+/// [`lab_run`] with more files for the guest, a timeout of its own and a choice of guest clock.
 fn lab_run_with(
-    args: &Args,
-    dir: &Path,
-    name: &str,
-    env: &str,
-    extra: &[(PathBuf, String)],
-    timeout: Duration,
-) -> Result<String> {
-    lab_run_clocked(args, dir, name, env, extra, timeout, GuestClock::Wall)
-}
-
-/// [`lab_run_with`] with a choice of guest clock.
-fn lab_run_clocked(
     args: &Args,
     dir: &Path,
     name: &str,
@@ -266,7 +262,7 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
-    let output = lab_run_clocked(
+    let output = lab_run_with(
         args,
         dir,
         "overhead",
@@ -513,7 +509,15 @@ fn memory(args: &Args, dir: &Path) -> Result<()> {
         cluster::cluster_ip(2),
     );
     let files = [(objects_file, "/lab/cluster.json".to_owned())];
-    let output = lab_run_with(args, dir, "memory", &env, &files, Duration::from_mins(40))?;
+    let output = lab_run_with(
+        args,
+        dir,
+        "memory",
+        &env,
+        &files,
+        Duration::from_mins(40),
+        GuestClock::Wall,
+    )?;
     let runs: Vec<MemoryRun> = bench_lines(&output, "memory")
         .into_iter()
         .filter_map(|fields| {
@@ -852,7 +856,7 @@ impl<'a> Soak<'a> {
 fn soak(args: &Args, dir: &Path) -> Result<bool> {
     let env = format!("MINUTES={}\n", args.minutes);
     let timeout = Duration::from_mins(u64::from(args.minutes) + 20);
-    let output = lab_run_with(args, dir, "soak", &env, &[], timeout)?;
+    let output = lab_run_with(args, dir, "soak", &env, &[], timeout, GuestClock::Wall)?;
     let lines = bench_lines(&output, "soak");
     let soak = Soak::judge(&lines)?;
     soak.print(args.minutes)?;
