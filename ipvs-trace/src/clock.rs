@@ -100,6 +100,91 @@ pub fn format_rfc3339(unix_ns: i128) -> String {
     out
 }
 
+/// Parses an RFC 3339 time (`2026-12-07T14:03:00Z`, `2026-12-07T14:03:00.5+01:00`; `t`, `z`
+/// and a space for `T` accepted) into nanoseconds since the Unix epoch. Leap seconds (`:60`)
+/// are refused: the kernel's clock never shows one.
+pub fn parse_rfc3339(text: &str) -> Result<i128, String> {
+    let bad = || format!("{text:?} is not an RFC 3339 time such as 2026-12-07T14:03:00Z");
+    if !text.is_ascii() {
+        return Err(bad());
+    }
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Result<u32, String> {
+        let part = b.get(range).ok_or_else(bad)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        Ok(part.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &text[19..];
+    let mut nanos: u32 = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return Err(bad());
+        }
+        let value: u32 = fraction[..digits].parse().map_err(|_| bad())?;
+        nanos = value * 10u32.pow(9 - digits as u32);
+        rest = &fraction[digits..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return Err(bad()),
+            };
+            let o = rest.as_bytes();
+            if o.len() != 6 || o[3] != b':' {
+                return Err(bad());
+            }
+            let digits = |r: std::ops::Range<usize>| -> Result<i64, String> {
+                std::str::from_utf8(&o[r]).ok().and_then(|t| t.parse().ok()).ok_or_else(bad)
+            };
+            let (h, m) = (digits(1..3)?, digits(4..6)?);
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
+        return Err(bad());
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * SECS_PER_DAY
+        + i64::from(hour * 3600 + minute * 60 + second)
+        - offset_secs;
+    Ok(i128::from(secs) * NANOS_PER_SEC + i128::from(nanos))
+}
+
+/// Days from 1970-01-01 to the date: the inverse of [`civil_from_days`] (same algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// A broken-down UTC time.
 #[derive(Debug, PartialEq, Eq)]
 struct Civil {
@@ -216,6 +301,44 @@ mod tests {
             prev = (y, m, d);
         }
         assert_eq!(prev, (2299, 12, 31));
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_offsets() {
+        for ns in [0i128, 1_795_713_172_123_456_789, 951_782_400 * NANOS_PER_SEC, -1] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Ok(ns), "{ns}");
+        }
+        let utc = parse_rfc3339("2026-12-07T14:03:00Z").unwrap();
+        assert_eq!(utc, 1_796_652_180 * NANOS_PER_SEC);
+        assert_eq!(parse_rfc3339("2026-12-07T15:03:00+01:00"), Ok(utc));
+        assert_eq!(parse_rfc3339("2026-12-07 09:33:00-04:30"), Ok(utc));
+        assert_eq!(
+            parse_rfc3339("2026-12-07t14:03:00.5z"),
+            Ok(utc + NANOS_PER_SEC / 2)
+        );
+        for bad in [
+            "",
+            "2026-12-07",
+            "2026-12-07T14:03:00",
+            "2026-02-29T00:00:00Z",
+            "2026-12-07T24:00:00Z",
+            "2026-12-07T14:03:60Z",
+            "2026-12-07T14:03:00.Z",
+            "2026-12-07T14:03:00.1234567890Z",
+            "2026-12-07T14:03:00+1:00",
+            "2026-13-01T00:00:00Z",
+            "２026-12-07T14:03:00Z",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in (-800_000..800_000).step_by(7) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 
     #[test]

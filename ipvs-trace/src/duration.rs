@@ -1,4 +1,4 @@
-//! Human durations on the command line: `30s`, `500ms`, `5m`, `1h`, `1m30s`.
+//! Human durations on the command line: `30s`, `500ms`, `5m`, `1h`, `1m30s`, `7d`.
 //!
 //! A bare number is refused rather than guessed: `--duration 30` could mean seconds or
 //! milliseconds, and a wrong guess silently ends (or prolongs) a trace.
@@ -10,9 +10,9 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("empty duration: expected e.g. 30s, 500ms, 5m or 1h")]
     Empty,
-    #[error("{0:?} has no unit: write e.g. {0}s (units: ms, s, m, h)")]
+    #[error("{0:?} has no unit: write e.g. {0}s (units: ms, s, m, h, d)")]
     MissingUnit(String),
-    #[error("unknown unit {unit:?} in {input:?}: use ms, s, m or h")]
+    #[error("unknown unit {unit:?} in {input:?}: use ms, s, m, h or d")]
     UnknownUnit { input: String, unit: String },
     #[error("{0:?} is not a duration: expected numbers with units, e.g. 30s, 500ms or 1m30s")]
     Syntax(String),
@@ -20,7 +20,7 @@ pub enum DurationError {
     Overflow(String),
 }
 
-/// Parses a sequence of `<integer><unit>` parts, units `ms`, `s`, `m`, `h`.
+/// Parses a sequence of `<integer><unit>` parts, units `ms`, `s`, `m`, `h`, `d`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let text = input.trim();
     if text.is_empty() {
@@ -48,6 +48,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(overflow)?),
             "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(overflow)?),
+            "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(overflow)?),
             _ => {
                 return Err(DurationError::UnknownUnit {
                     input: input.to_owned(),
@@ -70,6 +71,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_mins(5)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_hours(2)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_hours(168)));
         assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
     }
 
@@ -90,7 +92,7 @@ mod tests {
         );
         assert_eq!(
             parse_duration("30").unwrap_err().to_string(),
-            "\"30\" has no unit: write e.g. 30s (units: ms, s, m, h)"
+            "\"30\" has no unit: write e.g. 30s (units: ms, s, m, h, d)"
         );
         assert_eq!(
             parse_duration("1m30"),
@@ -101,10 +103,10 @@ mod tests {
     #[test]
     fn refuses_unknown_units_and_junk() {
         assert_eq!(
-            parse_duration("3d"),
+            parse_duration("3w"),
             Err(DurationError::UnknownUnit {
-                input: "3d".into(),
-                unit: "d".into()
+                input: "3w".into(),
+                unit: "w".into()
             })
         );
         assert_eq!(parse_duration(""), Err(DurationError::Empty));

@@ -91,6 +91,18 @@ pub struct ServiceMatch {
 }
 
 impl ServiceMatch {
+    /// As given: `namespace/name` or `namespace/name:port-name`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when a port name was given (`namespace/name:port-name`).
+    #[must_use]
+    pub fn has_port(&self) -> bool {
+        self.with_port
+    }
+
     /// Matches the Service's `namespace/name`, or its `namespace/name:port` label when a port
     /// was given.
     #[must_use]

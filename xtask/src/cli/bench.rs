@@ -17,6 +17,11 @@ use crate::{cmd, paths};
 ///   and Kubernetes name lookup over a 100k-pod / 20k-Service index, then the same plus the JSON
 ///   line into a sink; events/s on one thread, median and spread of 7 runs. Goals 2,000,000/s
 ///   and 500,000/s.
+/// - `history` (host, release build): the decision history (`serve --history-*`): decisions/s
+///   into the memory store and onto disk, bytes a decision in memory with the default 1,000,000
+///   held and on disk, and query latency over memory and over 10 million decisions on disk
+///   (`query_dir`, as `who --history-dir` reads), with the pipeline's 100k-pod / 20k-Service
+///   names. Goals: ≤ 100 B a decision in memory, ≤ 64 B on disk, a client:port query < 100 ms.
 /// - `loss` (lab): a burst of connections into a one-page ring while the tracer is stopped
 ///   (SIGSTOP): delivered + counted lost must equal the connections IPVS created (ipvsadm
 ///   --stats). The one check here: exits 1 if the accounting is not exact.
@@ -79,6 +84,7 @@ pub(super) struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Bench {
     Pipeline,
+    History,
     Loss,
     Overhead,
     Memory,
@@ -92,7 +98,10 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
     let mut exact = true;
     if wanted(Bench::Pipeline) {
-        pipeline(&dir)?;
+        host_bench(&dir, "pipeline")?;
+    }
+    if wanted(Bench::History) {
+        host_bench(&dir, "history")?;
     }
     if wanted(Bench::Loss) {
         exact = loss(args, &dir)?;
@@ -113,28 +122,22 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     })
 }
 
-fn pipeline(dir: &Path) -> Result<()> {
-    let out = dir.join("pipeline.json");
+/// A host benchmark: ipvs-trace's `benches/NAME.rs` in a release build, its figures written to
+/// `NAME.json`.
+fn host_bench(dir: &Path, name: &str) -> Result<()> {
+    let out = dir.join(format!("{name}.json"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut bench = Command::new(cargo);
     bench
         .current_dir(paths::workspace_root())
-        .args([
-            "bench",
-            "-p",
-            "ipvs-trace",
-            "--bench",
-            "pipeline",
-            "--",
-            "--out",
-        ])
+        .args(["bench", "-p", "ipvs-trace", "--bench", name, "--", "--out"])
         .arg(&out);
     eprintln!("+ {}", cmd::display(&bench));
     let status = bench.status().context("could not start cargo bench")?;
     if !status.success() {
-        bail!("the pipeline benchmark failed ({status}): see above");
+        bail!("the {name} benchmark failed ({status}): see above");
     }
-    eprintln!("bench pipeline: wrote {}", out.display());
+    eprintln!("bench {name}: wrote {}", out.display());
     Ok(())
 }
 

@@ -22,7 +22,9 @@ use crate::{cmd, paths};
 /// output formats), `btf_base` (a vmlinux BTF file, raw or ELF), `btf_split` (an ip_vs module
 /// BTF file on top of the 6.12 lab kernel's vmlinux), both followed by the loader's offset
 /// resolution and probe checks; `ipvs_netlink` (IPVS generic-netlink replies through
-/// `ipvs::read_with`) and `ctnetlink` (conntrack replies through `conntrack::get_reply`).
+/// `ipvs::read_with`) and `ctnetlink` (conntrack replies through `conntrack::get_reply`);
+/// `history_segment` (a `--history-dir` segment file through `history::segment::query_dir`),
+/// `history_query` (a query string of serve's API through `history::Query::parse`, and back).
 ///
 /// Installs what is missing first (the nightly toolchain, cargo-fuzz), writes seed corpora from
 /// the real fixtures (captured netlink replies, the lab kernels' BTF, records of the seed
@@ -59,15 +61,21 @@ enum Target {
     IpvsNetlink,
     #[value(name = "ctnetlink")]
     Ctnetlink,
+    #[value(name = "history_segment")]
+    HistorySegment,
+    #[value(name = "history_query")]
+    HistoryQuery,
 }
 
 impl Target {
-    const ALL: [Target; 5] = [
+    const ALL: [Target; 7] = [
         Target::EventDecode,
         Target::BtfBase,
         Target::BtfSplit,
         Target::IpvsNetlink,
         Target::Ctnetlink,
+        Target::HistorySegment,
+        Target::HistoryQuery,
     ];
 
     fn name(self) -> &'static str {
@@ -77,6 +85,8 @@ impl Target {
             Target::BtfSplit => "btf_split",
             Target::IpvsNetlink => "ipvs_netlink",
             Target::Ctnetlink => "ctnetlink",
+            Target::HistorySegment => "history_segment",
+            Target::HistoryQuery => "history_query",
         }
     }
 }
@@ -266,11 +276,68 @@ fn write_seeds(target: Target, fuzz_dir: &Path, corpus: &Path) -> Result<usize> 
             }
             seeds
         }
+        Target::HistorySegment => history_segment_seeds(&root.join("ipvs-trace/tests/history"))?,
+        Target::HistoryQuery => history_query_seeds(),
     };
     for (name, bytes) in &seeds {
         write(&corpus.join(format!("seed-{name}")), bytes)?;
     }
     Ok(seeds.len())
+}
+
+/// The committed history segments (`ipvs-trace/tests/history/*.ipvsh`, written by the
+/// history's golden test) as they are, and as a crash or a bad disk leaves them: cut in the
+/// middle of a frame, with a flipped byte in a frame, and the file header alone.
+/// Questions `who` and the lab ask, and the shapes of every parameter: percent escapes, IPv6,
+/// both time forms, the limits.
+fn history_query_seeds() -> Vec<(String, Vec<u8>)> {
+    [
+        "client=10.245.97.12:51776",
+        "client=%5Bfd00%3A%3A12%5D%3A51776&limit=5",
+        "backend=10.245.18.1:8080&since=1h&until=2026-12-07T14:03:00Z",
+        "pod=shop%2Fcart-5f7c9-a1b2c&since=2026-12-07T15:03:00.5+01:00",
+        "service=ratel/vpaas-demo-prod:grpc&since=90s&limit=100000",
+        "client=10.0.0&limit=0&colour=red",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, q)| (format!("query-{i}"), q.as_bytes().to_vec()))
+    .collect()
+}
+
+fn history_segment_seeds(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut seeds = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "ipvsh") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = read(&path)?;
+        let mut flipped = bytes.clone();
+        if let Some(byte) = flipped.get_mut(bytes.len() * 2 / 3) {
+            *byte ^= 0x20;
+        }
+        seeds.push((format!("{name}-torn"), bytes[..bytes.len() / 2].to_vec()));
+        seeds.push((format!("{name}-flipped"), flipped));
+        seeds.push((
+            format!("{name}-header"),
+            bytes[..bytes.len().min(32)].to_vec(),
+        ));
+        seeds.push((name, bytes));
+    }
+    if seeds.is_empty() {
+        bail!(
+            "no history segments in {} (`IPVS_TRACE_BLESS=1 cargo test -p ipvs-trace --lib \
+             history::segment` writes one)",
+            dir.display()
+        );
+    }
+    Ok(seeds)
 }
 
 /// Per kernel folder of a fixture directory (`5.10/`, `6.12/`...): its `*.bin` replies in
