@@ -22,10 +22,12 @@ mod balance;
 mod rules;
 mod serve;
 mod top;
+mod who;
 pub use balance::BalanceArgs;
 pub use rules::RulesArgs;
 pub use serve::ServeArgs;
 pub use top::TopArgs;
+pub use who::WhoArgs;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
 /// client was sent to which real server (pod), by which scheduler, as it happens.
@@ -118,6 +120,17 @@ pub enum Command {
     /// --batch (automatic when stdout is not a terminal) writes plain-text frames instead.
     #[command(after_help = top::TOP_EXAMPLES)]
     Top(TopArgs),
+
+    /// Which pod served a past connection, or which clients a pod, backend or Service got.
+    ///
+    /// Asks the decisions serve recorded on this node (its query API, root only), or with
+    /// --history-dir its files directly, or with --cluster every node's ipvs-trace pod. When
+    /// no serve runs on this node, answers from the kernel's connection table instead: the
+    /// connections alive now, without times. A client IP[:PORT], --backend, --pod or
+    /// --service says what to look for; --since and --until bound the time. One line on
+    /// stderr says which source answered; nothing matching exits 0.
+    #[command(after_help = who::WHO_EXAMPLES)]
+    Who(WhoArgs),
 }
 
 /// Arguments of `ipvs-trace check`.
@@ -382,6 +395,8 @@ pub struct TraceConfig {
     pub metrics: Option<MetricsConfig>,
     /// Print no events (`serve`): the metrics and the summary are the output.
     pub quiet: bool,
+    /// `serve`: record every decision and answer queries on them.
+    pub history: Option<crate::history::HistoryConfig>,
 }
 
 impl TraceArgs {
@@ -418,6 +433,7 @@ impl TraceArgs {
                 backend_label: !self.metrics_no_backend,
             }),
             quiet: false,
+            history: None,
         }
     }
 }
@@ -533,6 +549,7 @@ mod tests {
                 nat_record: None,
                 metrics: None,
                 quiet: false,
+                history: None,
             }
         );
     }
@@ -613,6 +630,7 @@ mod tests {
                     backend_label: false,
                 }),
                 quiet: false,
+                history: None,
             }
         );
     }

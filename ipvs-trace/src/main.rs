@@ -58,6 +58,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Balance(args) => runtime
             .block_on(ipvs_trace::cmd::balance::run(args.into_config()))
             .map(ExitCode::from),
+        Command::Who(args) => {
+            let config = args
+                .into_config(unix_now_ns())
+                .map_err(anyhow::Error::msg)?;
+            runtime
+                .block_on(ipvs_trace::cmd::who::run(config))
+                .map(|()| ExitCode::SUCCESS)
+        }
         // The report says what is wrong; exit 1 without repeating it as an error.
         Command::Check(args) => ipvs_trace::cmd::check::run(&args.into_config()).map(|ready| {
             if ready {
@@ -67,6 +75,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }),
     }
+}
+
+/// Unix nanoseconds now: `who --since 1h` counts back from here.
+fn unix_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Logs (ours, aya's, and the eBPF side's aya-log records) on stderr, `RUST_LOG` to choose,

@@ -5,6 +5,7 @@ pub mod check;
 pub mod rules;
 pub mod top;
 pub mod trace;
+pub mod who;
 
 use std::io::{self, Write as _};
 

@@ -13,6 +13,7 @@
 //!
 //! Blocking: a few round trips on a local socket. Async callers use `spawn_blocking`.
 
+pub mod conn_table;
 pub mod decode;
 pub mod live;
 pub mod lookup;
