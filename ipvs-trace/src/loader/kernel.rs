@@ -2,10 +2,9 @@
 
 use std::{path::Path, time::Duration};
 
+use super::module_watch::{ModuleSource as _, ModuleState, SysModule};
 use super::LoadError;
 
-/// `/sys/module/ip_vs` exists once the module is loaded (or when it is built in).
-const IP_VS_MODULE: &str = "/sys/module/ip_vs";
 const IP_VS_BTF: &str = "/sys/kernel/btf/ip_vs";
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
@@ -16,20 +15,24 @@ pub fn release() -> String {
         .map_or_else(|_| "(unknown release)".to_owned(), |s| s.trim().to_owned())
 }
 
-/// Fails with [`LoadError::IpVsNotLoaded`] unless ip_vs is loaded; with `wait`, polls until it is.
+/// Fails with [`LoadError::IpVsNotLoaded`] unless ip_vs is loaded; with `wait`, polls until it is
+/// loaded and its init has completed (its netlink family is registered, the IPVS tables can be
+/// read).
 pub async fn ensure_ip_vs(wait: bool) -> Result<(), LoadError> {
-    if Path::new(IP_VS_MODULE).exists() {
-        return Ok(());
+    let module = SysModule::ip_vs();
+    match module.state() {
+        ModuleState::Live(_) => return Ok(()),
+        // Its functions exist already; without --wait, waiting is not asked for.
+        ModuleState::Coming if !wait => return Ok(()),
+        ModuleState::Absent if !wait => return Err(LoadError::IpVsNotLoaded),
+        ModuleState::Absent => eprintln!("ipvs-trace: waiting for the ip_vs module to be loaded"),
+        ModuleState::Coming => {}
     }
-    if !wait {
-        return Err(LoadError::IpVsNotLoaded);
-    }
-    eprintln!("ipvs-trace: waiting for the ip_vs module to be loaded");
-    while !Path::new(IP_VS_MODULE).exists() {
+    while !matches!(module.state(), ModuleState::Live(_)) {
         tokio::time::sleep(WAIT_POLL).await;
     }
-    // The module's sysfs directory appears before its BTF file is registered; give the BTF a
-    // moment so the loader does not report a kernel without module BTF by mistake.
+    // The module's BTF file is registered while it is coming, so it is there now on a kernel
+    // with module BTF; a short grace all the same before the loader concludes there is none.
     for _ in 0..20 {
         if Path::new(IP_VS_BTF).exists() {
             break;

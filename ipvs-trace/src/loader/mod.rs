@@ -4,11 +4,13 @@
 //! `ip_vs` is loaded (or wait for it), resolve the struct offsets from BTF, load the object with
 //! the offsets as a read-only global, attach every probe. A probe that adds detail but is not
 //! essential (reuse, no-destination) is skipped with a warning naming the events lost; only the
-//! probe on `ip_vs_conn_new` is mandatory.
+//! probe on `ip_vs_conn_new` is mandatory. The probes live as long as that load of ip_vs:
+//! [`module_watch`] tells when it is gone, so that a long run can attach again.
 
 mod error;
 pub mod kallsyms;
 pub mod kernel;
+pub mod module_watch;
 pub mod privileges;
 pub mod probes;
 
@@ -27,6 +29,7 @@ use ipvs_trace_common::{drop, EVENTS_MAP, LOST_MAP, OFFSETS_GLOBAL};
 pub use error::LoadError;
 
 use crate::{btf::Btf, offsets};
+use module_watch::{ModuleSource as _, ModuleState, SysModule};
 
 /// The compiled eBPF object, built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipvs-trace"));
@@ -53,6 +56,19 @@ pub struct Tracer {
     attached: Vec<&'static str>,
     degraded: Vec<String>,
     layout: Layout,
+    /// The load of ip_vs the probes were attached to.
+    module: ModuleState,
+    /// The task forwarding the kernel side's log records, ended with the tracer (a run that
+    /// re-attaches starts one per tracer).
+    logger: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(logger) = &self.logger {
+            logger.abort();
+        }
+    }
 }
 
 impl Tracer {
@@ -60,6 +76,8 @@ impl Tracer {
     pub async fn start(opts: &LoaderOptions) -> anyhow::Result<Tracer> {
         privileges::check()?;
         kernel::ensure_ip_vs(opts.wait).await?;
+        // Read before the probes attach: a module swapped while they do is then noticed.
+        let module = SysModule::ip_vs().state();
         let release = kernel::release();
         let types = KernelTypes::read(opts.btf.as_deref())?;
         let resolved = types.offsets(&release)?;
@@ -75,7 +93,7 @@ impl Tracer {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;
-        start_kernel_logger(&mut ebpf);
+        let logger = start_kernel_logger(&mut ebpf);
 
         let mut degraded = resolved.degraded;
         // Unreadable symbols only cost the pre-check: attaching still fails clearly.
@@ -96,7 +114,16 @@ impl Tracer {
             attached,
             degraded,
             layout: types.layout,
+            module,
+            logger,
         })
+    }
+
+    /// The load of ip_vs the probes were attached to, for a
+    /// [`ModuleWatch`](module_watch::ModuleWatch).
+    #[must_use]
+    pub fn module(&self) -> ModuleState {
+        self.module
     }
 
     /// Where the struct layout came from: with [`Layout::Builtin`] events carry no scheduler,
@@ -204,14 +231,15 @@ impl KernelTypes {
     }
 }
 
-/// Routes `aya-log` records of the kernel side into `tracing`, polled on the tokio runtime.
-fn start_kernel_logger(ebpf: &mut Ebpf) {
+/// Routes `aya-log` records of the kernel side into `tracing`, polled on the tokio runtime by
+/// the task returned.
+fn start_kernel_logger(ebpf: &mut Ebpf) -> Option<tokio::task::AbortHandle> {
     let logger = match aya_log::EbpfLogger::init(ebpf) {
         Ok(logger) => logger,
         Err(err) => {
             // Only happens when the object was built without any log statement.
             tracing::debug!("kernel-side logging unavailable: {err}");
-            return;
+            return None;
         }
     };
     // SAFETY: the logger owns its ring buffer map's fd and keeps it open, unchanged, for as
@@ -221,9 +249,9 @@ fn start_kernel_logger(ebpf: &mut Ebpf) {
     };
     let Ok(mut fd) = registered else {
         tracing::warn!("cannot poll the kernel-side log buffer; kernel warnings will not show");
-        return;
+        return None;
     };
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let Ok(mut guard) = fd.readable_mut().await else {
                 return;
@@ -232,4 +260,5 @@ fn start_kernel_logger(ebpf: &mut Ebpf) {
             guard.clear_ready();
         }
     });
+    Some(task.abort_handle())
 }
