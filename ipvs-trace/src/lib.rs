@@ -6,6 +6,7 @@
 //! per subcommand, [`cli`] the arguments; [`ipvs`] reads the kernel's IPVS tables over netlink
 //! (`rules`); [`conntrack`] looks connections up in the conntrack table (`trace --nat`).
 
+pub mod api;
 pub mod balance;
 pub mod btf;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod conntrack;
 pub mod duration;
 pub mod events;
 pub mod filter;
+pub mod history;
 pub mod ipvs;
 pub mod kube;
 pub mod loader;

@@ -214,14 +214,30 @@ fn daemonset_runs_serve_with_named_capabilities_only() {
         );
     }
 
-    // Every host path read-only, and only these.
-    let volumes = pod.volumes.expect("volumes");
+    host_paths_are_read_only_but_the_history(&pod, container, &config);
+}
+
+/// The history on the node's disk and the query API's socket in the host's /run are the only
+/// writable host paths; every other host path is read-only, and only these.
+fn host_paths_are_read_only_but_the_history(
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    container: &k8s_openapi::api::core::v1::Container,
+    config: &ipvs_trace::cli::TraceConfig,
+) {
+    let history = config.history.clone().expect("serve records decisions");
+    let history_dir = history.dir.expect("--history-dir: a restart keeps the history");
+    let socket_dir = history.api.socket.parent().expect("the socket's directory");
+    assert_eq!(history.api.tcp, None, "decision records on no network listener");
+    let writable = |path: &str| {
+        (path != "/" && history_dir.starts_with(path)) || socket_dir == Path::new(path)
+    };
+    let volumes = pod.volumes.as_ref().expect("volumes");
     let mut host_paths = BTreeSet::new();
     for mount in container.volume_mounts.iter().flatten() {
         assert_eq!(
-            mount.read_only,
-            Some(true),
-            "{} is writable",
+            mount.read_only.unwrap_or(false),
+            !writable(&mount.mount_path),
+            "{} is writable exactly when it holds the history or the socket",
             mount.mount_path
         );
         let volume = volumes
@@ -235,6 +251,12 @@ fn daemonset_runs_serve_with_named_capabilities_only() {
     assert_eq!(volumes.len(), host_paths.len(), "every volume mounted");
     assert_eq!(
         host_paths,
-        BTreeSet::from(["/sys/kernel/btf", "/sys/kernel/tracing", "/sys/fs/bpf"])
+        BTreeSet::from([
+            "/sys/kernel/btf",
+            "/sys/kernel/tracing",
+            "/sys/fs/bpf",
+            "/var/lib/ipvs-trace",
+            "/run/ipvs-trace",
+        ])
     );
 }

@@ -2,11 +2,17 @@
 //! format; the metrics endpoint is the output.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::{LoaderArgs, NameSourceArgs, TraceConfig};
+use crate::api::{ApiConfig, DEFAULT_SOCKET};
+use crate::duration::parse_duration;
 use crate::filter::Filter;
+use crate::history::recorder::DEFAULT_MEMORY_CAPACITY;
+use crate::history::HistoryConfig;
 use crate::metrics::{parse_metrics_addr, MetricsConfig, DEFAULT_PORT};
 use crate::output::OutputFormat;
 
@@ -18,6 +24,16 @@ Examples:
       reachable from Prometheus on every node address; no per-pod series
   ipvs-trace serve --kube-snapshot cluster.json
       names from a snapshot, no API server
+  ipvs-trace serve --history-dir /var/lib/ipvs-trace --history-max-bytes 1G --history-max-age 7d
+      every decision also on disk: a restart keeps them; `ipvs-trace who` reads them
+  ipvs-trace serve --log-decisions | vector ...
+      every decision as a JSON line on stdout, for the cluster's log pipeline
+
+Every decision is recorded with the Kubernetes names of that moment: in memory (the last
+--history-size), and with --history-dir on disk too. `ipvs-trace who CLIENT_IP[:PORT]` asks
+serve which pod served a client, on the Unix socket /run/ipvs-trace/api.sock (mode 0600: the
+node's root only; GET /v1/decisions?client=..., JSON lines as `trace -o json`). Decision records
+are never served on the metrics address.
 
 In a DaemonSet (deploy/ in the source tree) it finds the API server through the pod's service
 account. /healthz answers 503 until every probe is attached (ip_vs may load after the pod
@@ -40,6 +56,40 @@ pub struct ServeArgs {
     #[arg(long)]
     pub metrics_no_backend: bool,
 
+    /// Decisions kept in memory, newest kept: the last N decisions answer queries even
+    /// without --history-dir. About 40 bytes each (names are shared, not copied).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MEMORY_CAPACITY, value_parser = parse_history_size)]
+    pub history_size: usize,
+
+    /// Also keep every decision on disk in DIR (created, mode 0700), so that a restart of
+    /// serve (upgrade, OOM kill) keeps them and `who --history-dir DIR` reads them offline.
+    /// Damaged or foreign files in DIR are reported and left alone.
+    #[arg(long, value_name = "DIR")]
+    pub history_dir: Option<PathBuf>,
+
+    /// Bound of the disk history: the oldest decisions go first once DIR holds more than
+    /// BYTES (suffixes K, M, G: binary).
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_bytes, requires = "history_dir")]
+    pub history_max_bytes: u64,
+
+    /// Bound of the disk history: decisions older than this go (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration, requires = "history_dir")]
+    pub history_max_age: Duration,
+
+    /// The query API's Unix socket (mode 0600, its directory created): `who` asks here.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub api_socket: PathBuf,
+
+    /// Also serve the query API over TCP on IP:PORT. Decision records say who talked to which
+    /// pod: keep it on a loopback address (a warning says so otherwise).
+    #[arg(long, value_name = "IP:PORT")]
+    pub api_addr: Option<SocketAddr>,
+
+    /// Write every decision as a JSON line (the `trace -o json` contract) on stdout, for the
+    /// cluster's log collector (Fluent Bit, Vector, Promtail).
+    #[arg(long)]
+    pub log_decisions: bool,
+
     #[command(flatten)]
     pub loader: LoaderArgs,
 
@@ -47,13 +97,44 @@ pub struct ServeArgs {
     pub names: NameSourceArgs,
 }
 
+/// `--history-size`: at least one decision, at most what fits in memory (about 40 bytes
+/// each: 100 million is 4 GB).
+fn parse_history_size(text: &str) -> Result<usize, String> {
+    match text.replace('_', "").parse::<usize>() {
+        Ok(n) if (1..=100_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?}: expected a count of decisions from 1 to 100000000")),
+    }
+}
+
+/// A byte count with an optional binary suffix: `1048576`, `512K`, `64M`, `2G`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, suffix) = trimmed.split_at(split);
+    let shift = match suffix {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        _ => return Err(format!("{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G")),
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)) {
+        // A segment and its index need room: less than a megabyte keeps nothing useful.
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        Some(_) => Err(format!("{text:?}: the disk history needs at least 1M")),
+        None => Err(format!("{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G")),
+    }
+}
+
 impl ServeArgs {
-    /// `trace`'s configuration for a headless run: every event, none printed, waiting for
-    /// ip_vs, metrics on.
+    /// `trace`'s configuration for a headless run: every event, none printed (but with
+    /// `--log-decisions`, as JSON lines), waiting for ip_vs, metrics and history on.
     #[must_use]
     pub fn into_config(self) -> TraceConfig {
         TraceConfig {
-            output: OutputFormat::Table,
+            output: OutputFormat::Json,
             filter: Filter::default(),
             count: None,
             duration: None,
@@ -69,7 +150,17 @@ impl ServeArgs {
                 addr: self.metrics_addr,
                 backend_label: !self.metrics_no_backend,
             }),
-            quiet: true,
+            history: Some(HistoryConfig {
+                memory_capacity: self.history_size,
+                dir: self.history_dir,
+                max_bytes: self.history_max_bytes,
+                max_age: self.history_max_age,
+                api: ApiConfig {
+                    socket: self.api_socket,
+                    tcp: self.api_addr,
+                },
+            }),
+            quiet: !self.log_decisions,
         }
     }
 }
@@ -134,6 +225,55 @@ mod tests {
             config.names,
             NameSource::Kubeconfig("/etc/kubernetes/admin.conf".into())
         );
+    }
+
+    #[test]
+    fn history_flags() {
+        let config = parse(&[]).unwrap();
+        let history = config.history.expect("serve always records");
+        assert_eq!(history.memory_capacity, DEFAULT_MEMORY_CAPACITY);
+        assert_eq!(history.dir, None);
+        assert_eq!(history.api.socket, PathBuf::from("/run/ipvs-trace/api.sock"));
+        assert_eq!(history.api.tcp, None);
+        // The defaults written for --help are the recorder's.
+        assert_eq!(history.max_bytes, crate::history::recorder::DEFAULT_MAX_BYTES);
+        assert_eq!(history.max_age, crate::history::recorder::DEFAULT_MAX_AGE);
+        assert!(config.quiet, "no decision on stdout by default");
+        let config = parse(&[
+            "--history-size",
+            "5_000",
+            "--history-dir",
+            "/var/lib/ipvs-trace",
+            "--history-max-bytes",
+            "2G",
+            "--history-max-age",
+            "36h",
+            "--api-socket",
+            "/tmp/api.sock",
+            "--api-addr",
+            "127.0.0.1:9809",
+            "--log-decisions",
+        ])
+        .unwrap();
+        assert!(!config.quiet);
+        assert_eq!(config.output, OutputFormat::Json);
+        let history = config.history.unwrap();
+        assert_eq!(history.memory_capacity, 5000);
+        assert_eq!(history.dir, Some("/var/lib/ipvs-trace".into()));
+        assert_eq!(history.max_bytes, 2 << 30);
+        assert_eq!(history.max_age, Duration::from_hours(36));
+        assert_eq!(history.api.tcp, Some("127.0.0.1:9809".parse().unwrap()));
+        for (args, needle) in [
+            (&["--history-size", "0"][..], "--history-size"),
+            (&["--history-dir", "/d", "--history-max-bytes", "10X"], "--history-max-bytes"),
+            (&["--history-dir", "/d", "--history-max-bytes", "1000"], "at least 1M"),
+            (&["--history-dir", "/d", "--history-max-age", "7"], "--history-max-age"),
+            (&["--history-max-bytes", "1G"], "--history-dir"),
+            (&["--api-addr", "localhost"], "--api-addr"),
+        ] {
+            let err = parse(args).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 
     #[test]

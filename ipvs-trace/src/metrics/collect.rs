@@ -18,6 +18,7 @@ use prometheus_client::metrics::MetricType;
 use super::share::{Observed, ShareKey, WINDOW};
 use super::Sources;
 use crate::balance::stats::expected_shares;
+use crate::history::recorder::HistoryCounters;
 use crate::ipvs::Tables;
 use crate::kube::watch::{plural, KindHealth};
 use crate::kube::SharedIndex;
@@ -35,11 +36,15 @@ impl Collector for Scrape {
         gauges(
             &mut encoder,
             "ready",
-            "1 once every probe is attached (what /healthz reports)",
+            "1 while every probe is attached (what /healthz reports); 0 before, and while the \
+             ip_vs module is unloaded",
             &[(Vec::<(&str, String)>::new(), ready)],
         )?;
         if let Some(health) = self.0.kube.get() {
             kubernetes(&mut encoder, &health.kinds())?;
+        }
+        if let Some(history) = self.0.history.get() {
+            history_counters(&mut encoder, history)?;
         }
         if let Some(tables) = self.0.tables.get() {
             ipvs(
@@ -52,6 +57,48 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// `serve`'s recorder: what it kept, what it could not (never silently).
+fn history_counters(encoder: &mut DescriptorEncoder, history: &HistoryCounters) -> fmt::Result {
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    counters(
+        encoder,
+        "history_recorded",
+        "Decisions recorded in the history (memory, and the disk with --history-dir)",
+        &[(Vec::<(&str, String)>::new(), load(&history.recorded))],
+    )?;
+    let dropped: Vec<_> = history
+        .dropped()
+        .into_iter()
+        .map(|(reason, n)| ([("reason", reason)], n))
+        .collect();
+    counters(
+        encoder,
+        "history_dropped",
+        "Decisions the history could not keep, by reason: queue_full (the recorder fell \
+         behind: not kept at all), disk (a write failed, e.g. the disk is full: kept in memory \
+         only)",
+        &dropped,
+    )?;
+    gauges(
+        encoder,
+        "history_memory_decisions",
+        "Decisions in the in-memory history (at most --history-size)",
+        &[(
+            Vec::<(&str, String)>::new(),
+            load(&history.memory_decisions) as i64,
+        )],
+    )?;
+    gauges(
+        encoder,
+        "history_disk_bytes",
+        "Bytes of the disk history's segments (at most --history-max-bytes)",
+        &[(
+            Vec::<(&str, String)>::new(),
+            load(&history.disk_bytes) as i64,
+        )],
+    )
 }
 
 /// Per watched kind: synced, complete lists, events, errors.

@@ -39,6 +39,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::events::{model::EventKind, Event, Proto};
+use crate::history::recorder::HistoryCounters;
 use crate::ipvs::live::{self, LiveTables};
 use crate::kube::source::Opened;
 use crate::kube::watch::Health;
@@ -116,6 +117,23 @@ impl Exporter {
         self.metrics.set_ready();
     }
 
+    /// The probes went with the ip_vs module (unloaded): `/healthz` answers 503 until
+    /// [`Exporter::reattached`].
+    pub fn detached(&self) {
+        self.metrics.set_unready();
+    }
+
+    /// The probes are attached to a new load of ip_vs: counted, and `/healthz` is ready again.
+    /// The table metrics' reader goes on (it finds the module again by itself).
+    pub fn reattached(&self) {
+        self.metrics.set_reattached();
+    }
+
+    /// `serve`'s recorder: its counters go out with the metrics.
+    pub fn count_history(&self, counters: Arc<HistoryCounters>) {
+        self.metrics.count_history(counters);
+    }
+
     /// Where the endpoint listens.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
@@ -128,14 +146,18 @@ impl Exporter {
 pub struct Metrics {
     registry: Registry,
     sources: Arc<Sources>,
+    /// Times the probes were attached again after ip_vs was unloaded and loaded again.
+    reattachments: Counter,
 }
 
 /// What the scrape-time collectors read. Each part is set once, when it exists.
 pub(crate) struct Sources {
-    /// Every probe is attached: `/healthz` answers 200.
+    /// Every probe is attached (to the ip_vs loaded now): `/healthz` answers 200.
     ready: AtomicBool,
     backend_label: bool,
     kube: OnceLock<Health>,
+    /// `serve`'s recorder: decisions recorded, kept and dropped.
+    history: OnceLock<Arc<HistoryCounters>>,
     index: OnceLock<SharedIndex>,
     tables: OnceLock<LiveTables>,
     /// New connections per backend over the last minute, for the observed share.
@@ -148,6 +170,7 @@ impl fmt::Debug for Sources {
             .field("ready", &self.ready)
             .field("backend_label", &self.backend_label)
             .field("kube", &self.kube.get().is_some())
+            .field("history", &self.history.get().is_some())
             .field("index", &self.index.get().is_some())
             .field("tables", &self.tables.get().is_some())
             .field("shares", &self.shares)
@@ -193,10 +216,18 @@ impl Metrics {
              backend, client); clients outside the cluster are expected here",
             unresolved.clone(),
         );
+        let reattachments = Counter::default();
+        registry.register(
+            "probe_reattachments",
+            "Times the probes were attached again after the ip_vs module was unloaded (their \
+             kprobes go with it) and loaded again",
+            reattachments.clone(),
+        );
         let sources = Arc::new(Sources {
             ready: AtomicBool::new(false),
             backend_label,
             kube: OnceLock::new(),
+            history: OnceLock::new(),
             index: OnceLock::new(),
             tables: OnceLock::new(),
             shares: ShareWindow::default(),
@@ -216,12 +247,28 @@ impl Metrics {
             second: Counts::new(),
             sources: Arc::clone(&sources),
         };
-        (Arc::new(Metrics { registry, sources }), recorder)
+        let metrics = Metrics {
+            registry,
+            sources,
+            reattachments,
+        };
+        (Arc::new(metrics), recorder)
     }
 
     /// Every probe is attached: `/healthz` answers 200 from now on.
     pub fn set_ready(&self) {
         self.sources.ready.store(true, Ordering::Release);
+    }
+
+    /// The probes are gone (ip_vs unloaded): `/healthz` answers 503 until ready again.
+    pub fn set_unready(&self) {
+        self.sources.ready.store(false, Ordering::Release);
+    }
+
+    /// The probes are attached again, to a new load of ip_vs: one more re-attachment, ready.
+    pub fn set_reattached(&self) {
+        self.reattachments.inc();
+        self.set_ready();
     }
 
     #[must_use]
@@ -232,6 +279,11 @@ impl Metrics {
     /// The live watches' health, exported per kind at each scrape.
     pub fn watch_kubernetes(&self, health: Health) {
         let _ = self.sources.kube.set(health);
+    }
+
+    /// The history's counters, exported at each scrape.
+    pub fn count_history(&self, counters: Arc<HistoryCounters>) {
+        let _ = self.sources.history.set(counters);
     }
 
     /// The index that names services and backends in the table metrics.

@@ -1,5 +1,6 @@
-//! The HTTP endpoint: `GET /metrics` (OpenMetrics text) and `GET /healthz` (200 once every probe
-//! is attached, 503 before), on a thread and runtime of its own (see the module above).
+//! The HTTP endpoint: `GET /metrics` (OpenMetrics text) and `GET /healthz` (200 while every probe
+//! is attached, 503 before, and while ip_vs is unloaded), on a thread and runtime of its own
+//! (see the module above).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -120,7 +121,8 @@ pub(super) fn respond(metrics: &Metrics, method: &Method, path: &str) -> Respons
         "/healthz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
-            "not ready: the probes are not attached yet (waiting for ip_vs, or loading)\n"
+            "not ready: the probes are not attached (waiting for ip_vs to be loaded, or \
+             loading)\n"
                 .to_owned(),
         ),
         _ => (

@@ -147,6 +147,36 @@ fn losses_follow_the_kernel_totals() {
 }
 
 #[test]
+fn readiness_follows_the_module_and_reattachments_are_counted() {
+    let (metrics, _recorder) = Metrics::new(true, false);
+    let value = |name: &str| {
+        let text = metrics.encode();
+        samples(&text)
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    let state = || {
+        (
+            value("ipvs_trace_ready"),
+            value("ipvs_trace_probe_reattachments_total"),
+        )
+    };
+    assert_eq!(state(), ("0".into(), "0".into()), "loading");
+    metrics.set_ready();
+    assert_eq!(state(), ("1".into(), "0".into()), "attached");
+    metrics.set_unready();
+    assert_eq!(state(), ("0".into(), "0".into()), "ip_vs unloaded");
+    metrics.set_reattached();
+    assert_eq!(
+        state(),
+        ("1".into(), "1".into()),
+        "loaded again, attached again"
+    );
+    assert!(metrics.ready());
+}
+
+#[test]
 fn metrics_addr_forms() {
     assert_eq!(
         parse_metrics_addr("9808"),
@@ -341,6 +371,11 @@ fn endpoint_serves_metrics_and_readiness() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not attached"), "{body}");
     metrics.set_ready();
+    assert_eq!(http(addr, "GET", "/healthz").0, 200);
+    metrics.set_unready();
+    let (status, _, body) = http(addr, "GET", "/healthz");
+    assert_eq!(status, 503, "ip_vs unloaded: {body}");
+    metrics.set_reattached();
     assert_eq!(http(addr, "GET", "/healthz").0, 200);
 
     record_samples(&mut recorder, None, 1);

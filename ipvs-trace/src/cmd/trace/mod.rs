@@ -1,10 +1,12 @@
 //! `ipvs-trace trace`: load the probes, stream events until a stop condition, print a summary.
 //!
-//! The event loop waits on exactly three things: the ring buffer, the signals and the
+//! The event loop waits on exactly three things: the probes (their ring buffer, and whether
+//! ip_vs is still the module they were attached to: [`reattach`]), the signals and the
 //! `--duration` timer. Output goes through a `BufWriter` flushed once per drained batch: live,
 //! without a syscall per line. On a stop, whatever the kernel already wrote to the ring is still
 //! printed (up to `--count`), then the summary goes to stderr.
 
+mod reattach;
 mod session;
 
 use std::future::pending;
@@ -13,14 +15,17 @@ use std::io::{self, BufWriter, Write};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
+use reattach::{Next, Probes};
 use session::{Flow, Session};
 
 use super::{notice, tables_for_builtin_layout};
 use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
+use crate::api::ApiServer;
 use crate::conntrack::worker::Answer;
-use crate::events::EventReader;
+use crate::history::recorder::{self, HistoryRecorder, RecorderConfig};
+use crate::history::HistoryConfig;
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, Opened};
 use crate::loader::{Layout, LoaderOptions, Tracer};
@@ -52,6 +57,12 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     )?;
     let index = names.index().cloned();
     let (exporter, recorder) = start_metrics(config.metrics, &names)?;
+    // Before the probes too: a history dir or API socket that cannot be used is a mistake to
+    // fix before tracing starts.
+    let (history, _api) = match &config.history {
+        Some(history) => start_history(history, exporter.as_ref())?,
+        None => (None, None),
+    };
 
     let options = LoaderOptions {
         btf: config.btf.clone(),
@@ -59,18 +70,19 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         ring_size: config.ring_size,
         kprobe_target_override: config.kprobe_target_override.clone(),
     };
-    let mut tracer = tokio::select! {
+    let tracer = tokio::select! {
         tracer = Tracer::start(&options) => tracer?,
         _ = sigint.recv() => return Ok(()),
         _ = sigterm.recv() => return Ok(()),
     };
-    let mut reader = EventReader::new(tracer.take_ring()?)
-        .context("registering the ring buffer with the event loop")?;
+    let mut probes = Probes::new(tracer, options)?;
     // After the probes: ip_vs and its conntrack sysctl are there now, also after `--wait`.
     let nat = config.nat.then(|| start_nat(config.nat_record.as_deref()));
-    let tables = match tracer.layout() {
-        Layout::Builtin { .. } => tables_for_builtin_layout("scheduler and weights stay null"),
-        Layout::ModuleBtf { .. } => None,
+    let tables = match probes.layout() {
+        Some(Layout::Builtin { .. }) => {
+            tables_for_builtin_layout("scheduler and weights stay null")
+        }
+        Some(Layout::ModuleBtf { .. }) | None => None,
     };
 
     let mut session = Session {
@@ -87,6 +99,8 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         remaining: config.count,
         metrics: recorder,
         quiet: config.quiet,
+        history,
+        clock,
         line: Vec::with_capacity(1024),
         out: BufWriter::with_capacity(STDOUT_BUFFER, io::stdout().lock()),
     };
@@ -95,15 +109,10 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     // Scripts wait for this line before generating traffic: every probe is attached now.
     notice(&format!(
         "ipvs-trace: tracing ({})",
-        tracer.attached().join(", ")
+        probes.attached().join(", ")
     ));
 
-    let timer = async {
-        match config.duration {
-            Some(duration) => tokio::time::sleep(duration).await,
-            None => pending().await,
-        }
-    };
+    let timer = elapsed(config.duration);
     tokio::pin!(timer);
     let mut metrics_tick = exporter.as_ref().map(|_| metrics_tick());
     let mut batch = Vec::new();
@@ -116,13 +125,17 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             () = &mut timer => break false,
             // Before the ring: ready once a second, and under a flood, when losses happen, it
             // must not wait behind the events.
-            () = next_tick(&mut metrics_tick) => session.tick_metrics(&losses(&tracer, &reader)),
-            read = reader.read_batch(&mut batch) => {
-                read.context("waiting for events from the kernel")?;
+            () = next_tick(&mut metrics_tick) => session.tick_metrics(&probes.losses()),
+            next = probes.next(&mut batch) => {
+                let next = next.context("waiting for events from the kernel")?;
+                report_probes(exporter.as_ref(), next);
                 if session.handle(&mut batch).context("writing events to stdout")?
                     == Flow::CountReached
                 {
                     break true;
+                }
+                if next == Next::Ended {
+                    break false;
                 }
             }
             answer = next_answer(&mut session.nat) => {
@@ -131,15 +144,32 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         }
     };
     if !count_reached {
-        reader.drain_now(&mut batch);
+        probes.drain_now(&mut batch);
         session
             .handle(&mut batch)
             .context("writing events to stdout")?;
     }
     session.finish_nat().await.context("writing events")?;
 
-    summarize(&mut session, &losses(&tracer, &reader), &names).await;
+    summarize(&mut session, &probes.losses(), &names).await;
     Ok(())
+}
+
+/// Ends after `--duration`; never without it.
+async fn elapsed(duration: Option<std::time::Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => pending().await,
+    }
+}
+
+/// `/healthz` and the re-attachment counter follow the probes through an ip_vs reload.
+fn report_probes(exporter: Option<&Exporter>, next: Next) {
+    match (exporter, next) {
+        (Some(exporter), Next::Detached) => exporter.detached(),
+        (Some(exporter), Next::Reattached) => exporter.reattached(),
+        _ => {}
+    }
 }
 
 /// The table or JSON printer, with names when a Kubernetes source is in use.
@@ -155,6 +185,10 @@ fn printer(config: &TraceConfig, clock: WallClock, names: bool) -> Printer {
 /// The summary on stderr, with everything known at the end: losses, the watches' health, the
 /// IPVS tables, `--nat`'s lookups.
 async fn summarize<W: Write>(session: &mut Session<W>, losses: &Losses, names: &Opened) {
+    if let Some(history) = session.history.take() {
+        // The last block written and synced, so a restart finds every decision recorded.
+        notice(&history.finish());
+    }
     session.tick_metrics(losses);
     session.summary.set_kubernetes_health(names.health_lines());
     add_tables(&mut session.summary, session.tables.as_ref()).await;
@@ -181,21 +215,41 @@ fn start_metrics(
     Ok((Some(exporter), Some(recorder)))
 }
 
+/// The history's recorder and the query API answering from it, its counters in the metrics;
+/// says where both are.
+fn start_history(
+    config: &HistoryConfig,
+    exporter: Option<&Exporter>,
+) -> anyhow::Result<(Option<HistoryRecorder>, Option<ApiServer>)> {
+    let (recorder, store) = HistoryRecorder::start(RecorderConfig {
+        memory_capacity: config.memory_capacity,
+        dir: config.dir.clone(),
+        max_bytes: config.max_bytes,
+        max_age: config.max_age,
+        queue_capacity: recorder::DEFAULT_QUEUE_CAPACITY,
+    })?;
+    let api = ApiServer::start(&config.api, store)?;
+    let disk = match &config.dir {
+        Some(dir) => format!(" and in {}", dir.display()),
+        None => String::new(),
+    };
+    notice(&format!(
+        "ipvs-trace: recording the last {} decisions in memory{disk}; queries on {}",
+        config.memory_capacity,
+        api.describe()
+    ));
+    if let Some(exporter) = exporter {
+        exporter.count_history(recorder.counters());
+    }
+    Ok((Some(recorder), Some(api)))
+}
+
 /// The metrics second: the kernel's drop counters (a map read per second, not per batch) and
 /// the observed shares' window advance on it.
 fn metrics_tick() -> tokio::time::Interval {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick
-}
-
-/// What was lost so far: in the kernel (ring full, unreadable) and in decoding.
-fn losses(tracer: &Tracer, reader: &EventReader) -> Losses {
-    Losses {
-        ring_full: counter(tracer.lost_events(), "lost events"),
-        unreadable: counter(tracer.read_errors(), "unreadable events"),
-        malformed: reader.malformed(),
-    }
 }
 
 /// The next metrics second; never, without metrics.
@@ -239,14 +293,6 @@ async fn add_tables(summary: &mut Summary, filled: Option<&LiveLookup>) {
         Ok(Err(err)) => tracing::warn!("the summary shows no configured weights: {err}"),
         Err(err) => tracing::warn!("the summary shows no configured weights: {err}"),
     }
-}
-
-/// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
-/// logged, rather than failing a trace that otherwise worked.
-fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
-    value
-        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
-        .ok()
 }
 
 pub(super) fn nat_notice(message: &str) {

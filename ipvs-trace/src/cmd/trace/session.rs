@@ -3,10 +3,12 @@
 
 use std::io::{self, Write};
 
+use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
 use crate::conntrack::worker::Answer;
 use crate::events::Event;
 use crate::filter::Filter;
+use crate::history::recorder::HistoryRecorder;
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::{self, Names, SharedIndex};
 use crate::metrics::Recorder;
@@ -42,6 +44,10 @@ pub(super) struct Session<W: Write> {
     pub(super) metrics: Option<Recorder>,
     /// `serve`: no event is printed.
     pub(super) quiet: bool,
+    /// `serve`: every decision recorded, with its names, for `who`.
+    pub(super) history: Option<HistoryRecorder>,
+    /// The run's clock: the history keeps wall-clock times.
+    pub(super) clock: WallClock,
     /// One event's line, formatted under the index's lock and written out after it.
     pub(super) line: Vec<u8>,
     pub(super) out: W,
@@ -85,6 +91,10 @@ impl<W: Write> Session<W> {
             if let Some(metrics) = &mut self.metrics {
                 metrics.record(&event, &names);
             }
+            if let Some(history) = &mut self.history {
+                let unix_ns = self.clock.unix_ns(event.timestamp_ns) as i64;
+                history.record(unix_ns, &event, &names);
+            }
             if let Some(remaining) = &mut self.remaining {
                 *remaining -= 1;
             }
@@ -98,6 +108,10 @@ impl<W: Write> Session<W> {
                     self.out.write_all(&self.line)?;
                 }
             }
+        }
+        if let Some(history) = &mut self.history {
+            // One hand-over per drained batch, not per event.
+            history.flush();
         }
         if let Some(nat) = &mut self.nat {
             // Under a flood the loop polls the ring first: answers are taken here too.
@@ -180,6 +194,8 @@ mod tests {
             remaining: count,
             metrics: None,
             quiet: false,
+            history: None,
+            clock: CLOCK,
             line: Vec::new(),
             out: Vec::new(),
         }
