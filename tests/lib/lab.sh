@@ -513,3 +513,54 @@ kube_apply() {
     wget -q -O /dev/null --post-file "$1" "http://$KUBE_API/lab/apply" ||
         die "kube-apiserver refused $1"
 }
+
+# kube_delete PLURAL NAMESPACE NAME: delete the object from the lab's API server, as `kubectl
+# delete` would (watchers get DELETED). busybox wget sends no DELETE: the request by hand.
+kube_delete() {
+    _host=${KUBE_API%:*}
+    _port=${KUBE_API##*:}
+    _reply=$(printf 'DELETE /lab/objects/%s/%s/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' \
+        "$1" "$2" "$3" "$KUBE_API" | nc "$_host" "$_port" | head -n 1)
+    case $_reply in
+    "HTTP/1.1 2"*) ;;
+    *) die "kube-apiserver refused to delete $1 $2/$3: $_reply" ;;
+    esac
+}
+
+# serve_start NAME ARGS...: `ipvs-trace serve ARGS` in the background (plus --btf where the
+# kernel has no module BTF), stdout to $LAB_TMP/NAME.out, stderr to $LAB_TMP/NAME.stderr;
+# returns once it is tracing. Sets SERVE_PID.
+serve_start() {
+    _sname=$1
+    shift
+    [ -z "$LAB_IP_VS_BTF" ] || set -- "$@" --btf "$LAB_IP_VS_BTF"
+    ipvs-trace serve "$@" >"$LAB_TMP/$_sname.out" 2>"$LAB_TMP/$_sname.stderr" &
+    SERVE_PID=$!
+    echo "$SERVE_PID" >>"$LAB_PIDS"
+    if ! wait_for "$LAB_TMP/$_sname.stderr" '^ipvs-trace: tracing' 60; then
+        cat "$LAB_TMP/$_sname.stderr"
+        die "ipvs-trace serve ($_sname) did not start"
+    fi
+    lab_log "ipvs-trace serve ($_sname) is tracing"
+}
+
+# serve_stop NAME [SIGNAL]: stop the serve of serve_start (SIGTERM unless told) and dump its
+# exit status, stdout and stderr as NAME.status, NAME.out, NAME.stderr. One that ignores the
+# signal is killed after 20 s (and the status says so).
+serve_stop() {
+    kill "-${2:-TERM}" "$SERVE_PID"
+    _n=400
+    while [ "$_n" -gt 0 ] && kill -0 "$SERVE_PID" 2>/dev/null; do
+        usleep 50000
+        _n=$((_n - 1))
+    done
+    if kill -0 "$SERVE_PID" 2>/dev/null; then
+        lab_log "ipvs-trace serve ($1) still running 20 s after SIG${2:-TERM}: killing it"
+        kill -KILL "$SERVE_PID"
+    fi
+    _serve_st=0
+    wait "$SERVE_PID" || _serve_st=$?
+    dump "$1.status" echo "$_serve_st"
+    dump "$1.out" cat "$LAB_TMP/$1.out"
+    dump "$1.stderr" cat "$LAB_TMP/$1.stderr"
+}

@@ -19,7 +19,8 @@ use crate::trace;
 use crate::views::{is_client_dump, is_trace_dump};
 
 /// The scenarios of `tests/scenarios/`, in the order they run. `errors` comes last: it unloads
-/// and reloads ip_vs, which nothing after it should have to survive.
+/// and reloads ip_vs, which nothing after it should have to survive (`reload` does too, under a
+/// running `serve`, and leaves ip_vs loaded, as `node_reset` wants it).
 pub const SCENARIOS: &[&str] = &[
     "rr",
     "wrr",
@@ -37,17 +38,20 @@ pub const SCENARIOS: &[&str] = &[
     "balance",
     "metrics",
     "top",
+    "history",
+    "reload",
     "errors",
 ];
 
 /// What 7.2 runs: the scenarios that compare the tracer with the kernel's tables on every
 /// path of the probes (rr, wrr, UDP, reuse, no_dest, NodePort, IPv6, the built-in layout's
-/// refusal, rules, errors and check's golden). Left out: `persistent`, which failed once on 7.2
-/// in CI (46 of 63 entries gone from `ipvsadm -Lnc` before the dump; by hand every entry stays
-/// the full 120 s of TIME_WAIT, as on 6.x, so a guest stalled that long under load is the likely
-/// cause, not proven), and the
-/// scenarios that test userspace over the same probes (names, snapshot, nat, balance), which
-/// the other kernels cover; the boot stays short.
+/// refusal, rules, errors and check's golden), and `serve` across a reload of ip_vs (the
+/// kprobes of a new load of the module, on every kernel CI runs). Left out: `persistent`,
+/// which failed once on 7.2 in CI (46 of 63 entries gone from `ipvsadm -Lnc` before the
+/// dump; by hand every entry stays the full 120 s of TIME_WAIT, as on 6.x, so a guest stalled
+/// that long under load is the likely cause, not proven), and the scenarios that test
+/// userspace over the same probes (names, snapshot, nat, balance), which the other kernels
+/// cover; the boot stays short.
 pub const SCENARIOS_7_2: &[&str] = &[
     "rr",
     "wrr",
@@ -58,6 +62,8 @@ pub const SCENARIOS_7_2: &[&str] = &[
     "nodeport",
     "rules",
     "dualstack",
+    "history",
+    "reload",
     "errors",
 ];
 

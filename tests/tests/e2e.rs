@@ -20,13 +20,17 @@ use ipvs_trace_tests::trace::Event;
 use ipvs_trace_tests::views::Trace;
 use xtask::lab::Kernel;
 
+#[path = "e2e/history_checks.rs"]
+mod history_checks;
+use history_checks::history;
+
 /// Calls `$then! {$($args)*; <every scenario>}`: the one list of scenarios, in the order of
 /// `SCENARIOS`, shared by the kernels' test modules and the completeness check below.
 macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, top, errors
+            dualstack, nat, balance, metrics, top, history, reload, errors
         }
     };
 }
@@ -61,7 +65,10 @@ macro_rules! kernel_7_2 {
     };
 }
 
-kernel_7_2!(rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, errors);
+kernel_7_2!(
+    rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history,
+    reload, errors
+);
 
 macro_rules! completeness {
     (; $($check:ident),*) => {
@@ -1908,6 +1915,160 @@ fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
 }
 
 /// A sample of an OpenMetrics text: name, labels, value.
+/// `serve` across ip_vs unloaded and loaded again, twice (the second time within one of its
+/// polls): 503 and ready 0 while the module is away, ready again by itself with each
+/// re-attachment counted, and every connection counted as the kernel counted it, each module
+/// load on its own (its counters restart with it).
+fn reload(run: &ScenarioRun) {
+    let stderr = &run.dump("serve.stderr").text;
+    assert_eq!(
+        run.dump("serve.status").text.trim(),
+        "0",
+        "serve's exit status after SIGTERM; its stderr:\n{stderr}"
+    );
+    assert_eq!(run.dump("serve.out").text, "", "serve prints no events");
+    let clients = run.all_clients();
+    assert_eq!(clients.len(), 6 + 9 + 4, "lab-net connections");
+    assert!(clients.iter().all(ClientLine::ok), "{clients:?}");
+
+    assert_eq!(run.dump("healthz-before").text.trim(), "ok");
+    let unloaded = run.dump("healthz-unloaded");
+    assert!(
+        unloaded.status != Some(0) && unloaded.text.contains("503"),
+        "/healthz with ip_vs unloaded: status {:?}\n{}",
+        unloaded.status,
+        unloaded.text
+    );
+    assert_eq!(run.dump("healthz-reloaded").text.trim(), "ok");
+
+    // Each load of ip_vs is a new sysfs directory, a new inode: what serve tells loads by (the
+    // module's code may be at the same address each time: printed, not asserted).
+    let modules = ["before", "reloaded", "fast"].map(|tag| {
+        let text = &run.dump(&format!("module-{tag}")).text;
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        match fields[..] {
+            [inode, _, address] => (inode.to_owned(), address.to_owned()),
+            _ => panic!("module-{tag}: {text:?}"),
+        }
+    });
+    println!("reload: ip_vs (sysfs inode, .text) of each load: {modules:?}");
+    let inodes: BTreeSet<&str> = modules.iter().map(|(inode, _)| inode.as_str()).collect();
+    assert_eq!(inodes.len(), 3, "{modules:?}");
+
+    let scrapes = [
+        "metrics-before",
+        "metrics-unloaded",
+        "metrics-reloaded",
+        "metrics",
+    ]
+    .map(|name| {
+        let text = &run.dump(name).text;
+        assert!(
+            text.ends_with("# EOF\n"),
+            "{name}: not OpenMetrics:\n{text}"
+        );
+        parse_metrics(text)
+    });
+    let of_each = |name: &str, labels: &[(&str, &str)]| -> Vec<u64> {
+        scrapes
+            .iter()
+            .map(|s| metric_sum(s, name, labels))
+            .collect()
+    };
+    assert_eq!(of_each("ipvs_trace_ready", &[]), [1, 0, 1, 1], "ready");
+    assert_eq!(
+        of_each("ipvs_trace_probe_reattachments_total", &[]),
+        [0, 0, 1, 2],
+        "re-attachments"
+    );
+    let last = &scrapes[3];
+    for name in [
+        "ipvs_trace_events_lost_total",
+        "ipvs_trace_events_unreadable_total",
+        "ipvs_trace_records_malformed_total",
+    ] {
+        assert_eq!(metric_sum(last, name, &[]), 0, "{name}");
+    }
+
+    assert_counted_per_load(run, &scrapes);
+
+    let summary = ipvs_trace_tests::trace::parse_summary(stderr)
+        .unwrap_or_else(|e| panic!("serve's summary: {e}\n{stderr}"));
+    assert_eq!(summary.events.get("new"), Some(&19), "{stderr}");
+    assert_eq!(
+        (summary.lost, summary.malformed, summary.unreadable),
+        (Some(0), 0, 0),
+        "losses over the three tracers\n{stderr}"
+    );
+    // Said once per unload: the first seen as gone, the second only as another load in place.
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ip_vs was unloaded"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].contains("ip_vs was unloaded: its probes went with it"),
+        "{stderr}"
+    );
+    assert!(
+        warnings[1].contains("ip_vs was unloaded and loaded again: its probes went with it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("ipvs-trace: tracing again").count(),
+        2,
+        "{stderr}"
+    );
+}
+
+/// Per backend, what the tracer counted while each load of ip_vs was there (between the
+/// scrapes around it) equals what that load counted; 19 connections in all, nothing else.
+fn assert_counted_per_load(run: &ScenarioRun, scrapes: &[Vec<Sample>; 4]) {
+    let vip = addr("172.31.0.90:80");
+    let windows = [
+        ("stats-before", None, 0),
+        ("stats-reloaded", Some(0), 2),
+        ("stats", Some(2), 3),
+    ];
+    let mut total = 0;
+    for (stats, from, to) in windows {
+        let kernel = ipvs_trace_tests::ipvsadm::parse_stats(&run.dump(stats).text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kernel = ipvs_trace_tests::ipvsadm::ServiceStats::find(&kernel, "TCP", vip)
+            .unwrap_or_else(|| panic!("no TCP {vip} in {stats}"))
+            .clone();
+        let counted = |scrape: Option<usize>, backend: &str| {
+            scrape.map_or(0, |i| {
+                metric_sum(
+                    &scrapes[i],
+                    "ipvs_trace_connections_total",
+                    &[
+                        ("event", "new"),
+                        ("service", "172.31.0.90:80"),
+                        ("scheduler", "rr"),
+                        ("backend", backend),
+                    ],
+                )
+            })
+        };
+        for (backend, counters) in &kernel.dests {
+            let backend = backend.to_string();
+            assert_eq!(
+                counted(Some(to), &backend) - counted(from, &backend),
+                counters.conns,
+                "{backend} while {stats}'s ip_vs was loaded: metrics vs ipvsadm --stats"
+            );
+        }
+        total += kernel.counters.conns;
+    }
+    assert_eq!(total, 19, "the kernel scheduled every connection");
+    assert_eq!(
+        metric_sum(&scrapes[3], "ipvs_trace_connections_total", &[]),
+        19,
+        "nothing but the 19 new connections"
+    );
+}
+
 type Sample = (String, BTreeMap<String, String>, f64);
 
 /// The samples of `name` whose labels include `labels`.
