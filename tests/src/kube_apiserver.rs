@@ -14,12 +14,17 @@
 //!   with every change after X, BOOKMARKs on an interval, ending after timeoutSeconds. A version
 //!   older than the compaction window gets what the real server sends: HTTP 200 and one ERROR
 //!   event whose object is a Status with code 410, reason Expired.
+//! - `labelSelector` on lists and watches, in its equality and existence forms (`k=v`, `k!=v`,
+//!   `k`, `!k`, comma-separated): `who --cluster` finds the DaemonSet's pods by label.
+//! - `pods/{name}/exec`: the WebSocket of `kubectl exec`, running a command the test mapped to
+//!   the pod as a local process (see [`exec`]).
 //! - A control interface for tests (`/lab/...`, see [`route`]) that changes state live; each
 //!   change bumps the global resourceVersion and reaches every open watch.
 //!
-//! It is std + serde_json only (one thread per connection) so it also builds statically for the VM
-//! guest. State can be persisted (`state` file) so a restarted server continues where it stopped,
-//! or restarted with a higher `rv_base` to force every client through 410 and a relist.
+//! It is std + serde_json (+ tungstenite for exec) only, one thread per connection, so it also
+//! builds statically for the VM guest. State can be persisted (`state` file) so a restarted
+//! server continues where it stopped, or restarted with a higher `rv_base` to force every client
+//! through 410 and a relist.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -34,6 +39,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+pub mod exec;
+pub use exec::ExecTarget;
 
 /// How many past changes the server keeps for watches to resume from; older versions are
 /// "compacted" and answer 410, as etcd's compaction makes the real server do.
@@ -244,6 +252,9 @@ pub struct Options {
     pub delay: Duration,
     /// BOOKMARK interval on watches that ask for them.
     pub bookmark_interval: Duration,
+    /// What `pods/{name}/exec` runs here for each pod, by `namespace/name`; a pod without an
+    /// entry refuses exec.
+    pub exec: BTreeMap<String, ExecTarget>,
 }
 
 impl Options {
@@ -256,6 +267,7 @@ impl Options {
             rv_base: None,
             delay: Duration::ZERO,
             bookmark_interval: Duration::from_secs(1),
+            exec: BTreeMap::new(),
         }
     }
 }
@@ -519,8 +531,24 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 struct Request {
     method: String,
     path: String,
+    /// Query parameters by name; of a repeated one, the last.
     query: BTreeMap<String, String>,
+    /// Every query parameter in order, repeated ones included (exec's `command=` words).
+    params: Vec<(String, String)>,
+    /// The header lines, in order (exec's WebSocket upgrade reads them).
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
+}
+
+impl Request {
+    /// Every value of a repeated query parameter, in order.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
@@ -537,6 +565,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
     };
     let (method, target) = (method.to_owned(), target.to_owned());
     let mut content_length = 0usize;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -550,23 +579,26 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
             if name.eq_ignore_ascii_case("content-length") {
                 content_length = value.trim().parse().unwrap_or(0);
             }
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
     }
     let mut body = vec![0; content_length];
     reader.read_exact(&mut body)?;
-    let (path, query) = match target.split_once('?') {
+    let (path, params) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), parse_query(q)),
-        None => (target, BTreeMap::new()),
+        None => (target, Vec::new()),
     };
     Ok(Some(Request {
         method,
         path,
-        query,
+        query: params.iter().cloned().collect(),
+        params,
+        headers,
         body,
     }))
 }
 
-fn parse_query(query: &str) -> BTreeMap<String, String> {
+fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -611,6 +643,11 @@ fn serve_connection(conn: &TcpStream, shared: &Shared) -> io::Result<()> {
         }
         if !shared.options.delay.is_zero() {
             thread::sleep(shared.options.delay);
+        }
+        if let Some(pod) = exec::pod_of(&request.path) {
+            // The connection becomes the exec's WebSocket (or answers one error): it ends here.
+            // What the client sent past the headers is in the reader's buffer.
+            return exec::serve(&request, pod, reader.buffer().to_vec(), conn, shared);
         }
         if !route(&request, shared, &mut writer)? {
             return Ok(());
@@ -697,17 +734,32 @@ fn route(request: &Request, shared: &Shared, writer: &mut TcpStream) -> io::Resu
                 ),
             );
         }
+        let Some(selector) = selector(request, writer)? else {
+            return Ok(true);
+        };
         if request
             .query
             .get("watch")
             .is_some_and(|w| w == "1" || w == "true")
         {
-            watch(request, shared, writer, kind, namespace.as_deref())?;
+            // A watch selects by the labels of each event's object: an object relabelled out
+            // of the selection is not reported DELETED, as the real server would.
+            watch(
+                request,
+                shared,
+                writer,
+                (kind, namespace.as_deref(), &selector),
+            )?;
             // A watch that ended cleanly leaves the connection reusable, as HTTP/1.1 keep-alive
             // clients (hyper's pool) expect.
             return Ok(!shared.stopping.load(Ordering::SeqCst));
         }
-        return list(request, shared, writer, kind, namespace.as_deref());
+        return list(
+            request,
+            shared,
+            writer,
+            (kind, namespace.as_deref(), &selector),
+        );
     }
     control(request, shared, writer, path)
 }
@@ -820,12 +872,86 @@ fn lab_delete(shared: &Shared, writer: &mut TcpStream, p: &str) -> io::Result<bo
     }
 }
 
+/// One requirement of a `labelSelector`.
+#[derive(Debug, PartialEq, Eq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    Absent(String),
+}
+
+/// The equality and existence forms of a `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
+/// comma-separated); the set-based ones (`k in (a,b)`) are refused rather than misread.
+fn parse_selector(text: &str) -> Result<Vec<Requirement>, String> {
+    if text.contains('(') {
+        return Err(format!(
+            "labelSelector {text:?}: set-based requirements are not served here"
+        ));
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let requirement = if let Some((k, v)) = r.split_once("!=") {
+                Requirement::NotEquals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some((k, v)) = r.split_once('=') {
+                let v = v.strip_prefix('=').unwrap_or(v);
+                Requirement::Equals(k.trim().to_owned(), v.trim().to_owned())
+            } else if let Some(k) = r.strip_prefix('!') {
+                Requirement::Absent(k.trim().to_owned())
+            } else {
+                Requirement::Exists(r.to_owned())
+            };
+            match &requirement {
+                Requirement::Equals(k, _)
+                | Requirement::NotEquals(k, _)
+                | Requirement::Exists(k)
+                | Requirement::Absent(k)
+                    if k.is_empty() || k.contains(char::is_whitespace) =>
+                {
+                    Err(format!("labelSelector {text:?}: cannot read {r:?}"))
+                }
+                _ => Ok(requirement),
+            }
+        })
+        .collect()
+}
+
+fn selects(requirements: &[Requirement], object: &Value) -> bool {
+    let label = |k: &str| object["metadata"]["labels"][k].as_str();
+    requirements.iter().all(|r| match r {
+        Requirement::Equals(k, v) => label(k) == Some(v.as_str()),
+        Requirement::NotEquals(k, v) => label(k) != Some(v.as_str()),
+        Requirement::Exists(k) => label(k).is_some(),
+        Requirement::Absent(k) => label(k).is_none(),
+    })
+}
+
+/// The request's `labelSelector`, or the 400 it answers.
+fn selector(request: &Request, writer: &mut TcpStream) -> io::Result<Option<Vec<Requirement>>> {
+    match parse_selector(
+        request
+            .query
+            .get("labelSelector")
+            .map_or("", String::as_str),
+    ) {
+        Ok(requirements) => Ok(Some(requirements)),
+        Err(message) => {
+            respond(writer, 400, &status(400, "BadRequest", &message))?;
+            Ok(None)
+        }
+    }
+}
+
+/// What a list or watch is of: a kind, in one namespace or all, with these labels.
+type Selection<'a> = (Kind, Option<&'a str>, &'a [Requirement]);
+
 fn list(
     request: &Request,
     shared: &Shared,
     writer: &mut TcpStream,
-    kind: Kind,
-    namespace: Option<&str>,
+    (kind, namespace, selector): Selection<'_>,
 ) -> io::Result<bool> {
     let limit: usize = request
         .query
@@ -867,7 +993,10 @@ fn list(
     };
     let mut items = Vec::new();
     let mut next = None;
-    for (key, object) in store.items(kind, namespace) {
+    for (key, object) in store
+        .items(kind, namespace)
+        .filter(|(_, o)| selects(selector, o))
+    {
         if after.as_ref().is_some_and(|a| key.as_str() <= a.as_str()) {
             continue;
         }
@@ -910,19 +1039,14 @@ fn write_chunk(writer: &mut TcpStream, line: &Value) -> io::Result<()> {
     writer.flush()
 }
 
-fn watch(
-    request: &Request,
-    shared: &Shared,
-    writer: &mut TcpStream,
-    kind: Kind,
-    namespace: Option<&str>,
-) -> io::Result<()> {
+/// A watch's query: its deadline, whether it wants BOOKMARKs, the version it resumes from
+/// (none: it starts with the current state).
+fn watch_params(request: &Request) -> (Instant, bool, Option<u64>) {
     let timeout = request
         .query
         .get("timeoutSeconds")
         .and_then(|t| t.parse().ok())
         .map_or(Duration::from_mins(30), Duration::from_secs);
-    let deadline = Instant::now() + timeout;
     let bookmarks = request
         .query
         .get("allowWatchBookmarks")
@@ -932,10 +1056,24 @@ fn watch(
         .get("resourceVersion")
         .filter(|rv| !rv.is_empty() && rv.as_str() != "0")
         .map(|rv| rv.parse().unwrap_or(0));
+    (Instant::now() + timeout, bookmarks, from)
+}
+
+fn watch(
+    request: &Request,
+    shared: &Shared,
+    writer: &mut TcpStream,
+    (kind, namespace, selector): Selection<'_>,
+) -> io::Result<()> {
+    let (deadline, bookmarks, from) = watch_params(request);
     writer.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
     )?;
-    let matches = |e: &LogEntry| e.kind == kind && namespace.is_none_or(|ns| e.namespace == ns);
+    let matches = |e: &LogEntry| {
+        e.kind == kind
+            && namespace.is_none_or(|ns| e.namespace == ns)
+            && selects(selector, &e.object)
+    };
 
     let mut store = shared.lock();
     let epoch = store.epoch;
@@ -954,6 +1092,7 @@ fn watch(
             // No version: the current state as ADDED events first (the API's "any" semantics).
             let initial: Vec<Value> = store
                 .items(kind, namespace)
+                .filter(|(_, o)| selects(selector, o))
                 .map(|(_, o)| o.clone())
                 .collect();
             let rv = store.rv;
@@ -1052,9 +1191,54 @@ pub fn parse_args(args: &[String]) -> anyhow::Result<(Options, Option<PathBuf>)>
                 );
             }
             "--write-kubeconfig" => kubeconfig = Some(PathBuf::from(value()?)),
+            "--exec-as-local" => {
+                let (pod, target) = exec::parse_target(value()?)?;
+                options.exec.insert(pod, target);
+            }
             other => bail!("unknown argument {other} (see kube-apiserver --help)"),
         }
         i += 2;
     }
     Ok((options, kubeconfig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors_of_the_equality_and_existence_forms() {
+        let object = json!({"metadata": {"labels": {"app.kubernetes.io/name": "ipvs-trace", "tier": "node"}}});
+        for (selector, selected) in [
+            ("", true),
+            ("app.kubernetes.io/name=ipvs-trace", true),
+            ("app.kubernetes.io/name==ipvs-trace,tier", true),
+            ("app.kubernetes.io/name=web", false),
+            ("tier!=node", false),
+            ("tier!=edge, !canary", true),
+            ("canary", false),
+            ("!tier", false),
+        ] {
+            let requirements = parse_selector(selector).expect("parses");
+            assert_eq!(selects(&requirements, &object), selected, "{selector}");
+        }
+        for refused in ["tier in (node,edge)", "=node", "!"] {
+            assert!(parse_selector(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn repeated_query_parameters_are_all_kept() {
+        let params = parse_query("command=%2Fipvs-trace&command=who&stdout=true&limit=1&limit=2");
+        let request = Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: params.iter().cloned().collect(),
+            params,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        assert_eq!(request.all("command"), ["/ipvs-trace", "who"]);
+        assert_eq!(request.query["limit"], "2", "the last of a repeated one");
+    }
 }

@@ -3,12 +3,15 @@
 //! ```text
 //! kube-apiserver [--listen IP:PORT] [--objects FILE]... [--state FILE] [--rv-base N]
 //!                [--delay-ms N] [--bookmark-ms N] [--write-kubeconfig PATH]
+//!                [--exec-as-local 'NS/POD=PROGRAM [ARG]...']...
 //! ```
 //! Serves pods, services, nodes and endpointslices from `--objects` (`kubectl get ... -o json`
 //! output) over plain HTTP with the real list/watch protocol; see
 //! `ipvs_trace_tests::kube_apiserver` for the protocol and the `/lab/...` control interface.
 //! `--write-kubeconfig` writes a kubeconfig for the bound address (useful with port 0), then
-//! the server runs until killed.
+//! the server runs until killed. `--exec-as-local` serves `pods/{name}/exec` for that pod by
+//! running the requested command here with its first word replaced by PROGRAM and the ARGs
+//! appended (words split at whitespace); pods without one refuse exec.
 
 use std::process::ExitCode;
 
@@ -20,7 +23,8 @@ fn main() -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "kube-apiserver [--listen IP:PORT] [--objects FILE]... [--state FILE] [--rv-base N] \
-             [--delay-ms N] [--bookmark-ms N] [--write-kubeconfig PATH]"
+             [--delay-ms N] [--bookmark-ms N] [--write-kubeconfig PATH] \
+             [--exec-as-local 'NS/POD=PROGRAM [ARG]...']..."
         );
         return ExitCode::SUCCESS;
     }
