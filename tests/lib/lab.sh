@@ -519,8 +519,12 @@ kube_apply() {
 kube_delete() {
     _host=${KUBE_API%:*}
     _port=${KUBE_API##*:}
-    _reply=$(printf 'DELETE /lab/objects/%s/%s/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' \
-        "$1" "$2" "$3" "$KUBE_API" | nc "$_host" "$_port" | head -n 1)
+    # busybox nc ends when its input does: the input stays open until the answer is in.
+    _reply=$({
+        printf 'DELETE /lab/objects/%s/%s/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' \
+            "$1" "$2" "$3" "$KUBE_API"
+        sleep 1
+    } | nc "$_host" "$_port" | head -n 1)
     case $_reply in
     "HTTP/1.1 2"*) ;;
     *) die "kube-apiserver refused to delete $1 $2/$3: $_reply" ;;

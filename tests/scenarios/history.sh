@@ -36,10 +36,13 @@ METRICS=127.0.0.1:9808
 OLD_POD=vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-x7k2p
 
 # http_get ADDR PATH: the raw HTTP answer (status line, headers, body): busybox wget hides
-# the body of an error.
+# the body of an error. busybox nc ends when its input does, answer or not: the input stays
+# open until the server has answered and closed (Connection: close).
 http_get() {
-    printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1" |
-        nc "${1%:*}" "${1##*:}"
+    {
+        printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1"
+        sleep 2
+    } | nc "${1%:*}" "${1##*:}"
 }
 
 # who_each: `who -o json LOCAL` for every connection the clients made, each answer after a

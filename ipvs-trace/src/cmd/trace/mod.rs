@@ -227,7 +227,8 @@ fn start_history(
         max_bytes: config.max_bytes,
         max_age: config.max_age,
         queue_capacity: recorder::DEFAULT_QUEUE_CAPACITY,
-    })?;
+    })
+    .context("cannot keep the decision history (--history-dir)")?;
     let api = ApiServer::start(&config.api, store)?;
     let disk = match &config.dir {
         Some(dir) => format!(" and in {}", dir.display()),
