@@ -1,5 +1,10 @@
 //! The userspace pipeline's throughput on one core: ring-buffer records through the real decoder
-//! and Kubernetes name lookup (`decode_lookup`), and the same plus the JSON line (`decode_lookup_json`).
+//! and Kubernetes name lookup (`decode_lookup`), and the same plus the JSON line (`decode_lookup_json`);
+//! then both with serve's decision history on (`decode_lookup_record`,
+//! `decode_lookup_record_json`: a real [`HistoryRecorder`], memory only at the default capacity,
+//! and `_disk` with `--history-dir` on a temporary directory), where beside the event loop's rate
+//! the decisions the recorder's worker stored and dropped (queue full) count: its goal is to
+//! keep up with 1,000,000 a second.
 //! A measurement, not a test: run by `cargo xtask bench` (`cargo bench -p ipvs-trace --bench
 //! pipeline -- --out FILE`), which writes FILE as JSON.
 //!
@@ -8,14 +13,22 @@
 //! all of it, mostly `new` with the seed scenario's field shapes (IPv4, Masq, rr/wrr, every
 //! valid bit), some `expire`, `reused` and `no_dest`.
 
+#![expect(
+    clippy::cast_precision_loss,
+    reason = "decision counts shown as rates with a few significant digits"
+)]
+
 use std::hint::black_box;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipvs_trace::clock::WallClock;
 use ipvs_trace::events::decode::{decode, RECORD_LEN};
+use ipvs_trace::history::recorder::{HistoryCounters, HistoryRecorder, RecorderConfig};
 use ipvs_trace::kube::index::synthetic;
 use ipvs_trace::kube::{self, Names, SharedIndex};
 use ipvs_trace::output::{OutputFormat, Printer};
@@ -27,6 +40,10 @@ const RECORDS: u32 = 1_000_000;
 const REPETITIONS: usize = 7;
 const GOAL_LOOKUP: f64 = 2_000_000.0;
 const GOAL_JSON: f64 = 500_000.0;
+/// Decisions a second the recorder must store without dropping (the goal).
+const GOAL_RECORDED: f64 = 1_000_000.0;
+/// Events per ring drain: the recorder's batch is handed over once per drain.
+const DRAIN: usize = 256;
 
 fn addr_bytes(ip: IpAddr) -> [u8; 16] {
     match ip {
@@ -139,6 +156,163 @@ fn result_json(name: &str, rates: &[f64], goal: f64) -> serde_json::Value {
     })
 }
 
+/// One repetition of a stage with the recorder on.
+struct Recorded {
+    /// Events a second through the event loop (decode, lookup, record, flush; the line).
+    rate: f64,
+    /// Decisions the worker stored in memory, and dropped because its queue was full.
+    stored: u64,
+    dropped: u64,
+    /// Decisions a second stored, from the repetition's start until the worker had stored or
+    /// dropped every one of them.
+    stored_rate: f64,
+}
+
+/// Waits until the worker has stored or dropped `total` decisions (at most a minute).
+fn drained(counters: &HistoryCounters, total: u64) {
+    let started = Instant::now();
+    while counters.recorded.load(Ordering::Relaxed)
+        + counters.dropped_queue_full.load(Ordering::Relaxed)
+        < total
+        && started.elapsed() < Duration::from_mins(1)
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Runs `pass` (which records every record once and flushes every [`DRAIN`]) through one
+/// recorder for a warm-up and [`REPETITIONS`]: the store fills during the warm-up, so the
+/// repetitions pay for eviction as a long-running serve does.
+fn measure_recorded(
+    name: &str,
+    bytes: &[u8],
+    dir: Option<&Path>,
+    mut pass: impl FnMut(&[u8], &mut HistoryRecorder) -> u64,
+) -> Vec<Recorded> {
+    let (mut recorder, _store) = HistoryRecorder::start(RecorderConfig {
+        dir: dir.map(Path::to_owned),
+        ..RecorderConfig::default()
+    })
+    .expect("the recorder starts");
+    let counters = recorder.counters();
+    let mut total = 0u64;
+    let mut run = |recorder: &mut HistoryRecorder| {
+        let before = (
+            counters.recorded.load(Ordering::Relaxed),
+            counters.dropped_queue_full.load(Ordering::Relaxed),
+        );
+        let started = Instant::now();
+        black_box(pass(bytes, recorder));
+        recorder.flush();
+        let looped = started.elapsed();
+        total += u64::from(RECORDS);
+        drained(&counters, total);
+        let stored = counters.recorded.load(Ordering::Relaxed) - before.0;
+        Recorded {
+            rate: f64::from(RECORDS) / looped.as_secs_f64(),
+            stored,
+            dropped: counters.dropped_queue_full.load(Ordering::Relaxed) - before.1,
+            stored_rate: stored as f64 / started.elapsed().as_secs_f64(),
+        }
+    };
+    let _warm = run(&mut recorder);
+    let runs = (0..REPETITIONS)
+        .map(|rep| {
+            let r = run(&mut recorder);
+            eprintln!(
+                "  {name} #{}: {:.0} events/s, {} stored ({:.0}/s), {} dropped",
+                rep + 1,
+                r.rate,
+                r.stored,
+                r.stored_rate,
+                r.dropped
+            );
+            r
+        })
+        .collect();
+    let _summary = recorder.finish();
+    runs
+}
+
+/// `goal`: `None` where it is informational (the disk's).
+fn recorded_json(name: &str, runs: &[Recorded], goal: Option<f64>) -> serde_json::Value {
+    let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    let stored_rates: Vec<f64> = runs.iter().map(|r| r.stored_rate).collect();
+    let recorded: Vec<f64> = runs
+        .iter()
+        .map(|r| r.stored as f64 / f64::from(RECORDS) * r.rate)
+        .collect();
+    let mut out = result_json(name, &rates, 0.0);
+    let s = stats(&recorded);
+    let stored = stats(&stored_rates);
+    out["goal"] = serde_json::json!(null);
+    out["goal_met"] = serde_json::json!(null);
+    out["recorded"] = serde_json::json!({
+        "unit": "decisions/s",
+        "what": "events/s of the loop times the share of its decisions the worker stored",
+        "median": s.median.round(),
+        "min": s.min.round(),
+        "max": s.max.round(),
+        "stored": runs.iter().map(|r| r.stored).collect::<Vec<_>>(),
+        "dropped_queue_full": runs.iter().map(|r| r.dropped).collect::<Vec<_>>(),
+        "worker_decisions_per_sec": {
+            "what": "decisions stored from the repetition's start until the worker caught up",
+            "median": stored.median.round(),
+            "min": stored.min.round(),
+            "max": stored.max.round(),
+        },
+        "goal": goal.unwrap_or(GOAL_RECORDED),
+        "goal_informational": goal.is_none(),
+        "goal_met": s.median >= goal.unwrap_or(GOAL_RECORDED) && runs.iter().all(|r| r.dropped == 0),
+    });
+    out
+}
+
+/// The event loop with the recorder on, as `serve` runs it: per event the lookup under the
+/// index's read lock, `record`, and with `printer` the line formatted under the lock and
+/// written after it; `flush` once per [`DRAIN`] events.
+fn record_pass(
+    bytes: &[u8],
+    recorder: &mut HistoryRecorder,
+    index: &SharedIndex,
+    printer: Option<&Printer>,
+) -> u64 {
+    let clock = WallClock::with_offset(1_795_713_172_000_000_000);
+    let mut sink = io::sink();
+    let mut out = io::BufWriter::with_capacity(64 << 10, &mut sink);
+    let mut line = Vec::with_capacity(1024);
+    let mut handled = 0u64;
+    for (i, record) in bytes.chunks_exact(RECORD_LEN).enumerate() {
+        let Ok(event) = decode(record) else { continue };
+        let index = kube::read(index);
+        let names = index.names(&event);
+        recorder.record(clock.unix_ns(event.timestamp_ns) as i64, &event, &names);
+        if let Some(printer) = printer {
+            line.clear();
+            printer
+                .event(&mut line, &event, &names)
+                .expect("a Vec takes it");
+            drop(index);
+            out.write_all(&line).expect("a sink takes it");
+        }
+        handled += 1;
+        if i % DRAIN == DRAIN - 1 {
+            recorder.flush();
+        }
+    }
+    out.flush().expect("a sink takes it");
+    handled
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Where the time goes: each stage alone over the same records, in ns per event.
 fn breakdown(bytes: &[u8], index: &SharedIndex, printer: &Printer) -> serde_json::Value {
     let events: Vec<_> = bytes
@@ -190,6 +364,10 @@ fn breakdown(bytes: &[u8], index: &SharedIndex, printer: &Printer) -> serde_json
     })
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one stage after the other, printed as it goes"
+)]
 fn main() -> io::Result<()> {
     // `cargo bench` passes `--bench`; the rest is ours.
     let args: Vec<String> = std::env::args().collect();
@@ -250,6 +428,28 @@ fn main() -> io::Result<()> {
         out.flush().expect("a sink takes it");
         lines
     });
+    let record = measure_recorded("decode+lookup+record", &bytes, None, |bytes, recorder| {
+        record_pass(bytes, recorder, &index, None)
+    });
+    let record_json = measure_recorded(
+        "decode+lookup+record+json",
+        &bytes,
+        None,
+        |bytes, recorder| record_pass(bytes, recorder, &index, Some(&printer)),
+    );
+    let history_dir = TempDir(
+        std::env::temp_dir().join(format!("ipvs-trace-bench-pipeline-{}", std::process::id())),
+    );
+    let disk_run = |name: &str, printer: Option<&Printer>| {
+        let _ = std::fs::remove_dir_all(&history_dir.0);
+        let runs = measure_recorded(name, &bytes, Some(&history_dir.0), |bytes, recorder| {
+            record_pass(bytes, recorder, &index, printer)
+        });
+        let _ = std::fs::remove_dir_all(&history_dir.0);
+        runs
+    };
+    let record_disk = disk_run("decode+lookup+record (disk)", None);
+    let record_json_disk = disk_run("decode+lookup+record+json (disk)", Some(&printer));
     let mut breakdown = breakdown(&bytes, &index, &printer);
     // The JSON line as the pipeline pays for it: the isolated stage above reads names no lookup
     // has just brought into the cache, the pipeline's line writes names it has.
@@ -276,6 +476,10 @@ fn main() -> io::Result<()> {
         "results": [
             result_json("decode_lookup", &lookup, GOAL_LOOKUP),
             result_json("decode_lookup_json", &json, GOAL_JSON),
+            recorded_json("decode_lookup_record", &record, Some(GOAL_RECORDED)),
+            recorded_json("decode_lookup_record_json", &record_json, Some(GOAL_RECORDED)),
+            recorded_json("decode_lookup_record_disk", &record_disk, None),
+            recorded_json("decode_lookup_record_json_disk", &record_json_disk, None),
         ],
         "breakdown_ns_per_event": breakdown,
         "sample_line": String::from_utf8_lossy(&sample).trim_end(),
@@ -285,6 +489,26 @@ fn main() -> io::Result<()> {
         println!(
             "{name}: median {:.0} events/s (min {:.0}, max {:.0}, {} runs of {RECORDS} on one thread)",
             s.median, s.min, s.max, REPETITIONS
+        );
+    }
+    for (name, runs) in [
+        ("decode+lookup+record", &record),
+        ("decode+lookup+record+json", &record_json),
+        ("decode+lookup+record (disk)", &record_disk),
+        ("decode+lookup+record+json (disk)", &record_json_disk),
+    ] {
+        let loop_rates = stats(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
+        let stored = stats(&runs.iter().map(|r| r.stored_rate).collect::<Vec<_>>());
+        let dropped: u64 = runs.iter().map(|r| r.dropped).sum();
+        println!(
+            "{name}: median {:.0} events/s (min {:.0}, max {:.0}); worker stored median {:.0} decisions/s (min {:.0}, max {:.0}), {dropped} of {} dropped (queue full)",
+            loop_rates.median,
+            loop_rates.min,
+            loop_rates.max,
+            stored.median,
+            stored.min,
+            stored.max,
+            u64::from(RECORDS) * REPETITIONS as u64,
         );
     }
     println!("breakdown (ns/event): {breakdown}");

@@ -140,8 +140,8 @@ impl<'a> Reader<'a> {
 
 /// What a query can ask by, hashed with a fixed function (part of the format: a bloom filter
 /// written by one build is read by the next).
-#[derive(Clone, Copy)]
-enum KeyTag {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTag {
     ClientIp = b'c' as isize,
     ClientAddr = b'C' as isize,
     BackendIp = b'b' as isize,
@@ -153,11 +153,12 @@ enum KeyTag {
 
 /// FNV-1a over the tag and bytes, then MurmurHash3's 64-bit finaliser to spread FNV's weak
 /// low bits: stable across builds and platforms, unlike std's hashers.
-fn key_hash(tag: KeyTag, bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in std::iter::once(&(tag as u8)).chain(bytes) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+#[must_use]
+pub fn key_hash(tag: KeyTag, bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut h: u64 = (0xcbf2_9ce4_8422_2325 ^ u64::from(tag as u8)).wrapping_mul(PRIME);
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -270,14 +271,20 @@ impl Bloom {
     pub fn build(keys: &mut Vec<u64>) -> Bloom {
         keys.sort_unstable();
         keys.dedup();
+        Bloom::from_distinct(keys)
+    }
+
+    /// A filter sized for `keys`, each distinct.
+    fn from_distinct(keys: &[u64]) -> Bloom {
         let lines = (keys.len() * BLOOM_BITS_PER_KEY)
             .div_ceil(BLOOM_LINE * 8)
             .clamp(1, BLOOM_MAX_LINES);
         let mut bytes = vec![0u8; lines * BLOOM_LINE].into_boxed_slice();
-        for &key in keys.iter() {
+        for &key in keys {
             let (line, bits) = Bloom::position(key, lines);
+            let line = &mut bytes[line..line + BLOOM_LINE];
             for bit in bits {
-                bytes[line + bit / 8] |= 1 << (bit % 8);
+                line[bit / 8] |= 1 << (bit % 8);
             }
         }
         Bloom { bytes }
@@ -320,6 +327,51 @@ impl Bloom {
     #[must_use]
     pub fn may_contain_all(&self, keys: &[u64]) -> bool {
         keys.iter().all(|&key| self.may_contain(key))
+    }
+}
+
+/// A block's keys as they are encoded, and a reused table that finds the distinct ones: a
+/// hash set rather than a sort, since the keys are hashes already (the filter is the same).
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<u64>,
+    table: Vec<u64>,
+    distinct: Vec<u64>,
+}
+
+impl KeySet {
+    /// The filter of the keys pushed since the last one (the same [`Bloom::build`] makes).
+    pub fn bloom(&mut self) -> Bloom {
+        let size = (self.keys.len() * 2).next_power_of_two().max(64);
+        self.table.clear();
+        self.table.resize(size, 0);
+        self.distinct.clear();
+        let mask = size - 1;
+        let mut zero = false;
+        for &key in &self.keys {
+            // 0 marks an empty slot: the key 0 is counted aside.
+            if key == 0 {
+                if !std::mem::replace(&mut zero, true) {
+                    self.distinct.push(0);
+                }
+                continue;
+            }
+            let mut i = (key >> 20) as usize & mask;
+            loop {
+                let slot = &mut self.table[i];
+                if *slot == key {
+                    break;
+                }
+                if *slot == 0 {
+                    *slot = key;
+                    self.distinct.push(key);
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        self.keys.clear();
+        Bloom::from_distinct(&self.distinct)
     }
 }
 
@@ -384,6 +436,12 @@ impl Summary {
 pub trait Intern {
     fn intern(&mut self, name: &Arc<str>) -> u32;
     fn intern_str(&mut self, name: &str) -> u32;
+    /// The key `tag` of `name`, just interned as `id`, for the bloom filter: a holder that
+    /// keeps names may hash each once.
+    fn name_key(&mut self, id: u32, name: &str, tag: KeyTag) -> u64 {
+        let _ = id;
+        key_hash(tag, name.as_bytes())
+    }
 }
 
 /// Gives ids their names while a block is decoded; `None`: the id is unknown (its dictionary
@@ -521,10 +579,55 @@ fn service_type_from(number: u64) -> ServiceType {
     }
 }
 
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => out.extend_from_slice(&v6.octets()),
+/// The longest record: head 6, time 10, cpu 5, netns 5, conn 10, proto 3, three addresses
+/// 19 each, fwd 1, flags 5, state 5, scheduler 10, counters 15, six name ids 5 each: 162.
+const MAX_RECORD: usize = 192;
+
+/// A record's bytes, assembled on the stack and appended to the block with one copy (rather
+/// than a length and capacity check per byte).
+struct RecordBuf {
+    bytes: [u8; MAX_RECORD],
+    len: usize,
+}
+
+impl RecordBuf {
+    fn new() -> RecordBuf {
+        RecordBuf {
+            bytes: [0; MAX_RECORD],
+            len: 0,
+        }
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes[self.len] = (value as u8) | 0x80;
+            self.len += 1;
+            value >>= 7;
+        }
+        self.bytes[self.len] = value as u8;
+        self.len += 1;
+    }
+
+    fn byte(&mut self, value: u8) {
+        self.bytes[self.len] = value;
+        self.len += 1;
+    }
+
+    fn slice(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn addr(&mut self, addr: SocketAddr) {
+        match addr.ip() {
+            IpAddr::V4(v4) => self.slice(&v4.octets()),
+            IpAddr::V6(v6) => self.slice(&v6.octets()),
+        }
+        self.varint(addr.port().into());
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -536,11 +639,6 @@ fn read_addr(reader: &mut Reader<'_>, v6: bool) -> Result<SocketAddr, Malformed>
     };
     let port = u16::try_from(reader.varint()?).map_err(|_| Malformed("port"))?;
     Ok(SocketAddr::new(ip, port))
-}
-
-fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    put_ip(out, addr.ip());
-    put_varint(out, addr.port().into());
 }
 
 /// The head bits of `decision` other than the ones relative to the previous record.
@@ -630,17 +728,59 @@ pub fn encode_body(
     out: &mut Vec<u8>,
 ) {
     let mut prev = Previous::new(summary);
+    let mut no_keys = Vec::new();
     for decision in decisions {
-        encode_record(decision, &mut prev, strings, out);
+        encode_record::<false>(decision, &mut prev, strings, &mut no_keys, out);
     }
 }
 
-fn encode_record(
+/// Summarises and encodes `decisions` (non-empty, at most [`BLOCK_DECISIONS`], sequence
+/// numbers from `seq_first`) in one pass: the records appended to `out`, their keys hashed as
+/// their names are interned (what [`summarize`] and [`encode_body`] make, each name looked up
+/// once).
+pub fn encode_block(
+    run: u64,
+    seq_first: u64,
+    decisions: &[Decision],
+    strings: &mut impl Intern,
+    keys: &mut KeySet,
+    out: &mut Vec<u8>,
+) -> (Summary, Bloom) {
+    let mut oldest = i64::MAX;
+    let mut newest = i64::MIN;
+    for decision in decisions {
+        oldest = oldest.min(decision.unix_ns);
+        newest = newest.max(decision.unix_ns);
+    }
+    let summary = Summary {
+        run,
+        seq_first,
+        count: decisions.len() as u32,
+        oldest_ns: oldest,
+        newest_ns: newest,
+    };
+    let mut prev = Previous::new(&summary);
+    keys.keys.reserve(decisions.len() * 8);
+    for decision in decisions {
+        encode_record::<true>(decision, &mut prev, strings, &mut keys.keys, out);
+    }
+    (summary, keys.bloom())
+}
+
+/// Encodes one record; with `KEYS`, also pushes the decision's keys (those of
+/// `decision_keys`, in another order) onto `keys`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one field after the other, in the format's order"
+)]
+fn encode_record<const KEYS: bool>(
     decision: &Decision,
     prev: &mut Previous,
     strings: &mut impl Intern,
-    out: &mut Vec<u8>,
+    keys: &mut Vec<u64>,
+    body: &mut Vec<u8>,
 ) {
+    let mut out = RecordBuf::new();
     let event = &decision.event;
     let mut head = head_of(decision);
     let netns_mode = match event.netns {
@@ -658,34 +798,50 @@ fn encode_record(
     if event.state == prev.state {
         head |= bit::STATE_SAME;
     }
-    put_varint(out, head ^ prev.head);
-    put_varint(out, zigzag(decision.unix_ns.wrapping_sub(prev.unix_ns)));
+    out.varint(head ^ prev.head);
+    out.varint(zigzag(decision.unix_ns.wrapping_sub(prev.unix_ns)));
     if head & bit::CPU_SAME == 0 {
-        put_varint(out, event.cpu.into());
+        out.varint(event.cpu.into());
     }
     if netns_mode == 2 {
-        put_varint(out, event.netns.unwrap_or_default().into());
+        out.varint(event.netns.unwrap_or_default().into());
     }
     if let Some(conn) = event.conn {
-        put_varint(out, zigzag(conn.wrapping_sub(prev.conn) as i64));
+        out.varint(zigzag(conn.wrapping_sub(prev.conn) as i64));
         prev.conn = conn;
     }
     if let Proto::Other(number) = event.proto {
-        put_varint(out, number.into());
+        out.varint(number.into());
     }
-    put_addr(out, event.client);
-    put_addr(out, event.vip);
+    out.addr(event.client);
+    out.addr(event.vip);
     if let Some(backend) = event.backend {
-        put_addr(out, backend);
+        out.addr(backend);
+    }
+    if KEYS {
+        keys.push(addr_hash(KeyTag::ClientIp, event.client.ip(), None));
+        keys.push(addr_hash(
+            KeyTag::ClientAddr,
+            event.client.ip(),
+            Some(event.client.port()),
+        ));
+        if let Some(backend) = event.backend {
+            keys.push(addr_hash(KeyTag::BackendIp, backend.ip(), None));
+            keys.push(addr_hash(
+                KeyTag::BackendAddr,
+                backend.ip(),
+                Some(backend.port()),
+            ));
+        }
     }
     if let Some(FwdMethod::Unknown(value)) = event.fwd {
-        out.push(value);
+        out.byte(value);
     }
     if head & bit::FLAGS_SAME == 0 {
-        put_varint(out, event.flags.into());
+        out.varint(event.flags.into());
     }
     if head & bit::STATE_SAME == 0 {
-        put_varint(out, event.state.into());
+        out.varint(event.state.into());
     }
     if let Some(scheduler) = &event.scheduler {
         let number = match KNOWN_SCHEDULERS
@@ -695,39 +851,60 @@ fn encode_record(
             Some(index) => index as u64,
             None => KNOWN_SCHEDULERS.len() as u64 + u64::from(strings.intern_str(scheduler)),
         };
-        put_varint(out, number);
+        out.varint(number);
     }
     if let Some(dest) = event.dest {
-        put_varint(out, zigzag(dest.weight.into()));
+        out.varint(zigzag(dest.weight.into()));
         for count in [dest.active_conns, dest.inactive_conns]
             .into_iter()
             .flatten()
         {
-            put_varint(out, zigzag(count.into()));
+            out.varint(zigzag(count.into()));
         }
     }
     let names = &decision.names;
     if let Some(service) = &names.service {
-        put_varint(out, strings.intern(&service.label).into());
-        if head & bit::SERVICE_IS_LABEL == 0 {
-            put_varint(out, strings.intern(&service.service).into());
+        let label = strings.intern(&service.label);
+        out.varint(label.into());
+        let id = if head & bit::SERVICE_IS_LABEL == 0 {
+            let id = strings.intern(&service.service);
+            out.varint(id.into());
+            id
+        } else {
+            label
+        };
+        if KEYS {
+            keys.push(strings.name_key(id, &service.service, KeyTag::Service));
+            keys.push(strings.name_key(label, &service.label, KeyTag::Label));
         }
     }
     if let Some(backend) = &names.backend {
-        for name in [&backend.pod, &backend.node].into_iter().flatten() {
-            put_varint(out, strings.intern(name).into());
+        if let Some(pod) = &backend.pod {
+            let id = strings.intern(pod);
+            out.varint(id.into());
+            if KEYS {
+                keys.push(strings.name_key(id, pod, KeyTag::Pod));
+            }
+        }
+        if let Some(node) = &backend.node {
+            out.varint(strings.intern(node).into());
         }
     }
     match &names.client {
         None => {}
         Some(ClientName::Pod { pod, node }) => {
-            put_varint(out, strings.intern(pod).into());
+            let id = strings.intern(pod);
+            out.varint(id.into());
+            if KEYS {
+                keys.push(strings.name_key(id, pod, KeyTag::Pod));
+            }
             if let Some(node) = node {
-                put_varint(out, strings.intern(node).into());
+                out.varint(strings.intern(node).into());
             }
         }
-        Some(ClientName::Node(node)) => put_varint(out, strings.intern(node).into()),
+        Some(ClientName::Node(node)) => out.varint(strings.intern(node).into()),
     }
+    body.extend_from_slice(out.as_slice());
     prev.head = head;
     prev.unix_ns = decision.unix_ns;
     prev.cpu = event.cpu;
@@ -1446,6 +1623,30 @@ pub(crate) mod tests {
             crate::output::json::write_line(&mut b, &clock, &have.event, &have.names.names(), None)
                 .expect("a Vec takes it");
             assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        }
+    }
+
+    #[test]
+    fn one_pass_encoding_is_the_two_pass_one() {
+        let mut rng = Rng(31);
+        let decisions: Vec<Decision> = (0..3000).map(|i| varied(i, &mut rng)).collect();
+        let mut keys = Vec::new();
+        let (summary, bloom) = summarize(5, 100, &decisions, &mut keys);
+        let mut body = Vec::new();
+        encode_body(&summary, &decisions, &mut Table::default(), &mut body);
+        let mut set = KeySet::default();
+        for _ in 0..2 {
+            let mut one = Vec::new();
+            let block = encode_block(
+                5,
+                100,
+                &decisions,
+                &mut Table::default(),
+                &mut set,
+                &mut one,
+            );
+            assert_eq!(block, (summary.clone(), bloom.clone()));
+            assert_eq!(one, body);
         }
     }
 

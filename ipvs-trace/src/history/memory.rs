@@ -3,10 +3,11 @@
 //!
 //! Names are interned once for the whole store ([`Interner`]): a record holds ids, the
 //! interner holds each distinct name once as the same `Arc<str>` the Kubernetes index holds,
-//! counted per reference and freed with the last block that refers to it. A per-block table of
-//! `Arc<str>` pointers would cost 16 bytes per distinct name per block: with connections spread
-//! over a large cluster nearly every name of a block is distinct, some 60 bytes a decision;
-//! the interner costs about 50 bytes per distinct name in the whole store.
+//! found by that `Arc`'s address, and freed when the last block that refers to it is evicted.
+//! A per-block table of `Arc<str>` pointers would cost 16 bytes per distinct name per block:
+//! with connections spread over a large cluster nearly every name of a block is distinct, some
+//! 60 bytes a decision; the interner costs about 100 bytes per distinct name in the whole
+//! store.
 //!
 //! The store sits behind the [`Store`](super::recorder::Store)'s mutex. A query reads it in
 //! steps of a few blocks ([`Memory::scan_step`]) and lets the worker in between, so that a
@@ -16,60 +17,92 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::block::{
-    encode_body, summarize, Bloom, BodyDecoder, Collector, Intern, NameIds, Names, Summary,
-    BLOCK_DECISIONS,
+    encode_block, key_hash, Bloom, BodyDecoder, Collector, Intern, KeySet, KeyTag, NameIds, Names,
+    Summary, BLOCK_DECISIONS,
 };
 use super::{Decision, Query};
 
 /// A map of the interner: std's table with foldhash, as the Kubernetes index does.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Slot {
     name: Option<Arc<str>>,
-    refs: u32,
+    /// The name's bloom filter keys (pod, service, label) once hashed; 0: not yet.
+    keys: [u64; 3],
 }
 
-/// Every name the store's blocks refer to, once, with a reference count.
+/// The address of a name's text: with the `Arc` held (by a slot or as an alias), no other
+/// name can have it, so equal addresses are equal names.
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
+/// Other `Arc`s of one name found by address, at most: the index shares one `Arc` per name,
+/// so more are rare (a name dropped and made again); beyond, the text finds them.
+const MAX_ALIASES: usize = 4;
+
+/// Every name the store's sealed blocks refer to, once.
+///
+/// A name is found by the address of its `Arc` first (the Kubernetes index hands out the same
+/// `Arc` for a name every time, so that is one hash of a pointer, not of the text, and no read
+/// of the text, which lives in a cold corner of a large heap), then by its text. A name is kept
+/// as long as a block refers to it: each name remembers the newest block that does (by the
+/// block's last sequence number), and when the oldest blocks are evicted the names whose
+/// newest block went with them are freed, without decoding the evicted blocks.
 #[derive(Debug, Default)]
 pub struct Interner {
     ids: HashMap<Arc<str>, u32>,
+    by_address: HashMap<usize, u32>,
+    /// `Arc`s other than the slot's own that `by_address` maps, kept so their addresses stay
+    /// theirs.
+    aliases: HashMap<u32, Vec<Arc<str>>>,
     slots: Vec<Slot>,
+    /// Per slot: the last sequence number of the newest block referring to it
+    /// (`u64::MAX`: free). Apart from the slots, so that eviction scans it quickly.
+    newest: Vec<u64>,
     free: Vec<u32>,
+    /// The last sequence number of the block being encoded.
+    block_last: u64,
 }
 
 impl Interner {
-    fn get_or_insert(&mut self, name: &str, make: impl FnOnce() -> Arc<str>) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            self.slots[id as usize].refs += 1;
-            return id;
-        }
-        let name = make();
+    fn insert(&mut self, name: Arc<str>) -> u32 {
         let slot = Slot {
             name: Some(name.clone()),
-            refs: 1,
+            keys: [0; 3],
         };
         let id = if let Some(id) = self.free.pop() {
             self.slots[id as usize] = slot;
             id
         } else {
             self.slots.push(slot);
+            self.newest.push(0);
             (self.slots.len() - 1) as u32
         };
+        self.by_address.insert(address(&name), id);
         self.ids.insert(name, id);
         id
     }
 
-    fn release(&mut self, id: u32) {
-        let Some(slot) = self.slots.get_mut(id as usize) else {
-            return;
-        };
-        slot.refs = slot.refs.saturating_sub(1);
-        if slot.refs == 0 {
-            if let Some(name) = slot.name.take() {
-                self.ids.remove(&name);
-                self.free.push(id);
+    /// Frees every name no block from sequence number `floor` on refers to.
+    fn release_below(&mut self, floor: u64) {
+        for id in 0..self.newest.len() {
+            if self.newest[id] >= floor {
+                continue;
             }
+            self.newest[id] = u64::MAX;
+            let slot = std::mem::take(&mut self.slots[id]);
+            if let Some(name) = slot.name {
+                self.by_address.remove(&address(&name));
+                self.ids.remove(&name);
+            }
+            if let Some(aliases) = self.aliases.remove(&(id as u32)) {
+                for alias in &aliases {
+                    self.by_address.remove(&address(alias));
+                }
+            }
+            self.free.push(id as u32);
         }
     }
 
@@ -86,18 +119,56 @@ impl Interner {
 
     fn heap_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>()
+            + self.newest.capacity() * 8
             + self.free.capacity() * 4
             + self.ids.capacity() * (size_of::<(Arc<str>, u32)>() + 1)
+            + self.by_address.capacity() * (size_of::<(usize, u32)>() + 1)
     }
 }
 
 impl Intern for Interner {
     fn intern(&mut self, name: &Arc<str>) -> u32 {
-        self.get_or_insert(name, || name.clone())
+        let id = match self.by_address.get(&address(name)) {
+            Some(&id) => id,
+            None => match self.ids.get(&**name) {
+                Some(&id) => {
+                    let aliases = self.aliases.entry(id).or_default();
+                    if aliases.len() < MAX_ALIASES {
+                        aliases.push(name.clone());
+                        self.by_address.insert(address(name), id);
+                    }
+                    id
+                }
+                None => self.insert(name.clone()),
+            },
+        };
+        self.newest[id as usize] = self.block_last;
+        id
     }
 
     fn intern_str(&mut self, name: &str) -> u32 {
-        self.get_or_insert(name, || name.into())
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => self.insert(name.into()),
+        };
+        self.newest[id as usize] = self.block_last;
+        id
+    }
+
+    fn name_key(&mut self, id: u32, name: &str, tag: KeyTag) -> u64 {
+        let i = match tag {
+            KeyTag::Pod => 0,
+            KeyTag::Service => 1,
+            KeyTag::Label => 2,
+            _ => return key_hash(tag, name.as_bytes()),
+        };
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return key_hash(tag, name.as_bytes());
+        };
+        if slot.keys[i] == 0 {
+            slot.keys[i] = key_hash(tag, name.as_bytes());
+        }
+        slot.keys[i]
     }
 }
 
@@ -142,7 +213,9 @@ pub struct Memory {
     open: Vec<Decision>,
     open_seq_first: u64,
     next_seq: u64,
-    keys: Vec<u64>,
+    keys: KeySet,
+    /// Record bytes of the block being sealed (reused).
+    body: Vec<u8>,
 }
 
 /// Where a query over memory stands between its steps.
@@ -190,7 +263,8 @@ impl Memory {
             open: Vec::with_capacity(block_capacity),
             open_seq_first: 0,
             next_seq: 0,
-            keys: Vec::new(),
+            keys: KeySet::default(),
+            body: Vec::new(),
         }
     }
 
@@ -238,20 +312,35 @@ impl Memory {
         }
     }
 
+    /// Appends a batch of decisions as [`Memory::push`] does, adding the blocks it completed to
+    /// `sealed`.
+    pub fn push_batch(&mut self, batch: &mut Vec<Decision>, sealed: &mut Vec<Sealed>) {
+        for decision in batch.drain(..) {
+            sealed.extend(self.push(decision));
+        }
+    }
+
     /// Seals the block being filled (if any): encoded into memory, handed back for the disk.
     pub fn seal(&mut self) -> Option<Sealed> {
         if self.open.is_empty() {
             return None;
         }
         let decisions = std::mem::replace(&mut self.open, Vec::with_capacity(self.block_capacity));
-        let (summary, bloom) = summarize(self.run, self.open_seq_first, &decisions, &mut self.keys);
-        let mut body = Vec::with_capacity(decisions.len() * 48);
-        encode_body(&summary, &decisions, &mut self.interner, &mut body);
+        self.interner.block_last = self.next_seq - 1;
+        self.body.clear();
+        let (summary, bloom) = encode_block(
+            self.run,
+            self.open_seq_first,
+            &decisions,
+            &mut self.interner,
+            &mut self.keys,
+            &mut self.body,
+        );
         self.sealed_decisions += decisions.len();
         self.sealed.push_back(MemBlock {
             summary: summary.clone(),
             bloom: bloom.clone(),
-            body: body.into_boxed_slice(),
+            body: self.body.as_slice().into(),
         });
         self.evict();
         Some(Sealed {
@@ -262,20 +351,20 @@ impl Memory {
     }
 
     fn evict(&mut self) {
+        let mut evicted = false;
         while self.len() > self.capacity {
             let Some(block) = self.sealed.pop_front() else {
-                return;
+                break;
             };
             self.sealed_decisions -= block.summary.count as usize;
-            let mut decoder = BodyDecoder::new(&block.summary, &block.body);
-            while let Ok(Some(raw)) = decoder.next_raw() {
-                for &id in raw.name_ids() {
-                    self.interner.release(id);
-                }
-                if let Some(id) = raw.scheduler_id() {
-                    self.interner.release(id);
-                }
-            }
+            evicted = true;
+        }
+        if evicted {
+            let floor = self
+                .sealed
+                .front()
+                .map_or(self.next_seq, |b| b.summary.seq_first);
+            self.interner.release_below(floor);
         }
     }
 
@@ -447,6 +536,24 @@ mod tests {
             }
         }
         assert!(empty.len() <= 100);
+    }
+
+    #[test]
+    fn a_name_is_one_id_whichever_arc_holds_it() {
+        let mut interner = Interner::default();
+        let names: Vec<Arc<str>> = (0..10).map(|_| Arc::from("ns-1/pod-1")).collect();
+        let id = interner.intern(&names[0]);
+        for name in &names {
+            assert_eq!(interner.intern(name), id);
+            assert_eq!(interner.intern(name), id);
+        }
+        assert_eq!(interner.intern_str("ns-1/pod-1"), id);
+        assert_eq!(interner.len(), 1);
+        let other = interner.intern(&Arc::from("ns-1/pod-2"));
+        assert_ne!(other, id);
+        interner.release_below(1);
+        assert!(interner.is_empty());
+        assert!(interner.by_address.is_empty());
     }
 
     #[test]

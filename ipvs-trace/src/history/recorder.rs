@@ -24,7 +24,7 @@ use super::{Decision, Query};
 use crate::events::Event;
 use crate::kube::Names;
 
-/// Decisions kept in memory by default: about 70 MB (heap; 57 MB of RSS growth) with names
+/// Decisions kept in memory by default: about 80 MB (heap; 68 MB of RSS growth) with names
 /// spread over a 100k-pod cluster (`cargo xtask bench --only history`), so serve with its
 /// ~170 MiB name index and a full history stays well inside a 512 MiB limit.
 pub const DEFAULT_MEMORY_CAPACITY: usize = 1_000_000;
@@ -255,6 +255,9 @@ pub struct HistoryRecorder {
     queue_capacity: usize,
     in_flight: Arc<AtomicUsize>,
     sender: Sender<Message>,
+    /// Batches the worker has emptied, to be filled again: a batch's buffer (a megabyte at
+    /// [`MAX_BATCH`]) is allocated once, not per hand-over.
+    spare: Receiver<Vec<Decision>>,
     counters: Arc<HistoryCounters>,
     worker: Option<JoinHandle<()>>,
     done: Receiver<()>,
@@ -296,7 +299,9 @@ impl HistoryRecorder {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let (sender, receiver) = mpsc::channel();
         let (done_sender, done) = mpsc::channel();
+        let (spare_sender, spare) = mpsc::channel();
         let worker = Worker {
+            spare: spare_sender,
             store: store.clone(),
             disk,
             counters: counters.clone(),
@@ -316,6 +321,7 @@ impl HistoryRecorder {
                 queue_capacity: config.queue_capacity.max(1),
                 in_flight,
                 sender,
+                spare,
                 counters,
                 worker: Some(handle),
                 done,
@@ -352,7 +358,11 @@ impl HistoryRecorder {
             return;
         }
         self.in_flight.fetch_add(n, Ordering::AcqRel);
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(MAX_BATCH));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(MAX_BATCH));
+        let batch = std::mem::replace(&mut self.pending, next);
         if self.sender.send(Message::Batch(batch)).is_err() {
             // The worker is gone (it panicked): nothing is stored any more.
             self.in_flight.fetch_sub(n, Ordering::AcqRel);
@@ -390,6 +400,7 @@ impl HistoryRecorder {
 }
 
 struct Worker {
+    spare: Sender<Vec<Decision>>,
     store: Arc<Store>,
     disk: Option<SegmentWriter>,
     counters: Arc<HistoryCounters>,
@@ -411,15 +422,14 @@ impl Worker {
             let mut sealed = Vec::new();
             {
                 let mut memory = lock(&self.store.memory);
-                if let Ok(Message::Batch(batch)) = message {
+                if let Ok(Message::Batch(mut batch)) = message {
                     let n = batch.len();
-                    for decision in batch {
-                        sealed.extend(memory.push(decision));
-                    }
+                    memory.push_batch(&mut batch, &mut sealed);
                     self.in_flight.fetch_sub(n, Ordering::AcqRel);
                     self.counters
                         .recorded
                         .fetch_add(n as u64, Ordering::Relaxed);
+                    let _ = self.spare.send(batch);
                 }
                 if memory.open_len() == 0 {
                     open_since = None;

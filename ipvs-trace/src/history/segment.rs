@@ -13,10 +13,12 @@
 //! measured here). Compressed segments of JSON lines (zstd) would be compact but unindexed: a
 //! query reads and inflates everything. An own append-only format needs no dependency but a
 //! CRC, writes each byte once, keeps names once per segment, and lets a query skip what it
-//! does not need with a per-block summary and bloom filter read without the block. Measured (`cargo xtask bench --only history`, names
-//! spread over a synthetic 100k-pod / 20k-Service cluster, the worst case for interning):
-//! 61 bytes a decision on disk (of which ~8 bloom filter, ~8 dictionary), some 550,000
-//! decisions a second encoded and written on one core, a client:port query over 10 million
+//! does not need with a per-block summary and bloom filter read without the block. Measured
+//! (`cargo xtask bench --only history`, names spread over a synthetic 100k-pod / 20k-Service
+//! cluster, the worst case for interning): 61 bytes a decision on disk (of which ~8 bloom
+//! filter, ~8 dictionary), some 1.4-1.6 million decisions a second encoded and written on one
+//! core (about 1,600 instructions a decision, the segment's dictionary found by the names'
+//! `Arc` addresses as the memory store's interner is), a client:port query over 10 million
 //! decisions (610 MB) in about 80 ms.
 //!
 //! # Layout (format version 1)
@@ -54,6 +56,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
+use foldhash::fast::RandomState;
 
 use super::block::{
     encode_body, put_varint, query_keys, Bloom, BodyDecoder, Collector, Intern, NameIds, Names,
@@ -628,13 +631,31 @@ struct SegmentInfo {
     newest_ns: i64,
 }
 
+/// A map of the writer's dictionary: std's table with foldhash, as the memory store's.
+type FastMap<K, V> = HashMap<K, V, RandomState>;
+
+/// Strings a segment's dictionary has room for from the start (about 2 MB): a segment holds
+/// tens of thousands of names over a large cluster, and its maps then do not grow and rehash
+/// while decisions wait.
+const DICTIONARY_CAPACITY: usize = 1 << 15;
+
+/// The address of a name's text (see the memory store's interner): equal while both `Arc`s
+/// are held only if they are the same name.
+fn address(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
 /// The segment being written and its dictionary.
 struct Current {
     path: PathBuf,
     file: File,
     /// Bytes of whole frames written.
     len: u64,
-    ids: HashMap<Arc<str>, u32>,
+    /// The segment's strings by text (each is in a segment once)...
+    ids: FastMap<Arc<str>, u32>,
+    /// ... and by the address of each `Arc` seen for them, which `ids` or `aliases` holds.
+    by_address: FastMap<usize, u32>,
+    aliases: Vec<Arc<str>>,
     /// Strings of the block being encoded that the segment does not have yet.
     new: Vec<Arc<str>>,
     created_ns: i64,
@@ -644,12 +665,19 @@ struct Current {
 
 impl Intern for Current {
     fn intern(&mut self, name: &Arc<str>) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+        if let Some(&id) = self.by_address.get(&address(name)) {
             return id;
         }
-        let id = self.ids.len() as u32;
-        self.ids.insert(name.clone(), id);
-        self.new.push(name.clone());
+        let id = if let Some(&id) = self.ids.get(&**name) {
+            self.aliases.push(name.clone());
+            id
+        } else {
+            let id = self.ids.len() as u32;
+            self.ids.insert(name.clone(), id);
+            self.new.push(name.clone());
+            id
+        };
+        self.by_address.insert(address(name), id);
         id
     }
 
@@ -812,7 +840,12 @@ impl SegmentWriter {
             path,
             file,
             len: FILE_HEADER_LEN,
-            ids: HashMap::new(),
+            ids: FastMap::with_capacity_and_hasher(DICTIONARY_CAPACITY, RandomState::default()),
+            by_address: FastMap::with_capacity_and_hasher(
+                DICTIONARY_CAPACITY,
+                RandomState::default(),
+            ),
+            aliases: Vec::new(),
             new: Vec::new(),
             created_ns,
             newest_ns: None,

@@ -16,7 +16,9 @@ use crate::{cmd, paths};
 /// - `pipeline` (host, release build): recorded ring-buffer records through the real decoder
 ///   and Kubernetes name lookup over a 100k-pod / 20k-Service index, then the same plus the JSON
 ///   line into a sink; events/s on one thread, median and spread of 7 runs. Goals 2,000,000/s
-///   and 500,000/s.
+///   and 500,000/s. Then both with serve's recorder on (`record` and `flush` per drain of 256,
+///   memory only, and with a history directory): the event loop's events/s and the decisions
+///   its worker stored and dropped (queue full); goal 1,000,000 decisions/s stored (memory).
 /// - `history` (host, release build): the decision history (`serve --history-*`): decisions/s
 ///   into the memory store and onto disk, bytes a decision in memory with the default 1,000,000
 ///   held and on disk, and query latency over memory and over 10 million decisions on disk
