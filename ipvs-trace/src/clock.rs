@@ -148,7 +148,10 @@ pub fn parse_rfc3339(text: &str) -> Result<i128, String> {
                 return Err(bad());
             }
             let digits = |r: std::ops::Range<usize>| -> Result<i64, String> {
-                std::str::from_utf8(&o[r]).ok().and_then(|t| t.parse().ok()).ok_or_else(bad)
+                std::str::from_utf8(&o[r])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(bad)
             };
             let (h, m) = (digits(1..3)?, digits(4..6)?);
             if h > 23 || m > 59 {
@@ -168,9 +171,7 @@ pub fn parse_rfc3339(text: &str) -> Result<i128, String> {
         return Err(bad());
     }
     let days = days_from_civil(i64::from(year), month, day);
-    let secs = days * SECS_PER_DAY
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_secs;
+    let secs = days * SECS_PER_DAY + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
     Ok(i128::from(secs) * NANOS_PER_SEC + i128::from(nanos))
 }
 
@@ -305,7 +306,12 @@ mod tests {
 
     #[test]
     fn parses_what_it_formats_and_offsets() {
-        for ns in [0i128, 1_795_713_172_123_456_789, 951_782_400 * NANOS_PER_SEC, -1] {
+        for ns in [
+            0i128,
+            1_795_713_172_123_456_789,
+            951_782_400 * NANOS_PER_SEC,
+            -1,
+        ] {
             assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Ok(ns), "{ns}");
         }
         let utc = parse_rfc3339("2026-12-07T14:03:00Z").unwrap();

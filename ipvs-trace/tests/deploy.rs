@@ -225,9 +225,14 @@ fn host_paths_are_read_only_but_the_history(
     config: &ipvs_trace::cli::TraceConfig,
 ) {
     let history = config.history.clone().expect("serve records decisions");
-    let history_dir = history.dir.expect("--history-dir: a restart keeps the history");
+    let history_dir = history
+        .dir
+        .expect("--history-dir: a restart keeps the history");
     let socket_dir = history.api.socket.parent().expect("the socket's directory");
-    assert_eq!(history.api.tcp, None, "decision records on no network listener");
+    assert_eq!(
+        history.api.tcp, None,
+        "decision records on no network listener"
+    );
     let writable = |path: &str| {
         (path != "/" && history_dir.starts_with(path)) || socket_dir == Path::new(path)
     };

@@ -66,8 +66,7 @@ macro_rules! kernel_7_2 {
 }
 
 kernel_7_2!(
-    rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history,
-    reload, errors
+    rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, errors
 );
 
 macro_rules! completeness {

@@ -193,7 +193,10 @@ async fn respond(
         Err(err) => return text(StatusCode::BAD_REQUEST, format!("{err}\n")),
     };
     let Ok(_turn) = shared.query.acquire().await else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_owned());
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
     };
     let store = Arc::clone(&shared.store);
     // The disk part of a query reads files: off the async thread.

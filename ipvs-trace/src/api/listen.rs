@@ -39,7 +39,10 @@ pub(super) fn bind_socket(path: &Path) -> anyhow::Result<(SocketFile, UnixListen
             .mode(0o755)
             .create(dir)
             .with_context(|| {
-                format!("cannot create {} for the API socket (--api-socket)", dir.display())
+                format!(
+                    "cannot create {} for the API socket (--api-socket)",
+                    dir.display()
+                )
             })?;
     }
     match fs::symlink_metadata(path) {
@@ -98,7 +101,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ipvs-trace-api-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ipvs-trace-api-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -125,13 +129,23 @@ mod tests {
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
         let (file, listener) = bind_socket(&path).expect("replaces the stale socket");
-        let err = bind_socket(&path).err().expect("a live socket is refused").to_string();
+        let err = bind_socket(&path)
+            .err()
+            .expect("a live socket is refused")
+            .to_string();
         assert!(err.contains("another process answers"), "{err}");
         drop((file, listener));
         fs::write(&path, "not a socket").unwrap();
-        let err = bind_socket(&path).err().expect("a file is refused").to_string();
+        let err = bind_socket(&path)
+            .err()
+            .expect("a file is refused")
+            .to_string();
         assert!(err.contains("is not a socket"), "{err}");
-        assert_eq!(fs::read_to_string(&path).unwrap(), "not a socket", "left alone");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "not a socket",
+            "left alone"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -177,19 +177,34 @@ mod tests {
         assert!(!expected.is_empty(), "{printed}");
         let answer = get(&socket, "GET", &format!("/v1/decisions?client={client}"));
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        assert!(answer.contains("content-type: application/x-ndjson\r\n"), "{answer}");
-        assert!(answer.contains("x-ipvs-trace-truncated: false\r\n"), "{answer}");
+        assert!(
+            answer.contains("content-type: application/x-ndjson\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("x-ipvs-trace-truncated: false\r\n"),
+            "{answer}"
+        );
         assert_eq!(body(&answer), expected);
 
         let answer = get(&socket, "GET", "/v1/decisions?limit=1");
-        assert!(answer.contains("x-ipvs-trace-truncated: true\r\n"), "{answer}");
-        assert_eq!(body(&answer), format!("{}\n", printed.lines().last().unwrap()));
+        assert!(
+            answer.contains("x-ipvs-trace-truncated: true\r\n"),
+            "{answer}"
+        );
+        assert_eq!(
+            body(&answer),
+            format!("{}\n", printed.lines().last().unwrap())
+        );
 
         let answer = get(&socket, "GET", "/v1/decisions?client=203.0.113.1");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && body(&answer).is_empty());
 
         let answer = get(&socket, "GET", "/v1/decisions?backend=10.0.0&limit=2");
-        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
         assert!(body(&answer).starts_with("parameter backend: "), "{answer}");
         let answer = get(&socket, "POST", "/v1/decisions");
         assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");

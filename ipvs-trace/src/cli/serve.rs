@@ -102,7 +102,9 @@ pub struct ServeArgs {
 fn parse_history_size(text: &str) -> Result<usize, String> {
     match text.replace('_', "").parse::<usize>() {
         Ok(n) if (1..=100_000_000).contains(&n) => Ok(n),
-        _ => Err(format!("{text:?}: expected a count of decisions from 1 to 100000000")),
+        _ => Err(format!(
+            "{text:?}: expected a count of decisions from 1 to 100000000"
+        )),
     }
 }
 
@@ -118,13 +120,23 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         "K" | "k" | "KiB" => 10,
         "M" | "m" | "MiB" => 20,
         "G" | "g" | "GiB" => 30,
-        _ => return Err(format!("{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G")),
+        _ => {
+            return Err(format!(
+                "{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G"
+            ))
+        }
     };
-    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)) {
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+    {
         // A segment and its index need room: less than a megabyte keeps nothing useful.
         Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
         Some(_) => Err(format!("{text:?}: the disk history needs at least 1M")),
-        None => Err(format!("{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G")),
+        None => Err(format!(
+            "{text:?}: expected bytes with an optional K, M or G suffix, e.g. 1G"
+        )),
     }
 }
 
@@ -233,10 +245,16 @@ mod tests {
         let history = config.history.expect("serve always records");
         assert_eq!(history.memory_capacity, DEFAULT_MEMORY_CAPACITY);
         assert_eq!(history.dir, None);
-        assert_eq!(history.api.socket, PathBuf::from("/run/ipvs-trace/api.sock"));
+        assert_eq!(
+            history.api.socket,
+            PathBuf::from("/run/ipvs-trace/api.sock")
+        );
         assert_eq!(history.api.tcp, None);
         // The defaults written for --help are the recorder's.
-        assert_eq!(history.max_bytes, crate::history::recorder::DEFAULT_MAX_BYTES);
+        assert_eq!(
+            history.max_bytes,
+            crate::history::recorder::DEFAULT_MAX_BYTES
+        );
         assert_eq!(history.max_age, crate::history::recorder::DEFAULT_MAX_AGE);
         assert!(config.quiet, "no decision on stdout by default");
         let config = parse(&[
@@ -265,9 +283,18 @@ mod tests {
         assert_eq!(history.api.tcp, Some("127.0.0.1:9809".parse().unwrap()));
         for (args, needle) in [
             (&["--history-size", "0"][..], "--history-size"),
-            (&["--history-dir", "/d", "--history-max-bytes", "10X"], "--history-max-bytes"),
-            (&["--history-dir", "/d", "--history-max-bytes", "1000"], "at least 1M"),
-            (&["--history-dir", "/d", "--history-max-age", "7"], "--history-max-age"),
+            (
+                &["--history-dir", "/d", "--history-max-bytes", "10X"],
+                "--history-max-bytes",
+            ),
+            (
+                &["--history-dir", "/d", "--history-max-bytes", "1000"],
+                "at least 1M",
+            ),
+            (
+                &["--history-dir", "/d", "--history-max-age", "7"],
+                "--history-max-age",
+            ),
             (&["--history-max-bytes", "1G"], "--history-dir"),
             (&["--api-addr", "localhost"], "--api-addr"),
         ] {

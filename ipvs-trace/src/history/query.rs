@@ -58,7 +58,9 @@ impl Default for Query {
 pub enum QueryError {
     #[error("the query string is longer than {MAX_QUERY_LEN} bytes")]
     TooLong,
-    #[error("unknown parameter {0:?}: expected client, backend, pod, service, since, until, limit")]
+    #[error(
+        "unknown parameter {0:?}: expected client, backend, pod, service, since, until, limit"
+    )]
     Unknown(String),
     #[error("parameter {0} is given twice")]
     Repeated(&'static str),
@@ -119,8 +121,16 @@ impl Query {
                 Param::Backend => set(&mut out.backend, param, value.parse().map_err(invalid)?)?,
                 Param::Pod => set(&mut out.pod, param, parse_pod(&value).map_err(invalid)?)?,
                 Param::Service => set(&mut out.service, param, value.parse().map_err(invalid)?)?,
-                Param::Since => set(&mut out.since, param, parse_time(&value, now_ns).map_err(invalid)?)?,
-                Param::Until => set(&mut out.until, param, parse_time(&value, now_ns).map_err(invalid)?)?,
+                Param::Since => set(
+                    &mut out.since,
+                    param,
+                    parse_time(&value, now_ns).map_err(invalid)?,
+                )?,
+                Param::Until => set(
+                    &mut out.until,
+                    param,
+                    parse_time(&value, now_ns).map_err(invalid)?,
+                )?,
                 Param::Limit => {
                     if std::mem::replace(&mut seen_limit, true) {
                         return Err(QueryError::Repeated(param.name()));
@@ -234,9 +244,8 @@ pub fn parse_time(text: &str, now_ns: i64) -> Result<i64, String> {
         return clock::parse_rfc3339(text)
             .and_then(|ns| i64::try_from(ns).map_err(|_| format!("{text:?} is out of range")));
     }
-    let back = parse_duration(text).map_err(|err| {
-        format!("{err}; or an RFC 3339 time such as 2026-12-07T14:03:00Z")
-    })?;
+    let back = parse_duration(text)
+        .map_err(|err| format!("{err}; or an RFC 3339 time such as 2026-12-07T14:03:00Z"))?;
     let back = i64::try_from(back.as_nanos()).map_err(|_| format!("{text:?} is too long"))?;
     Ok(now_ns.saturating_sub(back))
 }
@@ -355,7 +364,10 @@ mod tests {
         assert_eq!(q.client, Some("10.245.97.12:51776".parse().unwrap()));
         assert_eq!(q.backend, Some("10.245.0.10".parse().unwrap()));
         assert_eq!(q.pod.as_deref(), Some("ratel/web-1"));
-        assert_eq!(q.service.as_ref().map(ServiceMatch::as_str), Some("ratel/web:http"));
+        assert_eq!(
+            q.service.as_ref().map(ServiceMatch::as_str),
+            Some("ratel/web:http")
+        );
         assert_eq!(q.since, Some(NOW - 3600 * SEC));
         assert_eq!(q.until, Some(NOW));
         assert_eq!(q.limit, 5);

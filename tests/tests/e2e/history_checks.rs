@@ -89,12 +89,24 @@ fn made(run: &ScenarioRun, conns: &str, tags: &[&str], late: bool) -> Vec<Made> 
 /// The decision recorded for `m`, with the names of its moment.
 fn assert_named(m: &Made, d: &Event, context: &str) {
     assert_eq!(d.event, "new", "{context}: {d:?}");
-    assert_eq!(d.backend, Some(m.entry.destination), "{context}: the backend ipvsadm showed");
+    assert_eq!(
+        d.backend,
+        Some(m.entry.destination),
+        "{context}: the backend ipvsadm showed"
+    );
     let ip = m.entry.destination.ip().to_string();
     let (pod, node) = pod_of(&ip, m.late);
-    assert_eq!(d.backend_pod.as_deref(), Some(pod.as_str()), "{context}: {d:?}");
+    assert_eq!(
+        d.backend_pod.as_deref(),
+        Some(pod.as_str()),
+        "{context}: {d:?}"
+    );
     assert_eq!(d.backend_node.as_deref(), Some(node), "{context}: {d:?}");
-    assert_eq!(d.service.as_deref(), Some(service_of(d.vip)), "{context}: {d:?}");
+    assert_eq!(
+        d.service.as_deref(),
+        Some(service_of(d.vip)),
+        "{context}: {d:?}"
+    );
     assert_eq!(
         d.client_pod.as_deref(),
         seed::client_pod(&d.client.ip().to_string()),
@@ -109,7 +121,10 @@ fn who_each(run: &ScenarioRun) -> BTreeMap<SocketAddr, Vec<Event>> {
     let mut current = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("@ status ") {
-            panic!("who {current:?} exited {rest}\n{}", run.dump("who-each.stderr").text);
+            panic!(
+                "who {current:?} exited {rest}\n{}",
+                run.dump("who-each.stderr").text
+            );
         } else if let Some(local) = line.strip_prefix("@ ") {
             current = Some(addr(local));
             out.entry(addr(local)).or_default();
@@ -128,14 +143,23 @@ fn lines_set(run: &ScenarioRun, dump: &str) -> BTreeSet<String> {
 
 pub(super) fn history(run: &ScenarioRun) {
     let serve1 = status_text(run, "serve1.status", 0);
-    assert_eq!(serve1.trim(), "0", "serve1 after SIGTERM\n{}", run.dump("serve1.stderr").text);
+    assert_eq!(
+        serve1.trim(),
+        "0",
+        "serve1 after SIGTERM\n{}",
+        run.dump("serve1.stderr").text
+    );
     let stderr1 = &run.dump("serve1.stderr").text;
     assert!(
         stderr1.contains("ipvs-trace: recording the last ")
-            && stderr1.contains("queries on unix:/run/ipvs-trace/api.sock and http://127.0.0.1:9810"),
+            && stderr1
+                .contains("queries on unix:/run/ipvs-trace/api.sock and http://127.0.0.1:9810"),
         "{stderr1}"
     );
-    assert!(!stderr1.contains("not a loopback"), "127.0.0.1 is loopback: {stderr1}");
+    assert!(
+        !stderr1.contains("not a loopback"),
+        "127.0.0.1 is loopback: {stderr1}"
+    );
 
     let early = made(run, "conns", &["http", "grpc", "nodeport", "cart"], false);
     let late = made(run, "conns-late", &["late-cart", "late-http"], true);
@@ -165,10 +189,11 @@ fn each_connection_named_as_at_its_time(run: &ScenarioRun, all: &[&Made]) {
     }
     let stderr = &run.dump("who-each.stderr").text;
     assert!(
-        stderr.lines().all(|l| l.contains("answered by serve at unix:/run/ipvs-trace/api.sock")),
+        stderr
+            .lines()
+            .all(|l| l.contains("answered by serve at unix:/run/ipvs-trace/api.sock")),
         "who says which source answered:\n{stderr}"
     );
-
 }
 
 /// Exactly the connections each backend, pod and Service received.
@@ -180,14 +205,29 @@ fn the_reverse_questions(run: &ScenarioRun, all: &[&Made]) {
             .collect()
     };
     let got = |dump: &str| -> BTreeSet<(SocketAddr, SocketAddr)> {
-        decisions(run, dump).iter().map(|d| (d.client, d.vip)).collect()
+        decisions(run, dump)
+            .iter()
+            .map(|d| (d.client, d.vip))
+            .collect()
     };
     let to = |m: &Made, ip: &str| m.entry.destination.ip().to_string() == ip;
     let cart_a1 = addr("10.245.18.1:8080");
-    assert_eq!(got("who-backend"), expect(&|m| m.entry.destination == cart_a1));
-    assert_eq!(got("who-pod-cart-a"), expect(&|m| !m.late && to(m, "10.245.18.1")));
-    assert_eq!(got("who-pod-cart-c"), expect(&|m| m.late && to(m, "10.245.18.1")));
-    assert_eq!(got("who-pod-x7k2p"), expect(&|m| !m.late && to(m, "10.245.112.47")));
+    assert_eq!(
+        got("who-backend"),
+        expect(&|m| m.entry.destination == cart_a1)
+    );
+    assert_eq!(
+        got("who-pod-cart-a"),
+        expect(&|m| !m.late && to(m, "10.245.18.1"))
+    );
+    assert_eq!(
+        got("who-pod-cart-c"),
+        expect(&|m| m.late && to(m, "10.245.18.1"))
+    );
+    assert_eq!(
+        got("who-pod-x7k2p"),
+        expect(&|m| !m.late && to(m, "10.245.112.47"))
+    );
     assert!(!got("who-pod-cart-a").is_empty() && !got("who-pod-cart-c").is_empty());
     let grpc = seed::service(50091);
     assert_eq!(
@@ -197,24 +237,35 @@ fn the_reverse_questions(run: &ScenarioRun, all: &[&Made]) {
     );
     let client = decisions(run, "who-client");
     assert_eq!(client.len(), 179, "every decision of 10.245.97.12");
-    assert!(client.windows(2).all(|w| w[0].time <= w[1].time), "oldest first");
+    assert!(
+        client.windows(2).all(|w| w[0].time <= w[1].time),
+        "oldest first"
+    );
     assert_eq!(decisions(run, "who-outside").len(), 40);
     let table = status_text(run, "who-table", 0);
-    assert!(table.contains("shop/cart") && table.contains(CART_B), "{table}");
+    assert!(
+        table.contains("shop/cart") && table.contains(CART_B),
+        "{table}"
+    );
     let none = status_text(run, "who-none", 0);
     assert!(json_lines(run, "who-none").is_empty(), "{none}");
-
 }
 
 fn security_and_bad_input(run: &ScenarioRun) {
     assert_eq!(run.dump("socket-mode").text.trim(), "600 0 socket");
     let nonroot = status_text(run, "who-nonroot", 1);
-    assert!(nonroot.to_lowercase().contains("permission denied"), "{nonroot}");
+    assert!(
+        nonroot.to_lowercase().contains("permission denied"),
+        "{nonroot}"
+    );
     let on_metrics = &run.dump("metrics-decisions").text;
     assert!(on_metrics.starts_with("HTTP/1.1 404"), "{on_metrics}");
     let tcp = &run.dump("api-tcp").text;
     assert!(tcp.starts_with("HTTP/1.1 200"), "{tcp}");
-    assert!(tcp.to_lowercase().contains("x-ipvs-trace-truncated: true"), "{tcp}");
+    assert!(
+        tcp.to_lowercase().contains("x-ipvs-trace-truncated: true"),
+        "{tcp}"
+    );
     assert_eq!(json_lines(run, "api-tcp").len(), 3, "limit=3\n{tcp}");
     for (dump, needle) in [
         ("api-bad-client", "parameter client"),
@@ -222,7 +273,10 @@ fn security_and_bad_input(run: &ScenarioRun) {
         ("api-unknown", "unknown parameter \"colour\""),
     ] {
         let text = &run.dump(dump).text;
-        assert!(text.starts_with("HTTP/1.1 400") && text.contains(needle), "{dump}:\n{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 400") && text.contains(needle),
+            "{dump}:\n{text}"
+        );
     }
     for (dump, needle) in [
         ("who-bad-server", "nobody.sock"),
@@ -233,29 +287,45 @@ fn security_and_bad_input(run: &ScenarioRun) {
         let text = status_text(run, dump, 1);
         assert!(text.contains(needle), "{dump}:\n{text}");
     }
-
 }
 
 /// A restart on the same directory, and offline: the same answers, line for line; kill -9
 /// mid-storm plus a torn tail: everything that was on disk is still answered.
 fn restarts_and_crashes(run: &ScenarioRun) {
     let before = lines_set(run, "who-client");
-    assert_eq!(lines_set(run, "offline-client"), before, "who --history-dir");
-    assert_eq!(lines_set(run, "restart-client"), before, "after a SIGTERM and a start");
-    assert_eq!(lines_set(run, "restart-outside"), lines_set(run, "who-outside"));
+    assert_eq!(
+        lines_set(run, "offline-client"),
+        before,
+        "who --history-dir"
+    );
+    assert_eq!(
+        lines_set(run, "restart-client"),
+        before,
+        "after a SIGTERM and a start"
+    );
+    assert_eq!(
+        lines_set(run, "restart-outside"),
+        lines_set(run, "who-outside")
+    );
     let offline = &run.dump("offline-client").text;
     assert!(offline.contains("from the history in"), "{offline}");
 
     let committed = lines_set(run, "committed");
     let after = lines_set(run, "after-kill");
-    assert!(committed.len() > before.len(), "the storm reached the disk before the kill");
+    assert!(
+        committed.len() > before.len(),
+        "the storm reached the disk before the kill"
+    );
     let missing: Vec<_> = committed.difference(&after).collect();
     assert!(missing.is_empty(), "lost after kill -9: {missing:?}");
     let stderr3 = &run.dump("serve3.stderr").text;
     let warnings: Vec<&str> = stderr3.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 1, "one warning for the torn tail:\n{stderr3}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning for the torn tail:\n{stderr3}"
+    );
     assert_eq!(status_text(run, "serve3.status", 0).trim(), "0");
-
 }
 
 /// No serve: the kernel's table, with names.
@@ -279,21 +349,34 @@ fn no_serve(run: &ScenarioRun) {
             .unwrap_or_else(|| panic!("who-fallback has no {local}:\n{fallback}"));
         assert_eq!(answer["backend"], entry.destination.to_string(), "{answer}");
         assert_eq!(answer["vip"], CART_VIP, "{answer}");
-        assert_eq!(answer["time"], serde_json::Value::Null, "the table has no time");
+        assert_eq!(
+            answer["time"],
+            serde_json::Value::Null,
+            "the table has no time"
+        );
         let (pod, _) = pod_of(&entry.destination.ip().to_string(), true);
         assert_eq!(answer["backend_pod"], pod.as_str(), "{answer}");
     }
-
 }
 
 /// Directories that cannot hold the history, and a disk that fills up.
 fn unusable_directories(run: &ScenarioRun) {
     let text = status_text(run, "serve-dir-file", 1);
-    assert!(text.contains("a-file") && text.contains("--history-dir"), "{text}");
+    assert!(
+        text.contains("a-file") && text.contains("--history-dir"),
+        "{text}"
+    );
     let text = status_text(run, "serve-dir-ro", 1);
-    assert!(text.contains("ro/history") && text.contains("--history-dir"), "{text}");
+    assert!(
+        text.contains("ro/history") && text.contains("--history-dir"),
+        "{text}"
+    );
     let samples = parse_metrics(&run.dump("full-metrics").text);
-    let dropped = metric_sum(&samples, "ipvs_trace_history_dropped_total", &[("reason", "disk")]);
+    let dropped = metric_sum(
+        &samples,
+        "ipvs_trace_history_dropped_total",
+        &[("reason", "disk")],
+    );
     assert!(dropped > 0, "a full disk drops decisions, counted");
     let in_memory = decisions(run, "full-memory");
     assert_eq!(

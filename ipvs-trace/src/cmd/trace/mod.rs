@@ -19,10 +19,10 @@ use reattach::{Next, Probes};
 use session::{Flow, Session};
 
 use super::{notice, tables_for_builtin_layout};
+use crate::api::ApiServer;
 use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
-use crate::api::ApiServer;
 use crate::conntrack::worker::Answer;
 use crate::history::recorder::{self, HistoryRecorder, RecorderConfig};
 use crate::history::HistoryConfig;
