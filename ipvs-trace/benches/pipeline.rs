@@ -304,6 +304,71 @@ fn record_pass(
     handled
 }
 
+/// `--memory`: the resident memory of serve's two large parts, the name index of the synthetic
+/// 100k-pod / 20k-Service cluster and a full in-memory history at the default `--history-size`
+/// (the synthetic records, names resolved as serve resolves them, recorded at the pace the
+/// worker takes them so none is dropped). `VmRSS` from /proc/self/status after each step.
+fn memory(bytes: &[u8], index: &SharedIndex, out: Option<&str>) -> io::Result<()> {
+    let with_index = rss_kib("VmRSS")?;
+    let (mut recorder, store) = HistoryRecorder::start(RecorderConfig::default())
+        .expect("the recorder starts");
+    let counters = recorder.counters();
+    let capacity = RecorderConfig::default().memory_capacity as u64;
+    let mut sent = 0u64;
+    // Twice round the records: the store fills, then evicts, as a long-running serve does.
+    while sent < capacity + u64::from(RECORDS) {
+        for chunk in bytes.chunks(RECORD_LEN * DRAIN) {
+            for record in chunk.chunks_exact(RECORD_LEN) {
+                let Ok(event) = decode(record) else { continue };
+                let names_of = kube::read(index);
+                recorder.record(event.timestamp_ns as i64, &event, &names_of.names(&event));
+                sent += 1;
+            }
+            recorder.flush();
+            drained(&counters, sent);
+        }
+    }
+    let full = rss_kib("VmRSS")?;
+    let peak = rss_kib("VmHWM")?;
+    let dropped = counters.dropped_queue_full.load(Ordering::Relaxed);
+    let kept = store.memory_len();
+    let result = serde_json::json!({
+        "bench": "pipeline-memory",
+        "history_size": capacity,
+        "decisions_recorded": sent,
+        "decisions_in_memory": kept,
+        "dropped": dropped,
+        "rss_index_mib": (with_index as f64 / 1024.0 * 10.0).round() / 10.0,
+        "rss_index_and_history_mib": (full as f64 / 1024.0 * 10.0).round() / 10.0,
+        "peak_rss_mib": (peak as f64 / 1024.0 * 10.0).round() / 10.0,
+        "history_bytes_per_decision": ((full - with_index) as f64 * 1024.0 / kept as f64).round(),
+    });
+    println!(
+        "memory: index {:.1} MiB, index + full history ({kept} decisions) {:.1} MiB, peak {:.1} MiB, {dropped} dropped",
+        with_index as f64 / 1024.0,
+        full as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let _summary = recorder.finish();
+    match out {
+        Some(path) => std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n"),
+        None => {
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(())
+        }
+    }
+}
+
+/// A `/proc/self/status` line in KiB (`VmRSS`, `VmHWM`).
+fn rss_kib(field: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/self/status")))
+}
+
 /// A directory under the system's temporary directory, removed when dropped.
 struct TempDir(PathBuf);
 
@@ -386,6 +451,9 @@ fn main() -> io::Result<()> {
     eprintln!("pipeline: index built in {:.2?}", built.elapsed);
     let index: SharedIndex = Arc::new(RwLock::new(built.index));
     let bytes = records();
+    if args.iter().any(|a| a == "--memory") {
+        return memory(&bytes, &index, out_path.as_deref());
+    }
     // Any fixed clock: the wall-clock offset only shifts the printed timestamps.
     let printer = Printer::new(
         OutputFormat::Json,
