@@ -100,10 +100,12 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     let wanted = |bench: Bench| args.only.is_none_or(|only| only == bench);
     let mut exact = true;
     if wanted(Bench::Pipeline) {
-        host_bench(&dir, "pipeline")?;
+        host_bench(&dir, "pipeline", &[])?;
     }
     if wanted(Bench::History) {
-        host_bench(&dir, "history")?;
+        host_bench(&dir, "history", &[])?;
+        // serve's memory with the default in-memory history full beside the 100k-pod index.
+        host_bench(&dir, "pipeline", &["--memory"])?;
     }
     if wanted(Bench::Loss) {
         exact = loss(args, &dir)?;
@@ -124,15 +126,22 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     })
 }
 
-/// A host benchmark: ipvs-trace's `benches/NAME.rs` in a release build, its figures written to
-/// `NAME.json`.
-fn host_bench(dir: &Path, name: &str) -> Result<()> {
-    let out = dir.join(format!("{name}.json"));
+/// A host benchmark: ipvs-trace's `benches/NAME.rs` in a release build with MODE flags, its
+/// figures written to `NAME[-MODE].json` (`cargo bench --bench NAME -- MODE... --out FILE`).
+fn host_bench(dir: &Path, name: &str, mode: &[&str]) -> Result<()> {
+    let mut out = name.to_owned();
+    for m in mode {
+        out.push('-');
+        out.push_str(m.trim_start_matches('-'));
+    }
+    let out = dir.join(format!("{out}.json"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut bench = Command::new(cargo);
     bench
         .current_dir(paths::workspace_root())
-        .args(["bench", "-p", "ipvs-trace", "--bench", name, "--", "--out"])
+        .args(["bench", "-p", "ipvs-trace", "--bench", name, "--"])
+        .args(mode)
+        .arg("--out")
         .arg(&out);
     eprintln!("+ {}", cmd::display(&bench));
     let status = bench.status().context("could not start cargo bench")?;
