@@ -310,8 +310,8 @@ fn record_pass(
 /// worker takes them so none is dropped). `VmRSS` from /proc/self/status after each step.
 fn memory(bytes: &[u8], index: &SharedIndex, out: Option<&str>) -> io::Result<()> {
     let with_index = rss_kib("VmRSS")?;
-    let (mut recorder, store) = HistoryRecorder::start(RecorderConfig::default())
-        .expect("the recorder starts");
+    let (mut recorder, store) =
+        HistoryRecorder::start(RecorderConfig::default()).expect("the recorder starts");
     let counters = recorder.counters();
     let capacity = RecorderConfig::default().memory_capacity as u64;
     let mut sent = 0u64;
@@ -350,13 +350,12 @@ fn memory(bytes: &[u8], index: &SharedIndex, out: Option<&str>) -> io::Result<()
         peak as f64 / 1024.0
     );
     let _summary = recorder.finish();
-    match out {
-        Some(path) => std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n"),
-        None => {
-            println!("{}", serde_json::to_string_pretty(&result)?);
-            Ok(())
-        }
+    let text = serde_json::to_string_pretty(&result)? + "\n";
+    if let Some(path) = out {
+        return std::fs::write(path, text);
     }
+    print!("{text}");
+    Ok(())
 }
 
 /// A `/proc/self/status` line in KiB (`VmRSS`, `VmHWM`).

@@ -25,16 +25,7 @@ ipvsadm -a -t $VIP:80 -r 10.245.17.2:8080 -m -w 1
 mk_client mclient 198.51.100.70
 
 METRICS=127.0.0.1:9808
-set -- --metrics-addr $METRICS --kube-snapshot /lab/fixtures/seed-snapshot.json
-[ -z "$LAB_IP_VS_BTF" ] || set -- "$@" --btf "$LAB_IP_VS_BTF"
-ipvs-trace serve "$@" >"$LAB_TMP/serve.out" 2>"$LAB_TMP/serve.stderr" &
-SERVE_PID=$!
-echo "$SERVE_PID" >>"$LAB_PIDS"
-if ! wait_for "$LAB_TMP/serve.stderr" '^ipvs-trace: tracing' 60; then
-    cat "$LAB_TMP/serve.stderr"
-    die "ipvs-trace serve did not start"
-fi
-lab_log "ipvs-trace serve is tracing"
+serve_start serve --metrics-addr $METRICS --kube-snapshot /lab/fixtures/seed-snapshot.json
 dump healthz wget -q -O - "http://$METRICS/healthz"
 
 client_start seed client-pod --to $SEED_CLUSTER_IP:80 --count 9
@@ -49,19 +40,6 @@ dump_stats
 sleep 2
 dump metrics wget -q -O - "http://$METRICS/metrics"
 
-kill -TERM "$SERVE_PID"
-# One that ignores SIGTERM must not hang the boot: 20 s, then SIGKILL (and the test fails).
-_n=400
-while [ "$_n" -gt 0 ] && kill -0 "$SERVE_PID" 2>/dev/null; do
-    usleep 50000
-    _n=$((_n - 1))
-done
-if kill -0 "$SERVE_PID" 2>/dev/null; then
-    lab_log "ipvs-trace serve still running 20 s after SIGTERM: killing it"
-    kill -KILL "$SERVE_PID"
-fi
-_serve_st=0
-wait "$SERVE_PID" || _serve_st=$?
-dump serve.status echo "$_serve_st"
-dump serve.out cat "$LAB_TMP/serve.out"
-dump serve.stderr cat "$LAB_TMP/serve.stderr"
+# One that ignores SIGTERM must not hang the boot: serve_stop kills it after 20 s (and the
+# test fails on its status).
+serve_stop serve

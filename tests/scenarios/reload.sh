@@ -64,16 +64,7 @@ module() {
 }
 
 rr_service
-set -- --metrics-addr $METRICS --no-kube
-[ -z "$LAB_IP_VS_BTF" ] || set -- "$@" --btf "$LAB_IP_VS_BTF"
-ipvs-trace serve "$@" >"$LAB_TMP/serve.out" 2>"$LAB_TMP/serve.stderr" &
-SERVE_PID=$!
-echo "$SERVE_PID" >>"$LAB_PIDS"
-if ! wait_for "$LAB_TMP/serve.stderr" '^ipvs-trace: tracing' 60; then
-    cat "$LAB_TMP/serve.stderr"
-    die "ipvs-trace serve did not start"
-fi
-lab_log "ipvs-trace serve is tracing"
+serve_start serve --metrics-addr $METRICS --no-kube
 dump healthz-before wget -q -O - "http://$METRICS/healthz"
 module before
 client_start before rclient --to $VIP:80 --count 6
@@ -125,18 +116,4 @@ dump_stats
 sleep 2
 dump metrics wget -q -O - "http://$METRICS/metrics"
 
-kill -TERM "$SERVE_PID"
-_n=400
-while [ "$_n" -gt 0 ] && kill -0 "$SERVE_PID" 2>/dev/null; do
-    usleep 50000
-    _n=$((_n - 1))
-done
-if kill -0 "$SERVE_PID" 2>/dev/null; then
-    lab_log "ipvs-trace serve still running 20 s after SIGTERM: killing it"
-    kill -KILL "$SERVE_PID"
-fi
-_serve_st=0
-wait "$SERVE_PID" || _serve_st=$?
-dump serve.status echo "$_serve_st"
-dump serve.out cat "$LAB_TMP/serve.out"
-dump serve.stderr cat "$LAB_TMP/serve.stderr"
+serve_stop serve

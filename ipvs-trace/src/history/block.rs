@@ -186,9 +186,9 @@ fn addr_hash(tag: KeyTag, ip: IpAddr, port: Option<u16>) -> u64 {
     key_hash(tag, &buf[..len])
 }
 
-/// The keys of one decision, hashed, appended to `out`.
-fn decision_keys(decision: &Decision, out: &mut Vec<u64>) {
-    let event = &decision.event;
+/// The address keys of an event, hashed, appended to `out`: the client's IP and IP:port, the
+/// backend's IP and IP:port.
+fn address_keys(event: &Event, out: &mut Vec<u64>) {
     out.push(addr_hash(KeyTag::ClientIp, event.client.ip(), None));
     out.push(addr_hash(
         KeyTag::ClientAddr,
@@ -203,6 +203,11 @@ fn decision_keys(decision: &Decision, out: &mut Vec<u64>) {
             Some(backend.port()),
         ));
     }
+}
+
+/// The keys of one decision, hashed, appended to `out`.
+fn decision_keys(decision: &Decision, out: &mut Vec<u64>) {
+    address_keys(&decision.event, out);
     let names = decision.names.names();
     for pod in [names.backend_pod(), names.client_pod()]
         .into_iter()
@@ -819,20 +824,7 @@ fn encode_record<const KEYS: bool>(
         out.addr(backend);
     }
     if KEYS {
-        keys.push(addr_hash(KeyTag::ClientIp, event.client.ip(), None));
-        keys.push(addr_hash(
-            KeyTag::ClientAddr,
-            event.client.ip(),
-            Some(event.client.port()),
-        ));
-        if let Some(backend) = event.backend {
-            keys.push(addr_hash(KeyTag::BackendIp, backend.ip(), None));
-            keys.push(addr_hash(
-                KeyTag::BackendAddr,
-                backend.ip(),
-                Some(backend.port()),
-            ));
-        }
+        address_keys(event, keys);
     }
     if let Some(FwdMethod::Unknown(value)) = event.fwd {
         out.byte(value);
