@@ -45,15 +45,12 @@ http_get() {
     } | nc "${1%:*}" "${1##*:}"
 }
 
-# who_each: `who -o json LOCAL` for every connection the clients made, each answer after a
-# line `@ LOCAL`.
+# who_each: `who -o json LOCAL` for every client address the clients used (once each: one
+# client netns may use the same port towards two VIPs), each answer after a line `@ LOCAL`.
 who_each() {
-    for _f in "$LAB_TMP"/client-*.out; do
-        while read -r _local _remote _outcome _rest; do
-            [ "$_outcome" = ok ] || continue
-            echo "@ $_local"
-            ipvs-trace who -o json "$_local" 2>>"$LAB_TMP/who-each.stderr" || echo "@ status $?"
-        done <"$_f"
+    for _local in $(awk '$3 == "ok" { print $1 }' "$LAB_TMP"/client-*.out | sort -u); do
+        echo "@ $_local"
+        ipvs-trace who -o json "$_local" 2>>"$LAB_TMP/who-each.stderr" || echo "@ status $?"
     done
 }
 

@@ -126,8 +126,12 @@ fn who_each(run: &ScenarioRun) -> BTreeMap<SocketAddr, Vec<Event>> {
                 run.dump("who-each.stderr").text
             );
         } else if let Some(local) = line.strip_prefix("@ ") {
-            current = Some(addr(local));
-            out.entry(addr(local)).or_default();
+            let local = addr(local);
+            assert!(
+                out.insert(local, Vec::new()).is_none(),
+                "who {local} asked twice"
+            );
+            current = Some(local);
         } else if line.starts_with('{') {
             let local = current.expect("an answer after its @ line");
             let event = parse_events(line).unwrap_or_else(|e| panic!("who {local}: {e}"));
