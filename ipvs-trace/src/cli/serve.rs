@@ -57,7 +57,8 @@ pub struct ServeArgs {
     pub metrics_no_backend: bool,
 
     /// Decisions kept in memory, newest kept: the last N decisions answer queries even
-    /// without --history-dir. About 40 bytes each (names are shared, not copied).
+    /// without --history-dir. About 80 bytes each (names are shared with the index, not
+    /// copied): the default takes about 75 MiB.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MEMORY_CAPACITY, value_parser = parse_history_size)]
     pub history_size: usize,
 
@@ -97,8 +98,8 @@ pub struct ServeArgs {
     pub names: NameSourceArgs,
 }
 
-/// `--history-size`: at least one decision, at most what fits in memory (about 40 bytes
-/// each: 100 million is 4 GB).
+/// `--history-size`: at least one decision, at most what fits in memory (about 80 bytes
+/// each: 100 million is 8 GB).
 fn parse_history_size(text: &str) -> Result<usize, String> {
     match text.replace('_', "").parse::<usize>() {
         Ok(n) if (1..=100_000_000).contains(&n) => Ok(n),
