@@ -226,6 +226,7 @@ fn host_paths_are_read_only_but_the_history(
 ) {
     let history = config.history.clone().expect("serve records decisions");
     let history_dir = history
+        .store
         .dir
         .expect("--history-dir: a restart keeps the history");
     let socket_dir = history.api.socket.parent().expect("the socket's directory");

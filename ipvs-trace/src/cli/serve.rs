@@ -12,7 +12,7 @@ use crate::api::{ApiConfig, DEFAULT_SOCKET};
 use crate::duration::parse_duration;
 use crate::filter::Filter;
 use crate::history::recorder::DEFAULT_MEMORY_CAPACITY;
-use crate::history::HistoryConfig;
+use crate::history::{HistoryConfig, RecorderConfig};
 use crate::metrics::{parse_metrics_addr, MetricsConfig, DEFAULT_PORT};
 use crate::output::OutputFormat;
 
@@ -164,10 +164,13 @@ impl ServeArgs {
                 backend_label: !self.metrics_no_backend,
             }),
             history: Some(HistoryConfig {
-                memory_capacity: self.history_size,
-                dir: self.history_dir,
-                max_bytes: self.history_max_bytes,
-                max_age: self.history_max_age,
+                store: RecorderConfig {
+                    memory_capacity: self.history_size,
+                    dir: self.history_dir,
+                    max_bytes: self.history_max_bytes,
+                    max_age: self.history_max_age,
+                    ..RecorderConfig::default()
+                },
                 api: ApiConfig {
                     socket: self.api_socket,
                     tcp: self.api_addr,
@@ -244,8 +247,8 @@ mod tests {
     fn history_flags() {
         let config = parse(&[]).unwrap();
         let history = config.history.expect("serve always records");
-        assert_eq!(history.memory_capacity, DEFAULT_MEMORY_CAPACITY);
-        assert_eq!(history.dir, None);
+        assert_eq!(history.store.memory_capacity, DEFAULT_MEMORY_CAPACITY);
+        assert_eq!(history.store.dir, None);
         assert_eq!(
             history.api.socket,
             PathBuf::from("/run/ipvs-trace/api.sock")
@@ -253,10 +256,13 @@ mod tests {
         assert_eq!(history.api.tcp, None);
         // The defaults written for --help are the recorder's.
         assert_eq!(
-            history.max_bytes,
+            history.store.max_bytes,
             crate::history::recorder::DEFAULT_MAX_BYTES
         );
-        assert_eq!(history.max_age, crate::history::recorder::DEFAULT_MAX_AGE);
+        assert_eq!(
+            history.store.max_age,
+            crate::history::recorder::DEFAULT_MAX_AGE
+        );
         assert!(config.quiet, "no decision on stdout by default");
         let config = parse(&[
             "--history-size",
@@ -277,10 +283,10 @@ mod tests {
         assert!(!config.quiet);
         assert_eq!(config.output, OutputFormat::Json);
         let history = config.history.unwrap();
-        assert_eq!(history.memory_capacity, 5000);
-        assert_eq!(history.dir, Some("/var/lib/ipvs-trace".into()));
-        assert_eq!(history.max_bytes, 2 << 30);
-        assert_eq!(history.max_age, Duration::from_hours(36));
+        assert_eq!(history.store.memory_capacity, 5000);
+        assert_eq!(history.store.dir, Some("/var/lib/ipvs-trace".into()));
+        assert_eq!(history.store.max_bytes, 2 << 30);
+        assert_eq!(history.store.max_age, Duration::from_hours(36));
         assert_eq!(history.api.tcp, Some("127.0.0.1:9809".parse().unwrap()));
         for (args, needle) in [
             (&["--history-size", "0"][..], "--history-size"),

@@ -13,14 +13,12 @@ pub mod query;
 pub mod recorder;
 pub mod segment;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use crate::api::ApiConfig;
 use crate::events::Event;
 use crate::kube::OwnedNames;
 
 pub use query::Query;
+pub use recorder::RecorderConfig;
 
 /// One decision as recorded: the event, its wall-clock time and the names the index gave its
 /// addresses at that moment (a pod deleted since, whose IP a new pod took, is still named as
@@ -38,13 +36,8 @@ pub struct Decision {
 /// `serve`'s history: what the store keeps and where the API answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryConfig {
-    /// Decisions kept in memory (`--history-size`).
-    pub memory_capacity: usize,
-    /// Also on disk, here (`--history-dir`).
-    pub dir: Option<PathBuf>,
-    /// The disk history's bounds (`--history-max-bytes`, `--history-max-age`).
-    pub max_bytes: u64,
-    pub max_age: Duration,
+    /// `--history-size`, `--history-dir`, `--history-max-bytes`, `--history-max-age`.
+    pub store: RecorderConfig,
     /// `--api-socket`, `--api-addr`.
     pub api: ApiConfig,
 }

@@ -24,7 +24,7 @@ use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
 use crate::conntrack::worker::Answer;
-use crate::history::recorder::{self, HistoryRecorder, RecorderConfig};
+use crate::history::recorder::HistoryRecorder;
 use crate::history::HistoryConfig;
 use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, Opened};
@@ -221,22 +221,16 @@ fn start_history(
     config: &HistoryConfig,
     exporter: Option<&Exporter>,
 ) -> anyhow::Result<(Option<HistoryRecorder>, Option<ApiServer>)> {
-    let (recorder, store) = HistoryRecorder::start(RecorderConfig {
-        memory_capacity: config.memory_capacity,
-        dir: config.dir.clone(),
-        max_bytes: config.max_bytes,
-        max_age: config.max_age,
-        queue_capacity: recorder::DEFAULT_QUEUE_CAPACITY,
-    })
-    .context("cannot keep the decision history (--history-dir)")?;
+    let (recorder, store) = HistoryRecorder::start(config.store.clone())
+        .context("cannot keep the decision history (--history-dir)")?;
     let api = ApiServer::start(&config.api, store)?;
-    let disk = match &config.dir {
+    let disk = match &config.store.dir {
         Some(dir) => format!(" and in {}", dir.display()),
         None => String::new(),
     };
     notice(&format!(
         "ipvs-trace: recording the last {} decisions in memory{disk}; queries on {}",
-        config.memory_capacity,
+        config.store.memory_capacity,
         api.describe()
     ));
     if let Some(exporter) = exporter {
