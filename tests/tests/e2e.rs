@@ -107,6 +107,19 @@ fn ip(text: &str) -> IpAddr {
         .unwrap_or_else(|_| panic!("{text} is not an ip"))
 }
 
+/// The serve of `serve_start serve` ended with status 0 on SIGTERM and printed no event
+/// (`serve_stop serve`'s dumps); its stderr.
+fn serve_stopped(run: &ScenarioRun) -> &str {
+    let stderr = &run.dump("serve.stderr").text;
+    assert_eq!(
+        run.dump("serve.status").text.trim(),
+        "0",
+        "serve's exit status after SIGTERM; its stderr:\n{stderr}"
+    );
+    assert_eq!(run.dump("serve.out").text, "", "serve prints no events");
+    stderr
+}
+
 /// The tracer stopped normally and dropped nothing.
 fn assert_clean(name: &str, trace: &Trace) {
     assert_eq!(
@@ -1740,13 +1753,7 @@ fn check_reports(run: &ScenarioRun) {
 // two VIPs; nothing lost; the table metrics equal ipvsadm's weights and counters; nothing on
 // stdout; SIGTERM ends it with status 0 and the summary.
 fn metrics(run: &ScenarioRun) {
-    let stderr = &run.dump("serve.stderr").text;
-    assert_eq!(
-        run.dump("serve.status").text.trim(),
-        "0",
-        "serve's exit status after SIGTERM; its stderr:\n{stderr}"
-    );
-    assert_eq!(run.dump("serve.out").text, "", "serve prints no events");
+    let stderr = serve_stopped(run);
     assert!(
         stderr.contains("ipvs-trace summary\n") && stderr.contains("  lost: 0 (ring buffer full)"),
         "{stderr}"
@@ -1919,13 +1926,7 @@ fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
 /// re-attachment counted, and every connection counted as the kernel counted it, each module
 /// load on its own (its counters restart with it).
 fn reload(run: &ScenarioRun) {
-    let stderr = &run.dump("serve.stderr").text;
-    assert_eq!(
-        run.dump("serve.status").text.trim(),
-        "0",
-        "serve's exit status after SIGTERM; its stderr:\n{stderr}"
-    );
-    assert_eq!(run.dump("serve.out").text, "", "serve prints no events");
+    let stderr = serve_stopped(run);
     let clients = run.all_clients();
     assert_eq!(clients.len(), 6 + 9 + 4, "lab-net connections");
     assert!(clients.iter().all(ClientLine::ok), "{clients:?}");
