@@ -166,6 +166,36 @@ struct Recorded {
     /// Decisions a second stored, from the repetition's start until the worker had stored or
     /// dropped every one of them.
     stored_rate: f64,
+    /// CPU time the worker thread spent (user + system), and the repetition's wall time: a
+    /// worker that stores less while using less CPU is waiting, not working.
+    worker_cpu: Duration,
+    wall: Duration,
+}
+
+/// CPU time (user + system) of this process's thread named `name`, from
+/// `/proc/self/task/*/stat` (clock ticks of 10 ms).
+fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3; utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        return Duration::from_secs_f64(ticks as f64 / hz as f64);
+    }
+    Duration::ZERO
 }
 
 /// Waits until the worker has stored or dropped `total` decisions (at most a minute).
@@ -201,6 +231,7 @@ fn measure_recorded(
             counters.recorded.load(Ordering::Relaxed),
             counters.dropped_queue_full.load(Ordering::Relaxed),
         );
+        let cpu_before = thread_cpu("history");
         let started = Instant::now();
         black_box(pass(bytes, recorder));
         recorder.flush();
@@ -213,6 +244,8 @@ fn measure_recorded(
             stored,
             dropped: counters.dropped_queue_full.load(Ordering::Relaxed) - before.1,
             stored_rate: stored as f64 / started.elapsed().as_secs_f64(),
+            worker_cpu: thread_cpu("history").saturating_sub(cpu_before),
+            wall: started.elapsed(),
         }
     };
     let _warm = run(&mut recorder);
@@ -220,12 +253,14 @@ fn measure_recorded(
         .map(|rep| {
             let r = run(&mut recorder);
             eprintln!(
-                "  {name} #{}: {:.0} events/s, {} stored ({:.0}/s), {} dropped",
+                "  {name} #{}: {:.0} events/s, {} stored ({:.0}/s), {} dropped; worker CPU {:.2?} of {:.2?}",
                 rep + 1,
                 r.rate,
                 r.stored,
                 r.stored_rate,
-                r.dropped
+                r.dropped,
+                r.worker_cpu,
+                r.wall,
             );
             r
         })
@@ -255,6 +290,10 @@ fn recorded_json(name: &str, runs: &[Recorded], goal: Option<f64>) -> serde_json
         "max": s.max.round(),
         "stored": runs.iter().map(|r| r.stored).collect::<Vec<_>>(),
         "dropped_queue_full": runs.iter().map(|r| r.dropped).collect::<Vec<_>>(),
+        "worker_cpu_share": runs
+            .iter()
+            .map(|r| (r.worker_cpu.as_secs_f64() / r.wall.as_secs_f64() * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
         "worker_decisions_per_sec": {
             "what": "decisions stored from the repetition's start until the worker caught up",
             "median": stored.median.round(),
@@ -270,13 +309,17 @@ fn recorded_json(name: &str, runs: &[Recorded], goal: Option<f64>) -> serde_json
 
 /// The event loop with the recorder on, as `serve` runs it: per event the lookup under the
 /// index's read lock, `record`, and with `printer` the line formatted under the lock and
-/// written after it; `flush` once per [`DRAIN`] events.
+/// written after it; `flush` once per [`DRAIN`] events. With `pace` (events a second), each
+/// drain waits for its turn, as a loop fed by the kernel at that rate would: the worker then
+/// has to keep up with the pace, not with a loop running flat out.
 fn record_pass(
     bytes: &[u8],
     recorder: &mut HistoryRecorder,
     index: &SharedIndex,
     printer: Option<&Printer>,
+    pace: Option<f64>,
 ) -> u64 {
+    let started = Instant::now();
     let clock = WallClock::with_offset(1_795_713_172_000_000_000);
     let mut sink = io::sink();
     let mut out = io::BufWriter::with_capacity(64 << 10, &mut sink);
@@ -298,6 +341,14 @@ fn record_pass(
         handled += 1;
         if i % DRAIN == DRAIN - 1 {
             recorder.flush();
+            if let Some(rate) = pace {
+                // Asleep until the drain is due, as a loop waiting on the ring is: a spin
+                // would take the core the worker may need.
+                let due = Duration::from_secs_f64((i + 1) as f64 / rate);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
         }
     }
     out.flush().expect("a sink takes it");
@@ -496,27 +547,33 @@ fn main() -> io::Result<()> {
         lines
     });
     let record = measure_recorded("decode+lookup+record", &bytes, None, |bytes, recorder| {
-        record_pass(bytes, recorder, &index, None)
+        record_pass(bytes, recorder, &index, None, None)
     });
     let record_json = measure_recorded(
         "decode+lookup+record+json",
         &bytes,
         None,
-        |bytes, recorder| record_pass(bytes, recorder, &index, Some(&printer)),
+        |bytes, recorder| record_pass(bytes, recorder, &index, Some(&printer), None),
     );
     let history_dir = TempDir(
         std::env::temp_dir().join(format!("ipvs-trace-bench-pipeline-{}", std::process::id())),
     );
-    let disk_run = |name: &str, printer: Option<&Printer>| {
+    let disk_run = |name: &str, printer: Option<&Printer>, pace: Option<f64>| {
         let _ = std::fs::remove_dir_all(&history_dir.0);
         let runs = measure_recorded(name, &bytes, Some(&history_dir.0), |bytes, recorder| {
-            record_pass(bytes, recorder, &index, printer)
+            record_pass(bytes, recorder, &index, printer, pace)
         });
         let _ = std::fs::remove_dir_all(&history_dir.0);
         runs
     };
-    let record_disk = disk_run("decode+lookup+record (disk)", None);
-    let record_json_disk = disk_run("decode+lookup+record+json (disk)", Some(&printer));
+    let record_disk = disk_run("decode+lookup+record (disk)", None, None);
+    let record_json_disk = disk_run("decode+lookup+record+json (disk)", Some(&printer), None);
+    // The goal as a node meets it: decisions arriving at 1,000,000 a second, every one stored.
+    let record_disk_paced = disk_run(
+        "decode+lookup+record (disk) at 1,000,000/s",
+        None,
+        Some(GOAL_RECORDED),
+    );
     let mut breakdown = breakdown(&bytes, &index, &printer);
     // The JSON line as the pipeline pays for it: the isolated stage above reads names no lookup
     // has just brought into the cache, the pipeline's line writes names it has.
@@ -547,6 +604,11 @@ fn main() -> io::Result<()> {
             recorded_json("decode_lookup_record_json", &record_json, Some(GOAL_RECORDED)),
             recorded_json("decode_lookup_record_disk", &record_disk, None),
             recorded_json("decode_lookup_record_json_disk", &record_json_disk, None),
+            recorded_json(
+                "decode_lookup_record_disk_paced",
+                &record_disk_paced,
+                Some(GOAL_RECORDED),
+            ),
         ],
         "breakdown_ns_per_event": breakdown,
         "sample_line": String::from_utf8_lossy(&sample).trim_end(),
@@ -563,6 +625,10 @@ fn main() -> io::Result<()> {
         ("decode+lookup+record+json", &record_json),
         ("decode+lookup+record (disk)", &record_disk),
         ("decode+lookup+record+json (disk)", &record_json_disk),
+        (
+            "decode+lookup+record (disk) at 1,000,000/s",
+            &record_disk_paced,
+        ),
     ] {
         let loop_rates = stats(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
         let stored = stats(&runs.iter().map(|r| r.stored_rate).collect::<Vec<_>>());

@@ -1,9 +1,12 @@
 //! Recording off the event loop: [`HistoryRecorder::record`] copies a decision into a batch
 //! (the event and a few `Arc` clones of its names), [`HistoryRecorder::flush`] hands the batch
 //! to a worker thread behind a queue bounded by decisions in flight, and the worker appends to
-//! the memory store and writes sealed blocks to disk. A batch that does not fit is dropped and
-//! counted; a block the disk does not take stays in memory and is counted. Tracing never waits
-//! for the store.
+//! the memory store. Each block it seals goes on to a second thread, the disk writer, behind a
+//! queue of [`DISK_QUEUE_BLOCKS`]: encoding with the segment's dictionary, writing and `fsync`
+//! are about a third of the work a decision costs, and a slow disk (an `fsync` stalled for a
+//! tenth of a second) must not make the memory history drop. A batch that does not fit is
+//! dropped and counted; a block the disk writer cannot take, or the disk refuses, stays in
+//! memory and is counted. Tracing never waits for the store.
 //!
 //! [`Store`] answers queries over memory and disk, each decision once: a decision is known by
 //! its run id and sequence number, and the disk blocks of this run that memory already covered
@@ -11,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,6 +49,9 @@ const SYNC_EVERY: Duration = Duration::from_secs(5);
 const RETAIN_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for the worker at shutdown.
 const FINISH_WAIT: Duration = Duration::from_secs(10);
+/// Sealed blocks waiting for the disk writer, at most (up to 65,536 decisions, as many as the
+/// worker's own queue): beyond, a block stays in memory only, counted as `disk`.
+pub const DISK_QUEUE_BLOCKS: usize = 16;
 /// A batch is handed over at this size even without a flush.
 const MAX_BATCH: usize = 4096;
 /// Sealed blocks a query reads per hold of the memory lock.
@@ -85,7 +91,8 @@ pub struct HistoryCounters {
     pub recorded: AtomicU64,
     /// Decisions dropped because the queue to the worker was full.
     pub dropped_queue_full: AtomicU64,
-    /// Decisions in memory that could not be written to disk (write error, disk full).
+    /// Decisions in memory that could not be written to disk (write error, disk full, or the
+    /// disk writer [`DISK_QUEUE_BLOCKS`] behind).
     pub dropped_disk: AtomicU64,
     /// Decisions written to disk.
     pub written: AtomicU64,
@@ -300,13 +307,17 @@ impl HistoryRecorder {
         let (sender, receiver) = mpsc::channel();
         let (done_sender, done) = mpsc::channel();
         let (spare_sender, spare) = mpsc::channel();
+        let disk = match disk {
+            Some(disk) => Some(DiskWriter::start(disk, counters.clone())?),
+            None => None,
+        };
         let worker = Worker {
             spare: spare_sender,
             store: store.clone(),
             disk,
             counters: counters.clone(),
             in_flight: in_flight.clone(),
-            disk_failing: false,
+            disk_behind: false,
         };
         let handle = std::thread::Builder::new()
             .name("history".into())
@@ -402,17 +413,16 @@ impl HistoryRecorder {
 struct Worker {
     spare: Sender<Vec<Decision>>,
     store: Arc<Store>,
-    disk: Option<SegmentWriter>,
+    disk: Option<DiskWriter>,
     counters: Arc<HistoryCounters>,
     in_flight: Arc<AtomicUsize>,
-    disk_failing: bool,
+    /// The disk writer's queue was full last time: said once until it takes blocks again.
+    disk_behind: bool,
 }
 
 impl Worker {
     fn run(mut self, receiver: &Receiver<Message>) {
         let mut open_since: Option<Instant> = None;
-        let mut last_sync = Instant::now();
-        let mut last_retain = Instant::now();
         loop {
             let message = receiver.recv_timeout(TICK);
             let finish = matches!(
@@ -443,23 +453,113 @@ impl Worker {
                     .memory_decisions
                     .store(memory.len() as u64, Ordering::Relaxed);
             }
-            for block in &sealed {
-                self.write(block);
+            for block in sealed {
+                // At the end every block is written: finish waits, up to FINISH_WAIT.
+                self.hand_to_disk(block, finish);
             }
             if finish {
                 if let Some(disk) = self.disk.take() {
-                    if let Err(err) = disk.finish() {
-                        tracing::warn!("history: making the history directory durable: {err}");
-                    }
+                    disk.finish();
                 }
                 return;
             }
+        }
+    }
+
+    /// Hands a sealed block to the disk writer (`wait`: even if it is behind), or counts it
+    /// as kept in memory only.
+    fn hand_to_disk(&mut self, block: Sealed, wait: bool) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let n = u64::from(block.summary.count);
+        let sent = if wait {
+            disk.sender
+                .send(block)
+                .map_err(|err| TrySendError::Disconnected(err.0))
+        } else {
+            disk.sender.try_send(block)
+        };
+        match sent {
+            Ok(()) => self.disk_behind = false,
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped_disk.fetch_add(n, Ordering::Relaxed);
+                if !std::mem::replace(&mut self.disk_behind, true) {
+                    tracing::warn!(
+                        "history: the disk writer is {DISK_QUEUE_BLOCKS} blocks behind (a slow \
+                         disk or more decisions than it writes): decisions stay in memory only \
+                         until it catches up (counted)"
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // The disk writer is gone (it panicked): nothing reaches the disk any more.
+                self.counters.dropped_disk.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The thread that writes sealed blocks to the history directory, makes it durable and keeps
+/// it within its limits.
+struct DiskWriter {
+    sender: SyncSender<Sealed>,
+    handle: JoinHandle<()>,
+}
+
+impl DiskWriter {
+    fn start(
+        segments: SegmentWriter,
+        counters: Arc<HistoryCounters>,
+    ) -> anyhow::Result<DiskWriter> {
+        let (sender, receiver) = mpsc::sync_channel(DISK_QUEUE_BLOCKS);
+        let handle = std::thread::Builder::new()
+            .name("history-disk".into())
+            .spawn(move || {
+                DiskThread {
+                    segments,
+                    counters,
+                    failing: false,
+                }
+                .run(&receiver);
+            })
+            .map_err(|err| anyhow::anyhow!("starting the history disk thread: {err}"))?;
+        Ok(DiskWriter { sender, handle })
+    }
+
+    /// Lets the thread write what it was given, make it durable, and end; waits for it.
+    fn finish(self) {
+        drop(self.sender);
+        let _ = self.handle.join();
+    }
+}
+
+struct DiskThread {
+    segments: SegmentWriter,
+    counters: Arc<HistoryCounters>,
+    /// The last write failed: said once until one succeeds.
+    failing: bool,
+}
+
+impl DiskThread {
+    fn run(mut self, receiver: &Receiver<Sealed>) {
+        let mut last_sync = Instant::now();
+        let mut last_retain = Instant::now();
+        loop {
+            match receiver.recv_timeout(TICK) {
+                Ok(block) => self.write(&block),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Err(err) = self.segments.finish() {
+                        tracing::warn!("history: making the history directory durable: {err}");
+                    }
+                    return;
+                }
+            }
             if last_sync.elapsed() >= SYNC_EVERY {
                 last_sync = Instant::now();
-                if let Some(disk) = &mut self.disk {
-                    if let Err(err) = disk.sync() {
-                        tracing::warn!("history: fsync of the history directory: {err}");
-                    }
+                if let Err(err) = self.segments.sync() {
+                    tracing::warn!("history: fsync of the history directory: {err}");
                 }
             }
             if last_retain.elapsed() >= RETAIN_EVERY {
@@ -470,20 +570,17 @@ impl Worker {
     }
 
     fn write(&mut self, block: &Sealed) {
-        let Some(disk) = &mut self.disk else {
-            return;
-        };
         let n = u64::from(block.summary.count);
-        match disk.write(block) {
+        match self.segments.write(block) {
             Ok(()) => {
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
-                if std::mem::replace(&mut self.disk_failing, false) {
+                if std::mem::replace(&mut self.failing, false) {
                     tracing::info!("history: writing to the history directory again");
                 }
             }
             Err(err) => {
                 self.counters.dropped_disk.fetch_add(n, Ordering::Relaxed);
-                if !std::mem::replace(&mut self.disk_failing, true) {
+                if !std::mem::replace(&mut self.failing, true) {
                     tracing::warn!(
                         "history: writing to the history directory failed: {err}; decisions \
                          stay in memory only (counted), retrying every few seconds"
@@ -495,26 +592,20 @@ impl Worker {
         }
         self.counters
             .disk_bytes
-            .store(disk_bytes(self.disk.as_ref()), Ordering::Relaxed);
+            .store(self.segments.bytes(), Ordering::Relaxed);
     }
 
     fn retain(&mut self) {
-        if let Some(disk) = &mut self.disk {
-            for warning in disk.retain() {
-                tracing::warn!("history: {warning}");
-            }
-            self.counters
-                .disk_bytes
-                .store(disk.bytes(), Ordering::Relaxed);
-            self.counters
-                .segments
-                .store(disk.segments() as u64, Ordering::Relaxed);
+        for warning in self.segments.retain() {
+            tracing::warn!("history: {warning}");
         }
+        self.counters
+            .disk_bytes
+            .store(self.segments.bytes(), Ordering::Relaxed);
+        self.counters
+            .segments
+            .store(self.segments.segments() as u64, Ordering::Relaxed);
     }
-}
-
-fn disk_bytes(disk: Option<&SegmentWriter>) -> u64 {
-    disk.map_or(0, SegmentWriter::bytes)
 }
 
 #[cfg(test)]
