@@ -139,12 +139,26 @@ pub struct CheckArgs {
     /// Split BTF of the ip_vs module to check instead of /sys/kernel/btf/ip_vs (as `trace --btf`).
     #[arg(long, value_name = "FILE")]
     pub btf: Option<PathBuf>,
+
+    /// Check what `trace --event KIND[,KIND...]` would attach: only the probes of those kinds
+    /// (new, template: ip_vs_conn_new; reused: tcp_state_transition, which runs per packet;
+    /// no_dest: ip_vs_leave). Without it, every probe, as serve, top and balance attach them.
+    #[arg(
+        long,
+        value_name = "KIND[,KIND...]",
+        value_delimiter = ',',
+        value_parser = parse_event_kind
+    )]
+    pub event: Vec<EventKind>,
 }
 
 impl CheckArgs {
     #[must_use]
     pub fn into_config(self) -> crate::cmd::check::CheckConfig {
-        crate::cmd::check::CheckConfig { btf: self.btf }
+        crate::cmd::check::CheckConfig {
+            btf: self.btf,
+            kinds: self.event,
+        }
     }
 }
 
@@ -156,6 +170,8 @@ Examples:
       the next 100 connections to one Service port, then the per-backend summary
   ipvs-trace trace --client 10.245.97.12 --event new,reused
       where one client's connections go, including reused entries
+  ipvs-trace trace --event new
+      scheduled connections only, at the least cost: no probe on every packet
   ipvs-trace trace -o json --duration 5m > decisions.jsonl
       five minutes of JSON lines for later analysis
   ipvs-trace trace --wait
@@ -272,6 +288,8 @@ pub struct TraceArgs {
     pub proto: Option<ProtoArg>,
 
     /// Only these event kinds, comma separated: new, template, reused, no_dest (see above).
+    /// Only their probes are attached: without reused, no probe runs per packet; without
+    /// no_dest, none on ip_vs_leave (`check --event` shows the same).
     #[arg(
         long,
         value_name = "KIND[,KIND...]",

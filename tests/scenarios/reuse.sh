@@ -3,7 +3,9 @@
 # close, so no TIME_WAIT) hits its existing IPVS entry: no scheduling, the same pod. client1
 # does that 5 times, traced with --client; client2 makes 3 ordinary connections the filter must
 # hide. Asserted: 1 `new` + 4 `reused` on one pod, equal to the kernel's single entry, and
-# IPVS's Conns counting the 1 + 3 scheduled connections only.
+# IPVS's Conns counting the 1 + 3 scheduled connections only. Then the same 5 reconnections
+# from another port traced with `--event new`: the per-packet probe is not attached, the trace
+# has the 1 `new` only, and the kernel served all 5 (its entry, Conns one more).
 set -e
 . /lab/lib.sh
 node_setup
@@ -25,5 +27,12 @@ client_start other client2 --to $VIP:80 --count 3
 client_wait || lab_log "some connections failed (see the client dumps)"
 dump_ipvs
 stop_trace 5
-dump_clients
 dump_stats
+
+start_trace trace_new --client 198.51.100.11 --event new
+client_start reuse_new client1 --to $VIP:80 --count 5 --bind 198.51.100.11:30001 --rst --interval-ms 100
+client_wait || lab_log "some connections failed (see the client dumps)"
+dump_ipvs new
+stop_trace 1
+dump_clients
+dump_stats new

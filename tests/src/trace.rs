@@ -153,6 +153,8 @@ pub struct Summary {
     pub kubernetes: Vec<String>,
     /// `ipvs tables: ...` (what the tables filled in without module BTF), without the prefix.
     pub tables: Option<String>,
+    /// `probes: ...` (what was attached, not asked for, unavailable), without the prefix.
+    pub probes: Option<String>,
     /// Per virtual service: backend address → configured weight (`weight=` of the backend
     /// lines), including real servers that received nothing (`new=0`, not in `services`).
     pub weights: BTreeMap<String, BTreeMap<SocketAddr, u64>>,
@@ -210,6 +212,8 @@ pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
             summary.kubernetes.push(rest.to_owned());
         } else if let Some(rest) = trimmed.strip_prefix("ipvs tables: ") {
             summary.tables = Some(rest.to_owned());
+        } else if let Some(rest) = trimmed.strip_prefix("probes: ") {
+            summary.probes = Some(rest.to_owned());
         } else if let Some(rest) = trimmed.strip_prefix("->") {
             let key = service
                 .clone()
@@ -362,6 +366,7 @@ ipvs-trace: tracing (probes attached)
 ipvs-trace summary
   events: new=13 template=1 reused=1 no_dest=1
   lost: 3 (ring buffer full)   malformed: 1
+  probes: ip_vs_conn_new (kretprobe: new, template)   not asked for: tcp_state_transition (kprobe: reused, per packet)
   TCP 10.245.96.43:32380 rr
     -> 10.245.112.4:8080  new=1
   TCP 172.31.42.227:80 rr
@@ -376,6 +381,11 @@ ipvs-trace summary
         assert_eq!(summary.lost, Some(3));
         assert_eq!(summary.malformed, 1);
         assert_eq!(summary.unreadable, 0);
+        assert!(summary
+            .probes
+            .as_deref()
+            .is_some_and(|p| p.starts_with("ip_vs_conn_new (kretprobe")));
+        assert_eq!(summary.services.len(), 3, "{:?}", summary.services);
         let rr = &summary.services["TCP 172.31.42.227:80 rr"];
         assert_eq!(rr[&"10.245.112.32:8080".parse().unwrap()], 4);
         assert_eq!(summary.no_dest["TCP 172.31.42.227:443 rr"], 1);

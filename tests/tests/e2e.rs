@@ -514,6 +514,59 @@ fn reuse(run: &ScenarioRun) {
         1 + 3,
         "IPVS's Conns"
     );
+    reuse_with_only_new_asked_for(run, vip, first.backend);
+}
+
+/// The second round of `reuse`: `--event new` attaches no per-packet probe, so the trace has
+/// the scheduled connection only, while the kernel served the 4 reuses all the same.
+fn reuse_with_only_new_asked_for(run: &ScenarioRun, vip: SocketAddr, backend: Option<SocketAddr>) {
+    let client = addr("198.51.100.11:30001");
+    let trace = run.trace("trace_new");
+    assert_clean("trace_new", &trace);
+    let tracing = trace
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ipvs-trace: tracing ("))
+        .expect("a tracing line");
+    let (attached, left_out) = tracing
+        .split_once(';')
+        .expect("a list of what was left out");
+    assert_eq!(attached, "ipvs-trace: tracing (ip_vs_conn_new", "{tracing}");
+    assert!(
+        left_out.contains("tcp_state_transition") && left_out.contains("ip_vs_leave"),
+        "{tracing}"
+    );
+    let probes = trace.summary.probes.as_deref().expect("a probes: line");
+    assert!(
+        probes.starts_with(
+            "ip_vs_conn_new (kretprobe: new, template)   not asked for: tcp_state_transition"
+        ),
+        "{probes}"
+    );
+    let reconnects = run.client("reuse_new");
+    assert_eq!(reconnects.len(), 5);
+    assert!(reconnects.iter().all(ClientLine::ok), "{reconnects:?}");
+    let kinds: Vec<&str> = trace.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["new"], "only the scheduled connection");
+    assert_eq!(trace.summary.count("reused"), 0);
+    assert_eq!(trace.events[0].client, client);
+    // The kernel: one entry for the client ip:port, on the traced backend (the 4 reuses hit
+    // it), and Conns counting the one scheduled connection of this round.
+    let entries: Vec<ConnEntry> = entries_of(run, "conns-new", "TCP", vip)
+        .into_iter()
+        .filter(|e| e.source == client)
+        .collect();
+    assert_events_are_entries(&[&trace.events[0]], &entries);
+    assert_eq!(trace.events[0].backend.is_some(), backend.is_some());
+    let stats = ipvs_trace_tests::ipvsadm::parse_stats(&run.dump("stats-new").text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stats = ipvs_trace_tests::ipvsadm::ServiceStats::find(&stats, "TCP", vip)
+        .unwrap_or_else(|| panic!("no TCP {vip} in stats-new"));
+    assert_eq!(
+        stats.counters.conns,
+        1 + 3 + 1,
+        "IPVS's Conns after the second round"
+    );
 }
 
 // no_dest: a service without endpoints and one with only a weight-0 endpoint.

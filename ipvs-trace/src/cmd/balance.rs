@@ -91,6 +91,8 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
+        // Every kind: their columns need new, reused and no_dest.
+        kinds: Vec::new(),
         kprobe_target_override: None,
     };
     let mut tracer = tokio::select! {
@@ -103,7 +105,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
     notice(&format!(
         "ipvs-trace: tracing ({}); the window opens in {} s, once the kernel's counters have \
          settled",
-        tracer.attached().join(", "),
+        tracer.attachment().tracing_list(),
         STATS_SETTLE.as_secs()
     ));
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ipvs_trace_common::offsets::{flags, KernelOffsets};
 
 use crate::btf::Btf;
+use crate::events::model::EventKind;
 use crate::loader::kallsyms::Kallsyms;
 use crate::loader::probes::{Fit, PROBES};
 use crate::loader::{kernel, privileges};
@@ -23,6 +24,8 @@ use crate::loader::{KernelTypes, Layout, LoadError};
 pub struct CheckConfig {
     /// Split BTF of ip_vs to use instead of the kernel's, as `trace --btf`.
     pub btf: Option<PathBuf>,
+    /// `--event`: the kinds `trace --event` would ask for (empty: every kind).
+    pub kinds: Vec<EventKind>,
 }
 
 /// How the node stands.
@@ -83,6 +86,7 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
 
     write_probes(
         &mut out,
+        &config.kinds,
         ip_vs_loaded,
         types.as_ref().map(|t| &t.btf),
         kallsyms.as_ref(),
@@ -131,10 +135,12 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     (out, verdict)
 }
 
-/// One line per probe: function, kind, events, role and whether it attaches (and why not);
+/// One line per probe: function, kind, events, role and whether it attaches (and why not, or
+/// that `--event` leaves it out);
 /// under each function its prototype when BTF has it.
 fn write_probes(
     out: &mut String,
+    kinds: &[EventKind],
     ip_vs_loaded: bool,
     btf: Option<&Btf>,
     kallsyms: Option<&Kallsyms>,
@@ -143,10 +149,19 @@ fn write_probes(
 ) {
     out.push_str("\nprobes\n");
     let mut shown_signatures: Vec<&str> = Vec::new();
+    let mut fitting = 0;
     for probe in PROBES {
-        let (verdict, detail) = if ip_vs_loaded {
+        let (verdict, detail) = if !probe.wanted(kinds) {
+            (
+                "not attached",
+                "--event asks for none of its events".to_owned(),
+            )
+        } else if ip_vs_loaded {
             match probe.fit(btf, kallsyms) {
-                Fit::Fits { how } => ("attaches", how),
+                Fit::Fits { how } => {
+                    fitting += 1;
+                    ("attaches", how)
+                }
                 Fit::Misfit { why } => {
                     match probe.loses {
                         None => problems.push(format!("the {} on {}", probe.kind, probe.function)),
@@ -180,6 +195,10 @@ fn write_probes(
         if let Some(Ok(Some(signature))) = btf.map(|b| b.function_signature(probe.function)) {
             let _ = writeln!(out, "      {signature}");
         }
+    }
+    if ip_vs_loaded && fitting == 0 && problems.is_empty() {
+        // Only optional probes were asked for, and none fits: trace would attach nothing.
+        problems.push("no probe of the events asked for fits".into());
     }
 }
 

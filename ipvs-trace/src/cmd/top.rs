@@ -72,6 +72,8 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
+        // Every kind: their columns need new, reused and no_dest.
+        kinds: Vec::new(),
         kprobe_target_override: None,
     };
     let mut tracer = tokio::select! {
@@ -93,7 +95,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
     // Before the screen is taken, so it stays readable; scripts wait for it.
     notice(&format!(
         "ipvs-trace: tracing ({})",
-        tracer.attached().join(", ")
+        tracer.attachment().tracing_list()
     ));
     let mut output = if config.batch {
         Output::Batch(io::stdout())

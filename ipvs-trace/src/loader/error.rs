@@ -44,4 +44,11 @@ pub enum LoadError {
         function: &'static str,
         why: String,
     },
+
+    /// None of the probes the events asked for could be attached.
+    #[error(
+        "no probe attached: the events asked for need {unavailable}, which this kernel does \
+         not take (see the warnings above); `ipvs-trace check` shows every probe"
+    )]
+    NothingAttached { unavailable: String },
 }

@@ -2,7 +2,7 @@
 //!
 //! In order: check privileges (a clear message beats an EPERM from deep inside aya), make sure
 //! `ip_vs` is loaded (or wait for it), resolve the struct offsets from BTF, load the object with
-//! the offsets as a read-only global, attach every probe. A probe that adds detail but is not
+//! the offsets as a read-only global, attach the probes of the events asked for. A probe that adds detail but is not
 //! essential (reuse, no-destination) is skipped with a warning naming the events lost; only the
 //! probe on `ip_vs_conn_new` is mandatory. The probes live as long as that load of ip_vs:
 //! [`module_watch`] tells when it is gone, so that a long run can attach again.
@@ -28,8 +28,9 @@ use ipvs_trace_common::{drop, EVENTS_MAP, LOST_MAP, OFFSETS_GLOBAL};
 
 pub use error::LoadError;
 
-use crate::{btf::Btf, offsets};
+use crate::{btf::Btf, events::model::EventKind, offsets};
 use module_watch::{ModuleSource as _, ModuleState, SysModule};
+use probes::Attachment;
 
 /// The compiled eBPF object, built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipvs-trace"));
@@ -46,6 +47,9 @@ pub struct LoaderOptions {
     pub wait: bool,
     /// Ring buffer size in bytes (a power-of-two multiple of the page size).
     pub ring_size: Option<u32>,
+    /// The event kinds asked for (`trace --event`): only the probes that produce them are
+    /// attached. Empty: every kind (`top`, `balance`, `serve`).
+    pub kinds: Vec<EventKind>,
     /// Test hook: attach the probe for kernel function `.0` to symbol `.1` instead.
     pub kprobe_target_override: Option<(String, String)>,
 }
@@ -53,7 +57,7 @@ pub struct LoaderOptions {
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Tracer {
     ebpf: Ebpf,
-    attached: Vec<&'static str>,
+    attachment: Attachment,
     degraded: Vec<String>,
     layout: Layout,
     /// The load of ip_vs the probes were attached to.
@@ -102,16 +106,17 @@ impl Tracer {
                 tracing::warn!("cannot read /proc/kallsyms ({err}): probes are not pre-checked");
             })
             .ok();
-        let attached = probes::attach_all(
+        let attachment = probes::attach_all(
             &mut ebpf,
             &types.btf,
             kallsyms.as_ref(),
+            &opts.kinds,
             opts.kprobe_target_override.as_ref(),
             &mut degraded,
         )?;
         Ok(Tracer {
             ebpf,
-            attached,
+            attachment,
             degraded,
             layout: types.layout,
             module,
@@ -164,10 +169,10 @@ impl Tracer {
         Ok(per_cpu.iter().sum())
     }
 
-    /// Kernel functions with a probe attached, for the start-up line.
+    /// What was attached and what was left out, for the start-up line and the summary.
     #[must_use]
-    pub fn attached(&self) -> &[&'static str] {
-        &self.attached
+    pub fn attachment(&self) -> &Attachment {
+        &self.attachment
     }
 
     /// What this kernel cannot give (missing optional fields or probes), one note each.

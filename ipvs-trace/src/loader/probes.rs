@@ -1,4 +1,5 @@
-//! The table of probes and attaching them.
+//! The table of probes and attaching them: only those whose events were asked for (`trace
+//! --event`), so that a trace of new connections does not pay the per-packet probe.
 
 use aya::{
     programs::{KProbe, ProbeKind},
@@ -8,8 +9,10 @@ use aya::{
 use super::kallsyms::Kallsyms;
 use super::LoadError;
 use crate::btf::{Btf, Signature};
+use crate::events::model::EventKind;
 
 /// One eBPF program and the kernel function it hooks.
+#[derive(Debug)]
 pub struct Probe {
     /// Program name in the object (the Rust function name in `ipvs-trace-ebpf`).
     pub program: &'static str,
@@ -19,6 +22,11 @@ pub struct Probe {
     pub kind: &'static str,
     /// The events the probe produces, for people.
     pub events: &'static str,
+    /// The same, as kinds: the probe is attached when one of them is asked for.
+    pub kinds: &'static [EventKind],
+    /// Runs for every packet (not once per connection): what `check` and the summary point
+    /// out as the cost of asking for its events.
+    pub per_packet: bool,
     /// What is lost when this probe cannot be attached; `None` for the mandatory probe.
     pub loses: Option<&'static str>,
     /// The prototype the program was written for.
@@ -28,6 +36,7 @@ pub struct Probe {
 /// What a program reads of its function's prototype: the return type (kretprobes) and the
 /// parameters it takes by position (`None`: not read, any type). Types as
 /// [`Signature`](crate::btf::Signature) renders them.
+#[derive(Debug)]
 pub struct Shape {
     pub ret: Option<&'static str>,
     pub params: &'static [Option<&'static str>],
@@ -43,6 +52,8 @@ pub const PROBES: &[Probe] = &[
         function: "ip_vs_conn_new",
         kind: "kretprobe",
         events: "new, template",
+        kinds: &[EventKind::New, EventKind::Template],
+        per_packet: false,
         loses: None,
         shape: Shape {
             ret: Some(CONN_PTR),
@@ -54,6 +65,8 @@ pub const PROBES: &[Probe] = &[
         function: "tcp_state_transition",
         kind: "kprobe",
         events: "reused",
+        kinds: &[EventKind::Reused],
+        per_packet: true,
         loses: Some("`reused` events (TCP connections that hit an existing entry)"),
         shape: Shape {
             ret: None,
@@ -65,6 +78,8 @@ pub const PROBES: &[Probe] = &[
         function: "ip_vs_leave",
         kind: "kprobe",
         events: "no_dest",
+        kinds: &[EventKind::NoDest],
+        per_packet: false,
         loses: Some("`no_dest` events (services without a usable real server)"),
         shape: Shape {
             ret: None,
@@ -88,6 +103,12 @@ pub enum Fit {
 }
 
 impl Probe {
+    /// Whether the events asked for (`kinds`; empty: all) need this probe.
+    #[must_use]
+    pub fn wanted(&self, kinds: &[EventKind]) -> bool {
+        kinds.is_empty() || self.kinds.iter().any(|kind| kinds.contains(kind))
+    }
+
     /// Checks the function against the symbol table (when readable) and its prototype against
     /// [`Probe::shape`] (when BTF describes it).
     #[must_use]
@@ -146,17 +167,91 @@ impl Shape {
     }
 }
 
-/// Loads and attaches every probe; returns the functions attached. An optional probe that fails
-/// adds a note to `degraded` and a warning; the mandatory one fails the start.
+/// What a start attached, for the `tracing (...)` line, the summary and `check`.
+#[derive(Clone, Debug, Default)]
+pub struct Attachment {
+    /// Attached, in [`PROBES`] order.
+    pub attached: Vec<&'static Probe>,
+    /// Left out: no event asked for comes from them.
+    pub not_asked: Vec<&'static Probe>,
+    /// Asked for, but this kernel does not take them (each also a degraded note).
+    pub unavailable: Vec<&'static Probe>,
+}
+
+impl Attachment {
+    /// The kernel functions with a probe attached.
+    #[must_use]
+    pub fn functions(&self) -> Vec<&'static str> {
+        let mut functions: Vec<&'static str> = Vec::new();
+        for probe in &self.attached {
+            if !functions.contains(&probe.function) {
+                functions.push(probe.function);
+            }
+        }
+        functions
+    }
+
+    /// What the `ipvs-trace: tracing (...)` line says in its parentheses: the functions
+    /// attached, then those left out because no event asked for needs them.
+    #[must_use]
+    pub fn tracing_list(&self) -> String {
+        let mut out = self.functions().join(", ");
+        if !self.not_asked.is_empty() {
+            out.push_str("; not attached, as --event does not ask for their events: ");
+            out.push_str(&listed(&self.not_asked));
+        }
+        out
+    }
+
+    /// The summary's `probes:` line.
+    #[must_use]
+    pub fn summary_line(&self) -> String {
+        let mut out = format!("probes: {}", listed(&self.attached));
+        if !self.not_asked.is_empty() {
+            out.push_str("   not asked for: ");
+            out.push_str(&listed(&self.not_asked));
+        }
+        if !self.unavailable.is_empty() {
+            out.push_str("   unavailable: ");
+            out.push_str(&listed(&self.unavailable));
+        }
+        out
+    }
+}
+
+/// `function (kind: events[, per packet])`, comma separated.
+fn listed(probes: &[&Probe]) -> String {
+    let items: Vec<String> = probes
+        .iter()
+        .map(|p| {
+            let per_packet = if p.per_packet { ", per packet" } else { "" };
+            format!("{} ({}: {}{per_packet})", p.function, p.kind, p.events)
+        })
+        .collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Loads and attaches the probes the events asked for need (`kinds`; empty: every probe). An
+/// optional probe that fails adds a note to `degraded` and a warning; the mandatory one, when
+/// asked for, fails the start, and so does a start that attaches nothing.
 pub fn attach_all(
     ebpf: &mut Ebpf,
     ip_vs_btf: &Btf,
     kallsyms: Option<&Kallsyms>,
+    kinds: &[EventKind],
     target_override: Option<&(String, String)>,
     degraded: &mut Vec<String>,
-) -> Result<Vec<&'static str>, LoadError> {
-    let mut attached: Vec<&'static str> = Vec::new();
+) -> Result<Attachment, LoadError> {
+    let mut attachment = Attachment::default();
     for probe in PROBES {
+        if !probe.wanted(kinds) {
+            attachment.not_asked.push(probe);
+            continue;
+        }
         let target = match target_override {
             Some((function, symbol)) if function == probe.function => symbol.as_str(),
             _ => probe.function,
@@ -177,15 +272,14 @@ pub fn attach_all(
                 );
                 tracing::warn!("{note}");
                 degraded.push(note);
+                attachment.unavailable.push(probe);
                 continue;
             }
         }
         match attach_one(ebpf, probe.program, target) {
             Ok(kind) => {
                 tracing::debug!("attached {kind} {} to {target}", probe.program);
-                if !attached.contains(&probe.function) {
-                    attached.push(probe.function);
-                }
+                attachment.attached.push(probe);
             }
             Err((kind, source)) => {
                 let Some(loses) = probe.loses else {
@@ -204,10 +298,17 @@ pub fn attach_all(
                 let note = format!("cannot attach a {kind} to `{target}` ({why}): no {loses}");
                 tracing::warn!("{note}");
                 degraded.push(note);
+                attachment.unavailable.push(probe);
             }
         }
     }
-    Ok(attached)
+    if attachment.attached.is_empty() {
+        let unavailable: Vec<&str> = attachment.unavailable.iter().map(|p| p.function).collect();
+        return Err(LoadError::NothingAttached {
+            unavailable: unavailable.join(", "),
+        });
+    }
+    Ok(attachment)
 }
 
 fn attach_one(
@@ -284,6 +385,58 @@ mod tests {
         let syms = Kallsyms::parse("0 t tcp_state_transition.isra.0 [ip_vs]\n");
         let fit = probe("tcp_state_transition").fit(Some(&btf("int")), Some(&syms));
         assert!(matches!(fit, Fit::Misfit { why } if why.contains("not in /proc/kallsyms")));
+    }
+
+    #[test]
+    fn only_the_probes_of_the_kinds_asked_for_are_wanted() {
+        let wanted = |kinds: &[EventKind]| -> Vec<&str> {
+            PROBES
+                .iter()
+                .filter(|p| p.wanted(kinds))
+                .map(|p| p.function)
+                .collect()
+        };
+        assert_eq!(
+            wanted(&[]),
+            ["ip_vs_conn_new", "tcp_state_transition", "ip_vs_leave"]
+        );
+        assert_eq!(
+            wanted(&[EventKind::New, EventKind::Template]),
+            ["ip_vs_conn_new"]
+        );
+        assert_eq!(wanted(&[EventKind::Template]), ["ip_vs_conn_new"]);
+        assert_eq!(
+            wanted(&[EventKind::New, EventKind::NoDest]),
+            ["ip_vs_conn_new", "ip_vs_leave"]
+        );
+        assert_eq!(wanted(&[EventKind::Reused]), ["tcp_state_transition"]);
+    }
+
+    #[test]
+    fn the_lines_say_what_was_left_out_and_why() {
+        let attachment = Attachment {
+            attached: vec![probe("ip_vs_conn_new")],
+            not_asked: vec![probe("tcp_state_transition"), probe("ip_vs_leave")],
+            unavailable: Vec::new(),
+        };
+        assert_eq!(
+            attachment.tracing_list(),
+            "ip_vs_conn_new; not attached, as --event does not ask for their events: \
+             tcp_state_transition (kprobe: reused, per packet), ip_vs_leave (kprobe: no_dest)"
+        );
+        assert_eq!(
+            attachment.summary_line(),
+            "probes: ip_vs_conn_new (kretprobe: new, template)   not asked for: \
+             tcp_state_transition (kprobe: reused, per packet), ip_vs_leave (kprobe: no_dest)"
+        );
+        let all = Attachment {
+            attached: PROBES.iter().collect(),
+            ..Attachment::default()
+        };
+        assert_eq!(
+            all.tracing_list(),
+            "ip_vs_conn_new, tcp_state_transition, ip_vs_leave"
+        );
     }
 
     #[test]

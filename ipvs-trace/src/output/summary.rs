@@ -88,6 +88,8 @@ pub struct Summary {
     unresolved: Option<Unresolved>,
     /// One line per watched kind, when the names come from live watches.
     kubernetes: Vec<String>,
+    /// The `probes:` line: what was attached and what was not asked for.
+    probes: Option<String>,
     /// What the IPVS tables filled in, when the probes could not read it (no module BTF).
     tables: Option<String>,
     /// The configured real servers and weights per `(protocol, VIP)`, from the IPVS tables at
@@ -155,6 +157,10 @@ impl Summary {
 
     /// The live watches' state at the end, for the summary: a reader who sees unresolved
     /// events learns here whether the API was reachable.
+    pub fn set_probes(&mut self, line: String) {
+        self.probes = Some(line);
+    }
+
     pub fn set_kubernetes_health(&mut self, lines: Vec<String>) {
         self.kubernetes = lines;
     }
@@ -214,6 +220,9 @@ impl Summary {
             let _ = write!(out, "   unreadable: {unreadable} (kernel read failed)");
         }
         out.push('\n');
+        if let Some(line) = &self.probes {
+            let _ = writeln!(out, "  {line}");
+        }
         if let Some(u) = &self.unresolved {
             let _ = writeln!(
                 out,

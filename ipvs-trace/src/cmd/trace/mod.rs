@@ -30,10 +30,7 @@ use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, Opened};
 use crate::loader::{Layout, LoaderOptions, Tracer};
 use crate::metrics::{Exporter, MetricsConfig, Recorder};
-use crate::output::{
-    summary::{Losses, Summary},
-    Printer,
-};
+use crate::output::{summary::Summary, Printer};
 
 /// Output buffer: large enough for a full batch of table lines in a few writes.
 const STDOUT_BUFFER: usize = 64 * 1024;
@@ -64,12 +61,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         None => (None, None),
     };
 
-    let options = LoaderOptions {
-        btf: config.btf.clone(),
-        wait: config.wait,
-        ring_size: config.ring_size,
-        kprobe_target_override: config.kprobe_target_override.clone(),
-    };
+    let options = loader_options(&config);
     let tracer = tokio::select! {
         tracer = Tracer::start(&options) => tracer?,
         _ = sigint.recv() => return Ok(()),
@@ -109,7 +101,7 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     // Scripts wait for this line before generating traffic: every probe is attached now.
     notice(&format!(
         "ipvs-trace: tracing ({})",
-        probes.attached().join(", ")
+        probes.attachment().tracing_list()
     ));
 
     let timer = elapsed(config.duration);
@@ -151,8 +143,22 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     }
     session.finish_nat().await.context("writing events")?;
 
-    summarize(&mut session, &probes.losses(), &names).await;
+    session
+        .summary
+        .set_probes(probes.attachment().summary_line());
+    summarize(&mut session, &probes, &names).await;
     Ok(())
+}
+
+/// How to load the probes: only those of the event kinds asked for (`--event`).
+fn loader_options(config: &TraceConfig) -> LoaderOptions {
+    LoaderOptions {
+        btf: config.btf.clone(),
+        wait: config.wait,
+        ring_size: config.ring_size,
+        kinds: config.filter.kinds.clone(),
+        kprobe_target_override: config.kprobe_target_override.clone(),
+    }
 }
 
 /// Ends after `--duration`; never without it.
@@ -182,9 +188,13 @@ fn printer(config: &TraceConfig, clock: WallClock, names: bool) -> Printer {
     }
 }
 
-/// The summary on stderr, with everything known at the end: losses, the watches' health, the
-/// IPVS tables, `--nat`'s lookups.
-async fn summarize<W: Write>(session: &mut Session<W>, losses: &Losses, names: &Opened) {
+/// The summary on stderr, with everything known at the end: what was attached, losses, the
+/// watches' health, the IPVS tables, `--nat`'s lookups.
+async fn summarize<W: Write>(session: &mut Session<W>, probes: &Probes, names: &Opened) {
+    let losses = &probes.losses();
+    session
+        .summary
+        .set_probes(probes.attachment().summary_line());
     if let Some(history) = session.history.take() {
         // The last block written and synced, so a restart finds every decision recorded.
         notice(&history.finish());

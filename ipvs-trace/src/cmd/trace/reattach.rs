@@ -24,6 +24,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use super::notice;
 use crate::events::{Event, EventReader};
 use crate::loader::module_watch::{ModuleWatch, Step};
+use crate::loader::probes::Attachment;
 use crate::loader::{Layout, LoaderOptions, Tracer};
 use crate::output::summary::Losses;
 
@@ -66,6 +67,8 @@ pub(super) struct Probes {
     failing: bool,
     /// The losses of the tracers detached so far.
     retired: Losses,
+    /// What the newest tracer attached (kept while detached, for the summary).
+    attachment: Attachment,
 }
 
 /// A tracer and the reader of its ring buffer. Dropping it detaches the probes.
@@ -100,6 +103,7 @@ impl Probes {
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Probes {
             options,
+            attachment: tracer.attachment().clone(),
             live: Some(Attached::new(tracer)?),
             watch,
             poll,
@@ -119,11 +123,9 @@ impl Probes {
         self.live.as_ref().map(|live| live.tracer.layout())
     }
 
-    /// The kernel functions with a probe attached (none while detached).
-    pub(super) fn attached(&self) -> &[&'static str] {
-        self.live
-            .as_ref()
-            .map_or(&[], |live| live.tracer.attached())
+    /// What the newest tracer attached and left out (also after it was detached).
+    pub(super) fn attachment(&self) -> &Attachment {
+        &self.attachment
     }
 
     /// What was lost so far, over every tracer of the run.
@@ -227,8 +229,9 @@ impl Probes {
                 self.watch.attached(live.tracer.module());
                 notice(&format!(
                     "ipvs-trace: tracing again, ip_vs was loaded again ({})",
-                    live.tracer.attached().join(", ")
+                    live.tracer.attachment().tracing_list()
                 ));
+                self.attachment = live.tracer.attachment().clone();
                 self.live = Some(live);
                 self.failing = false;
                 true
