@@ -6,9 +6,11 @@
 #![no_std]
 
 pub mod event;
+pub mod filter;
 pub mod offsets;
 
 pub use event::{ConnEvent, EventHeader, EventKind};
+pub use filter::KernelFilter;
 pub use offsets::KernelOffsets;
 
 /// Ring buffer carrying [`ConnEvent`] records to userspace.
@@ -16,14 +18,21 @@ pub const EVENTS_MAP: &str = "EVENTS";
 /// Per-CPU array of drop counters, indexed by [`drop`]: nothing the probes see is lost silently.
 pub const LOST_MAP: &str = "LOST";
 
+/// Array of one [`KernelFilter`]: what the probes deliver, written by userspace before it
+/// attaches them.
+pub const FILTER_MAP: &str = "FILTER";
+
 /// Slots of [`LOST_MAP`].
 pub mod drop {
     /// An event was dropped because the ring buffer was full.
     pub const RING_FULL: u32 = 0;
     /// An event was dropped because reading kernel memory failed (a layout or race problem).
     pub const READ_ERROR: u32 = 1;
+    /// A decision the kernel-side filter ([`crate::KernelFilter`]) left out: not lost, not
+    /// asked for; counted so that seen = filtered out + matched stays exact.
+    pub const FILTERED: u32 = 2;
     /// Number of slots.
-    pub const SLOTS: u32 = 2;
+    pub const SLOTS: u32 = 3;
 }
 /// Read-only global of type [`KernelOffsets`], filled by userspace from BTF before load.
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";

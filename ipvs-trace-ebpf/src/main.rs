@@ -11,6 +11,7 @@
 )]
 
 mod emit;
+mod filter;
 mod kernel;
 mod maps;
 mod probes;

@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
-use ipvs_trace_common::{drop, KernelOffsets};
+use ipvs_trace_common::{drop, KernelFilter, KernelOffsets};
 
 /// Records to userspace. 256 KiB holds ~1,900 records; userspace may resize it before load
 /// (`--ring-size`).
@@ -14,6 +14,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Drop counters per CPU, indexed by `ipvs_trace_common::drop`.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0);
+
+/// What the probes deliver (one entry), written by userspace before it attaches them and
+/// never after: a map rather than a global so that a later version can change it live.
+#[map(name = "FILTER")]
+pub static FILTER: Array<KernelFilter> = Array::with_max_entries(1, 0);
 
 /// Field offsets, filled by userspace from BTF before the programs are loaded.
 #[unsafe(no_mangle)]

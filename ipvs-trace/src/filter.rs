@@ -4,13 +4,16 @@
 //! Name filters look at the names the index resolved for the event: an event whose addresses
 //! are not (yet) known by name does not match them.
 //!
-//! Applied in userspace after decoding. The kernel side already keeps only IPVS decisions (a
-//! handful per connection), so filtering there would save little and would make every filter a
-//! verifier concern.
+//! Applied in userspace after decoding, and in part before that by the probes themselves
+//! ([`Filter::kernel`]: the addresses, the protocol and the kinds), so that a trace of one
+//! Service on a busy node does not pay a ring record and a decode for every other decision.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+
+use ipvs_trace_common::filter::{test, FilterAddr, AF_INET, AF_INET6};
+use ipvs_trace_common::KernelFilter;
 
 use crate::events::{model::EventKind, Event, Proto};
 use crate::kube::{namespace_of, Names};
@@ -178,6 +181,40 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The part of the filter the probes apply before they reserve a record: `--event`,
+    /// `--proto`, `--vip`, `--backend`, `--client`. Never stricter than [`Filter::matches`],
+    /// which userspace still applies with the name filters.
+    #[must_use]
+    pub fn kernel(&self) -> KernelFilter {
+        let mut kernel = KernelFilter::EVERYTHING;
+        if !self.kinds.is_empty() {
+            kernel.kinds = self.kinds.iter().fold(0, |bits, kind| bits | 1 << *kind as u32);
+        }
+        if let Some(proto) = self.proto {
+            kernel.tests |= test::PROTO;
+            kernel.proto = proto.number();
+        }
+        if let Some(vip) = self.vip {
+            kernel.tests |= test::VIP;
+            kernel.vip = filter_addr(vip.ip, vip.port);
+            if vip.port.is_some() {
+                kernel.tests |= test::VIP_PORT;
+            }
+        }
+        if let Some(backend) = self.backend {
+            kernel.tests |= test::BACKEND;
+            kernel.backend = filter_addr(backend.ip, backend.port);
+            if backend.port.is_some() {
+                kernel.tests |= test::BACKEND_PORT;
+            }
+        }
+        if let Some(client) = self.client {
+            kernel.tests |= test::CLIENT;
+            kernel.client = filter_addr(client, None);
+        }
+        kernel
+    }
+
     #[must_use]
     pub fn matches(&self, event: &Event, names: &Names) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&event.kind))
@@ -217,8 +254,70 @@ impl Filter {
     }
 }
 
+/// `ip` as the kernel's `union nf_inet_addr` holds it, read as native 32-bit words.
+fn filter_addr(ip: IpAddr, port: Option<u16>) -> FilterAddr {
+    let (addr, af) = match ip {
+        IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], AF_INET),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let word = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([word(0), word(4), word(8), word(12)], AF_INET6)
+        }
+    };
+    FilterAddr {
+        addr,
+        af,
+        port: port.unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use ipvs_trace_common::filter::test as kernel_test;
+
+    #[test]
+    fn the_kernel_part_has_the_addresses_as_the_kernel_holds_them() {
+        let filter = Filter {
+            vip: Some("172.31.0.10:80".parse().unwrap()),
+            backend: Some("fd00::1".parse().unwrap()),
+            client: Some("10.0.0.1".parse().unwrap()),
+            proto: Some(Proto::Tcp),
+            kinds: vec![EventKind::New, EventKind::NoDest],
+            ..Filter::default()
+        };
+        let kernel = filter.kernel();
+        assert_eq!(kernel.kinds, 1 << 1 | 1 << 4);
+        assert!(kernel.wants_kind(EventKind::New as u32));
+        assert!(!kernel.wants_kind(EventKind::Reused as u32));
+        assert_eq!(
+            kernel.tests,
+            kernel_test::VIP
+                | kernel_test::VIP_PORT
+                | kernel_test::BACKEND
+                | kernel_test::CLIENT
+                | kernel_test::PROTO
+        );
+        assert_eq!(kernel.proto, 6);
+        // The words as a load of the address's bytes gives them on this machine.
+        assert_eq!(kernel.vip.addr[0], u32::from_ne_bytes([172, 31, 0, 10]));
+        assert_eq!((kernel.vip.af, kernel.vip.port), (2, 80));
+        assert_eq!(kernel.backend.addr[0], u32::from_ne_bytes([0xfd, 0, 0, 0]));
+        assert_eq!(kernel.backend.addr[3], u32::from_ne_bytes([0, 0, 0, 1]));
+        assert_eq!((kernel.backend.af, kernel.backend.port), (10, 0));
+        assert_eq!(kernel.client.addr, [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0]);
+    }
+
+    #[test]
+    fn without_filters_the_kernel_delivers_everything() {
+        assert_eq!(Filter::default().kernel(), KernelFilter::EVERYTHING);
+        // Name filters stay in userspace.
+        let named = Filter {
+            namespace: Some("ratel".into()),
+            ..Filter::default()
+        };
+        assert_eq!(named.kernel(), KernelFilter::EVERYTHING);
+    }
+
     use super::*;
     use crate::events::decode::{
         decode,

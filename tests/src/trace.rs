@@ -155,9 +155,45 @@ pub struct Summary {
     pub tables: Option<String>,
     /// `probes: ...` (what was attached, not asked for, unavailable), without the prefix.
     pub probes: Option<String>,
+    /// `kernel: seen=N filtered_out=N matched=N (read=N lost=N unreadable=N)`.
+    pub kernel: Option<KernelCounts>,
     /// Per virtual service: backend address → configured weight (`weight=` of the backend
     /// lines), including real servers that received nothing (`new=0`, not in `services`).
     pub weights: BTreeMap<String, BTreeMap<SocketAddr, u64>>,
+}
+
+/// The summary's `kernel:` line: what became of every decision the probes saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    pub seen: u64,
+    pub filtered_out: u64,
+    pub matched: u64,
+    pub read: u64,
+    pub lost: u64,
+    pub unreadable: u64,
+}
+
+impl KernelCounts {
+    fn parse(rest: &str, line: &str) -> Result<KernelCounts, String> {
+        let mut counts = KernelCounts::default();
+        for pair in rest.split_whitespace() {
+            let pair = pair.trim_matches(|c| c == '(' || c == ')');
+            let (key, n) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("summary: bad kernel field {pair:?} in {line:?}"))?;
+            let n = count(n, line)?;
+            match key {
+                "seen" => counts.seen = n,
+                "filtered_out" => counts.filtered_out = n,
+                "matched" => counts.matched = n,
+                "read" => counts.read = n,
+                "lost" => counts.lost = n,
+                "unreadable" => counts.unreadable = n,
+                _ => return Err(format!("summary: unknown kernel field {key:?} in {line:?}")),
+            }
+        }
+        Ok(counts)
+    }
 }
 
 impl Summary {
@@ -214,6 +250,8 @@ pub fn parse_summary(stderr: &str) -> Result<Summary, String> {
             summary.tables = Some(rest.to_owned());
         } else if let Some(rest) = trimmed.strip_prefix("probes: ") {
             summary.probes = Some(rest.to_owned());
+        } else if let Some(rest) = trimmed.strip_prefix("kernel: ") {
+            summary.kernel = Some(KernelCounts::parse(rest, line)?);
         } else if let Some(rest) = trimmed.strip_prefix("->") {
             let key = service
                 .clone()
@@ -366,6 +404,7 @@ ipvs-trace: tracing (probes attached)
 ipvs-trace summary
   events: new=13 template=1 reused=1 no_dest=1
   lost: 3 (ring buffer full)   malformed: 1
+  kernel: seen=40 filtered_out=20 matched=20 (read=17 lost=3 unreadable=0)
   probes: ip_vs_conn_new (kretprobe: new, template)   not asked for: tcp_state_transition (kprobe: reused, per packet)
   TCP 10.245.96.43:32380 rr
     -> 10.245.112.4:8080  new=1
@@ -386,6 +425,8 @@ ipvs-trace summary
             .as_deref()
             .is_some_and(|p| p.starts_with("ip_vs_conn_new (kretprobe")));
         assert_eq!(summary.services.len(), 3, "{:?}", summary.services);
+        let kernel = summary.kernel.as_ref().expect("the kernel line");
+        assert_eq!((kernel.seen, kernel.filtered_out, kernel.read), (40, 20, 17));
         let rr = &summary.services["TCP 172.31.42.227:80 rr"];
         assert_eq!(rr[&"10.245.112.32:8080".parse().unwrap()], 4);
         assert_eq!(summary.no_dest["TCP 172.31.42.227:443 rr"], 1);

@@ -30,7 +30,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, top, history, reload, errors
+            dualstack, nat, balance, metrics, top, history, reload, filter, errors
         }
     };
 }
@@ -66,7 +66,8 @@ macro_rules! kernel_7_2 {
 }
 
 kernel_7_2!(
-    rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, errors
+    rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, filter,
+    errors
 );
 
 macro_rules! completeness {
@@ -566,6 +567,37 @@ fn reuse_with_only_new_asked_for(run: &ScenarioRun, vip: SocketAddr, backend: Op
         stats.counters.conns,
         1 + 3 + 1,
         "IPVS's Conns after the second round"
+    );
+}
+
+// filter: three services, --vip on one; the probes filter the other two out.
+fn filter(run: &ScenarioRun) {
+    let vips: Vec<SocketAddr> = (1..=3).map(|n| addr(&format!("172.31.0.4{n}:80"))).collect();
+    let trace = run.trace("trace");
+    assert_clean("trace", &trace);
+    for (n, vip) in vips.iter().enumerate() {
+        let clients = run.client(&format!("vip{}", n + 1));
+        assert_eq!(clients.len(), 20, "connections to {vip}");
+        assert!(clients.iter().all(ClientLine::ok), "{clients:?}");
+    }
+    let events: Vec<&Event> = trace.events.iter().collect();
+    assert_eq!(events.len(), 20, "only the traced VIP's decisions");
+    assert!(events.iter().all(|e| e.event == "new" && e.vip == vips[1]));
+    // Each event is the kernel's entry for that VIP's connection, and no other VIP's entry
+    // appears.
+    assert_events_are_entries(&events, &entries_of(run, "conns", "TCP", vips[1]));
+    // Every decision is accounted for: what the kernel scheduled for all three services (their
+    // Conns) is what the probes saw, 20 of it matched and read, the rest filtered out.
+    let conns: u64 = vips
+        .iter()
+        .map(|vip| run.service_stats("TCP", *vip).counters.conns)
+        .sum();
+    assert_eq!(conns, 60, "IPVS's Conns of the three services");
+    let kernel = trace.summary.kernel.as_ref().expect("a kernel: line");
+    assert_eq!(
+        (kernel.seen, kernel.filtered_out, kernel.matched, kernel.read),
+        (conns, conns - 20, 20, 20),
+        "{kernel:?}"
     );
 }
 

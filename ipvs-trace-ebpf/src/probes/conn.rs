@@ -6,7 +6,7 @@ use ipvs_trace_common::{
     EventKind,
 };
 
-use crate::{emit, kernel::KPtr, maps::offset};
+use crate::{emit, filter, kernel::KPtr, maps::offset};
 
 /// Return of
 /// `struct ip_vs_conn *ip_vs_conn_new(const struct ip_vs_conn_param *p, int dest_af,
@@ -33,6 +33,9 @@ fn conn_new(ctx: &RetProbeContext, cp: KPtr) {
         Some(flags) if flags & CONN_F_TEMPLATE != 0 => EventKind::Template,
         _ => EventKind::New,
     };
+    if !filter::wants(kind) || !filter::conn_passes(cp) {
+        return;
+    }
     emit::record(ctx, kind, |event: &mut ConnEvent| {
         emit::fill_from_conn(event, cp)
     });

@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
 use ipvs_trace_common::{event::valid, EventKind};
 
-use crate::{emit, kernel::KPtr, maps::offset};
+use crate::{emit, filter, kernel::KPtr, maps::offset};
 
 /// `int ip_vs_leave(struct ip_vs_service *svc, struct sk_buff *skb,
 ///     struct ip_vs_proto_data *pd, struct ip_vs_iphdr *iph)`
@@ -26,6 +26,9 @@ fn try_ip_vs_leave(ctx: &ProbeContext) -> Option<()> {
     let svc = KPtr::new(ctx.arg(0)?)?;
     let skb = KPtr::new(ctx.arg(1)?)?;
     let iph = KPtr::new(ctx.arg(3)?)?;
+    if !filter::wants(EventKind::NoDest) || !passes_filter(svc, skb, iph) {
+        return Some(());
+    }
     emit::record(ctx, EventKind::NoDest, |event| {
         // The addresses the client used, as IPVS parsed them (for a fwmark service the
         // service has no address of its own).
@@ -35,12 +38,7 @@ fn try_ip_vs_leave(ctx: &ProbeContext) -> Option<()> {
         event.daf = event.af;
         event.protocol = svc.read::<u16>(offset!(svc_protocol))?;
         event.vip_port = svc.be16(offset!(svc_port))?;
-        // Ports from the transport header, which starts `iph->len` bytes after skb->data.
-        let ports = skb.ptr(offset!(skb_data)).and_then(|data| {
-            let l4 = iph.read::<i32>(offset!(iph_len))?;
-            data.read::<[u16; 2]>(u32::try_from(l4).ok()?)
-        });
-        if let Some([sport, dport]) = ports {
+        if let Some([sport, dport]) = ports(skb, iph) {
             event.client_port = u16::from_be(sport);
             event.vip_port = u16::from_be(dport);
             event.valid |= valid::CLIENT_PORT;
@@ -50,4 +48,32 @@ fn try_ip_vs_leave(ctx: &ProbeContext) -> Option<()> {
         Some(())
     });
     Some(())
+}
+
+/// Ports from the transport header, which starts `iph->len` bytes after skb->data (network
+/// order).
+fn ports(skb: KPtr, iph: KPtr) -> Option<[u16; 2]> {
+    let data = skb.ptr(offset!(skb_data))?;
+    let l4 = iph.read::<i32>(offset!(iph_len))?;
+    data.read::<[u16; 2]>(u32::try_from(l4).ok()?)
+}
+
+/// The kernel-side filter on what the record would hold; reads only when a test is set, and
+/// lets the decision through when a read fails (the record then counts it as unreadable).
+fn passes_filter(svc: KPtr, skb: KPtr, iph: KPtr) -> bool {
+    if !filter::active() {
+        return true;
+    }
+    let read = || {
+        let af = svc.read::<u16>(offset!(svc_af))?;
+        let proto = svc.read::<u16>(offset!(svc_protocol))?;
+        let client = iph.read::<[u32; 4]>(offset!(iph_saddr))?;
+        let vip = iph.read::<[u32; 4]>(offset!(iph_daddr))?;
+        let vport = match ports(skb, iph) {
+            Some([_, dport]) => u16::from_be(dport),
+            None => svc.be16(offset!(svc_port))?,
+        };
+        Some(filter::leave_passes(af, proto, &client, &vip, vport))
+    };
+    read().unwrap_or(true)
 }

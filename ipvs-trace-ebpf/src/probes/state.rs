@@ -8,7 +8,7 @@
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
 use ipvs_trace_common::{offsets::flags, EventKind};
 
-use crate::{emit, kernel::KPtr, maps::offset};
+use crate::{emit, filter, kernel::KPtr, maps::offset};
 
 /// `IP_VS_DIR_INPUT`: a packet from the client.
 const DIR_INPUT: i32 = 0;
@@ -58,6 +58,11 @@ fn try_tcp_state_transition(ctx: &ProbeContext) -> Option<()> {
     };
     let tcp_flags = data.read::<u8>(header_len + TCP_FLAGS_OFFSET)?;
     if tcp_flags & TCP_FLAG_SYN == 0 || tcp_flags & TCP_FLAG_ACK != 0 {
+        return None;
+    }
+    // A reused connection now: a decision, filtered like the others (after the tests above,
+    // which leave out every other packet for less).
+    if !filter::wants(EventKind::Reused) || !filter::conn_passes(cp) {
         return None;
     }
     emit::record(ctx, EventKind::Reused, |event| {

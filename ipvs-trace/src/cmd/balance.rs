@@ -93,6 +93,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         ring_size: config.ring_size,
         // Every kind: their columns need new, reused and no_dest.
         kinds: Vec::new(),
+        filter: None,
         kprobe_target_override: None,
     };
     let mut tracer = tokio::select! {
@@ -156,9 +157,10 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
     pump.reader.drain_now(&mut pump.batch);
     pump.record_batch();
 
-    let events_lost = counter(tracer.lost_events(), "lost events")
-        + counter(tracer.read_errors(), "unreadable events")
-        + reader.malformed();
+    // An unreadable kernel counter (logged) counts as none lost here.
+    let losses = tracer.losses(&reader);
+    let events_lost =
+        losses.ring_full.unwrap_or(0) + losses.unreadable.unwrap_or(0) + losses.malformed;
     let seen = Seen {
         window,
         start_ns,
@@ -274,9 +276,3 @@ impl Pump<'_> {
     }
 }
 
-/// A kernel drop counter; unreadable counts as 0, with the reason logged.
-fn counter(value: anyhow::Result<u64>, what: &str) -> u64 {
-    value
-        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
-        .unwrap_or(0)
-}

@@ -24,7 +24,6 @@ use crate::ipvs::lookup::LiveLookup;
 use crate::kube::source::{self, Ambient, NameSource};
 use crate::kube::{self, Names, SharedIndex};
 use crate::loader::{Layout, LoaderOptions, Tracer};
-use crate::output::summary::Losses;
 use crate::top::model::{Aggregator, Frame};
 use crate::top::terminal::{self, Input, Screen};
 use crate::top::view::{self, Header};
@@ -74,6 +73,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
         ring_size: config.ring_size,
         // Every kind: their columns need new, reused and no_dest.
         kinds: Vec::new(),
+        filter: None,
         kprobe_target_override: None,
     };
     let mut tracer = tokio::select! {
@@ -131,7 +131,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
                 counter.count(&mut batch);
                 let frame = counter
                     .aggregator
-                    .tick(now - last_tick, &losses(&tracer, &reader));
+                    .tick(now - last_tick, &tracer.losses(&reader));
                 last_tick = now;
                 output.show(frame, config.interval, clock)?;
                 frames += 1;
@@ -147,7 +147,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
     }
     // The terminal first: the note below belongs on the normal screen.
     drop(output);
-    let lost = losses(&tracer, &reader);
+    let lost = tracer.losses(&reader);
     notice(&format!(
         "ipvs-trace: top stopped after {frames} frames; lost: {} (ring buffer full), {} \
          unreadable, {} malformed",
@@ -244,21 +244,7 @@ fn now_ns() -> anyhow::Result<u64> {
     monotonic_now_ns().context("reading the monotonic clock")
 }
 
-/// What was lost so far: in the kernel (ring full, unreadable) and in decoding.
-fn losses(tracer: &Tracer, reader: &EventReader) -> Losses {
-    Losses {
-        ring_full: counter(tracer.lost_events(), "lost events"),
-        unreadable: counter(tracer.read_errors(), "unreadable events"),
-        malformed: reader.malformed(),
-    }
-}
 
-/// A kernel drop counter; unreadable is `None` (the view says "unknown"), the reason logged.
-fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
-    value
-        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
-        .ok()
-}
 
 fn known(value: Option<u64>) -> String {
     value.map_or_else(|| "unknown".into(), |n| n.to_string())

@@ -33,6 +33,16 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     poll: Interval,
+    counts: ReadCounts,
+}
+
+/// What the reader took from the ring so far.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReadCounts {
+    /// Records taken, decoded or not: with the kernel's counts of records filtered out and
+    /// lost, every decision the probes saw.
+    read: u64,
+    /// Records that could not be decoded.
     malformed: u64,
 }
 
@@ -50,7 +60,7 @@ impl EventReader {
         Ok(EventReader {
             ring,
             poll,
-            malformed: 0,
+            counts: ReadCounts::default(),
         })
     }
 
@@ -65,7 +75,7 @@ impl EventReader {
                 ready = self.ring.readable_mut() => {
                     let mut guard = ready?;
                     let emptied =
-                        drain(guard.get_inner_mut(), out, &mut self.malformed, MAX_BATCH);
+                        drain(guard.get_inner_mut(), out, &mut self.counts, MAX_BATCH);
                     if emptied {
                         guard.clear_ready();
                     }
@@ -74,7 +84,7 @@ impl EventReader {
                 _ = self.poll.tick() => {}
             }
             let before = out.len();
-            let emptied = drain(self.ring.get_mut(), out, &mut self.malformed, MAX_BATCH);
+            let emptied = drain(self.ring.get_mut(), out, &mut self.counts, MAX_BATCH);
             if !emptied {
                 // The cap was hit: the rest is for the next call, without waiting a period.
                 self.poll.reset_immediately();
@@ -88,13 +98,19 @@ impl EventReader {
     /// Appends everything already in the ring to `out` without waiting (used at shutdown, so
     /// the events produced before the stop are not thrown away).
     pub fn drain_now(&mut self, out: &mut Vec<Event>) {
-        drain(self.ring.get_mut(), out, &mut self.malformed, usize::MAX);
+        drain(self.ring.get_mut(), out, &mut self.counts, usize::MAX);
     }
 
     /// Records that could not be decoded so far.
     #[must_use]
     pub fn malformed(&self) -> u64 {
-        self.malformed
+        self.counts.malformed
+    }
+
+    /// Records taken from the ring so far, decoded or not.
+    #[must_use]
+    pub fn read(&self) -> u64 {
+        self.counts.read
     }
 }
 
@@ -102,7 +118,7 @@ impl EventReader {
 fn drain(
     ring: &mut RingBuf<MapData>,
     out: &mut Vec<Event>,
-    malformed: &mut u64,
+    counts: &mut ReadCounts,
     limit: usize,
 ) -> bool {
     let mut taken = 0;
@@ -111,13 +127,14 @@ fn drain(
             return true;
         };
         taken += 1;
+        counts.read += 1;
         match decode(&item) {
             Ok(event) => out.push(event),
             Err(err) => {
-                *malformed += 1;
+                counts.malformed += 1;
                 // The first one is worth a warning (format mismatch between the two halves);
                 // repeating it per record would flood the terminal.
-                if *malformed == 1 {
+                if counts.malformed == 1 {
                     tracing::warn!("malformed record from the kernel: {err}");
                 } else {
                     tracing::debug!("malformed record from the kernel: {err}");

@@ -21,14 +21,14 @@ use std::{
 
 use anyhow::Context as _;
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use ipvs_trace_common::{drop, EVENTS_MAP, LOST_MAP, OFFSETS_GLOBAL};
+use ipvs_trace_common::{drop, KernelFilter, EVENTS_MAP, FILTER_MAP, LOST_MAP, OFFSETS_GLOBAL};
 
 pub use error::LoadError;
 
-use crate::{btf::Btf, events::model::EventKind, offsets};
+use crate::{btf::Btf, events::model::EventKind, offsets, output::summary::Losses};
 use module_watch::{ModuleSource as _, ModuleState, SysModule};
 use probes::Attachment;
 
@@ -50,6 +50,8 @@ pub struct LoaderOptions {
     /// The event kinds asked for (`trace --event`): only the probes that produce them are
     /// attached. Empty: every kind (`top`, `balance`, `serve`).
     pub kinds: Vec<EventKind>,
+    /// What the probes deliver ([`crate::filter::Filter::kernel`]); `None`: everything.
+    pub filter: Option<KernelFilter>,
     /// Test hook: attach the probe for kernel function `.0` to symbol `.1` instead.
     pub kprobe_target_override: Option<(String, String)>,
 }
@@ -98,6 +100,7 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;
         let logger = start_kernel_logger(&mut ebpf);
+        write_filter(&mut ebpf, opts.filter.unwrap_or(KernelFilter::EVERYTHING))?;
 
         let mut degraded = resolved.degraded;
         // Unreadable symbols only cost the pre-check: attaching still fails clearly.
@@ -155,6 +158,25 @@ impl Tracer {
     /// Events dropped because reading kernel memory failed, summed over CPUs.
     pub fn read_errors(&self) -> anyhow::Result<u64> {
         self.drop_count(drop::READ_ERROR)
+    }
+
+    /// Every count of what became of the decisions the probes saw: lost in the kernel (ring
+    /// full, unreadable), filtered out, and read by `reader` (of which malformed). A kernel
+    /// counter that cannot be read is `None` (shown as unknown), the reason logged.
+    #[must_use]
+    pub fn losses(&self, reader: &crate::events::EventReader) -> Losses {
+        Losses {
+            ring_full: logged(self.lost_events(), "lost events"),
+            unreadable: logged(self.read_errors(), "unreadable events"),
+            malformed: reader.malformed(),
+            filtered: logged(self.filtered(), "decisions filtered out"),
+            read: reader.read(),
+        }
+    }
+
+    /// Decisions the kernel-side filter left out, summed over CPUs.
+    pub fn filtered(&self) -> anyhow::Result<u64> {
+        self.drop_count(drop::FILTERED)
     }
 
     fn drop_count(&self, slot: u32) -> anyhow::Result<u64> {
@@ -234,6 +256,26 @@ impl KernelTypes {
             Layout::Builtin { .. } => offsets::builtin(&self.btf, release),
         }
     }
+}
+
+/// A kernel counter, or `None` with the reason logged: a trace that otherwise works does not
+/// fail over a count.
+fn logged(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
+    value
+        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
+        .ok()
+}
+
+/// Writes the kernel-side filter, before anything is attached: an unwritten entry (all zero)
+/// would deliver nothing.
+fn write_filter(ebpf: &mut Ebpf, filter: KernelFilter) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut(FILTER_MAP)
+        .with_context(|| format!("map {FILTER_MAP} missing from the embedded eBPF object"))?;
+    let mut array: Array<_, KernelFilter> = Array::try_from(map)?;
+    array
+        .set(0, filter, 0)
+        .with_context(|| format!("writing the kernel-side filter into {FILTER_MAP}"))
 }
 
 /// Routes `aya-log` records of the kernel side into `tracing`, polled on the tokio runtime by

@@ -209,6 +209,18 @@ impl Metrics {
             "Records from the kernel that userspace could not decode",
             lost.malformed.clone(),
         );
+        registry.register(
+            "events_filtered",
+            "Decisions the probes left out before reserving a record, as the kernel-side filter \
+             asked (trace --vip, --backend, --client, --proto, --event): not lost. Every decision \
+             seen = filtered + records read + lost + unreadable",
+            lost.filtered.clone(),
+        );
+        registry.register(
+            "records_read",
+            "Records userspace took from the kernel's ring buffer, decoded or not",
+            lost.read.clone(),
+        );
         let unresolved = Family::<[(&'static str, &'static str); 1], Counter>::default();
         registry.register(
             "unresolved_names",
@@ -376,7 +388,9 @@ struct LossCounters {
     ring_full: Counter,
     unreadable: Counter,
     malformed: Counter,
-    seen: [u64; 3],
+    filtered: Counter,
+    read: Counter,
+    seen: [u64; 5],
 }
 
 impl Recorder {
@@ -437,11 +451,19 @@ impl Recorder {
         self.sources
             .shares
             .push(Instant::now(), std::mem::take(&mut self.second));
-        let totals = [losses.ring_full, losses.unreadable, Some(losses.malformed)];
+        let totals = [
+            losses.ring_full,
+            losses.unreadable,
+            Some(losses.malformed),
+            losses.filtered,
+            Some(losses.read),
+        ];
         let counters = [
             &self.lost.ring_full,
             &self.lost.unreadable,
             &self.lost.malformed,
+            &self.lost.filtered,
+            &self.lost.read,
         ];
         for ((total, counter), seen) in totals.iter().zip(counters).zip(&mut self.lost.seen) {
             if let Some(total) = *total {

@@ -126,19 +126,27 @@ fn losses_follow_the_kernel_totals() {
         ring_full: Some(5),
         unreadable: None,
         malformed: 1,
+        filtered: None,
+        read: 0,
     });
     recorder.tick(&Losses {
         ring_full: Some(12),
         unreadable: Some(2),
         malformed: 1,
+        filtered: Some(40),
+        read: 100,
     });
     // An unreadable map (None) keeps the last value rather than resetting it.
     recorder.tick(&Losses {
         ring_full: None,
         unreadable: Some(2),
         malformed: 3,
+        filtered: None,
+        read: 103,
     });
     assert_eq!(value("ipvs_trace_events_lost_total"), "12");
+    assert_eq!(value("ipvs_trace_events_filtered_total"), "40");
+    assert_eq!(value("ipvs_trace_records_read_total"), "103");
     assert_eq!(value("ipvs_trace_events_unreadable_total"), "2");
     assert_eq!(value("ipvs_trace_records_malformed_total"), "3");
     assert_eq!(value("ipvs_trace_ready"), "0");

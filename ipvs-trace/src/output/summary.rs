@@ -74,6 +74,27 @@ pub struct Losses {
     pub unreadable: Option<u64>,
     /// Records userspace could not decode.
     pub malformed: u64,
+    /// Decisions the kernel-side filter left out (`None`: counter unreadable).
+    pub filtered: Option<u64>,
+    /// Records userspace took from the ring, decoded or not.
+    pub read: u64,
+}
+
+impl Losses {
+    /// The `kernel:` line: every decision the probes saw, how many the kernel-side filter left
+    /// out, and how the rest (matched) went: read, lost, unreadable. Exact: seen = filtered
+    /// out + matched, matched = read + lost + unreadable. `None` when a kernel counter is
+    /// unreadable.
+    #[must_use]
+    pub fn kernel_line(&self) -> Option<String> {
+        let (ring_full, unreadable, filtered) = (self.ring_full?, self.unreadable?, self.filtered?);
+        let matched = self.read + ring_full + unreadable;
+        Some(format!(
+            "kernel: seen={} filtered_out={filtered} matched={matched} (read={} lost={ring_full} unreadable={unreadable})",
+            matched + filtered,
+            self.read,
+        ))
+    }
 }
 
 /// Real servers and their weights per `(protocol, VIP)`, as the IPVS tables have them.
@@ -220,6 +241,9 @@ impl Summary {
             let _ = write!(out, "   unreadable: {unreadable} (kernel read failed)");
         }
         out.push('\n');
+        if let Some(line) = losses.kernel_line() {
+            let _ = writeln!(out, "  {line}");
+        }
         if let Some(line) = &self.probes {
             let _ = writeln!(out, "  {line}");
         }
@@ -326,12 +350,34 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_line_accounts_for_every_decision() {
+        let losses = Losses {
+            ring_full: Some(3),
+            unreadable: Some(1),
+            malformed: 0,
+            filtered: Some(90),
+            read: 6,
+        };
+        assert_eq!(
+            losses.kernel_line().as_deref(),
+            Some("kernel: seen=100 filtered_out=90 matched=10 (read=6 lost=3 unreadable=1)")
+        );
+        let unknown = Losses {
+            filtered: None,
+            ..losses
+        };
+        assert_eq!(unknown.kernel_line(), None);
+    }
+
+    #[test]
     fn empty_summary() {
         assert_eq!(
             Summary::default().render(&Losses {
                 ring_full: Some(0),
                 unreadable: Some(0),
-                malformed: 0
+                malformed: 0,
+                filtered: None,
+                read: 0,
             }),
             "ipvs-trace summary\n  events: new=0 template=0 reused=0 no_dest=0\n  lost: 0 (ring buffer full)   malformed: 0\n"
         );
@@ -361,7 +407,9 @@ mod tests {
             summary.render(&Losses {
                 ring_full: Some(3),
                 unreadable: Some(0),
-                malformed: 1
+                malformed: 1,
+                filtered: None,
+                read: 0,
             }),
             "\
 ipvs-trace summary
@@ -393,6 +441,8 @@ ipvs-trace summary
             ring_full: None,
             unreadable: Some(2),
             malformed: 0,
+            filtered: None,
+            read: 0,
         });
         assert!(
             text.contains("  events: new=0 template=0 reused=0 no_dest=0 expire=1\n"),
@@ -434,7 +484,9 @@ ipvs-trace summary
             summary.render(&Losses {
                 ring_full: Some(0),
                 unreadable: Some(0),
-                malformed: 0
+                malformed: 0,
+                filtered: None,
+                read: 0,
             }),
             format!(
                 "\

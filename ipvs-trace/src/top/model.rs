@@ -368,6 +368,8 @@ mod tests {
         ring_full: Some(0),
         unreadable: Some(0),
         malformed: 0,
+        filtered: None,
+        read: 0,
     };
 
     #[test]
@@ -607,6 +609,8 @@ mod tests {
             ring_full: Some(40),
             unreadable: Some(2),
             malformed: 1,
+            filtered: None,
+            read: 0,
         };
         let frame = agg.tick(Duration::from_secs(1), &lossy);
         assert_eq!(

@@ -364,11 +364,15 @@ mod tests {
         ring_full: Some(0),
         unreadable: Some(0),
         malformed: 0,
+        filtered: None,
+        read: 0,
     };
     const LOSSY: Losses = Losses {
         ring_full: Some(1972),
         unreadable: Some(0),
         malformed: 0,
+        filtered: None,
+        read: 0,
     };
 
     fn render(frame: &Frame, width: u16, height: u16) -> Buffer {

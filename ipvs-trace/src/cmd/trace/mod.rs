@@ -150,13 +150,15 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How to load the probes: only those of the event kinds asked for (`--event`).
+/// How to load the probes: only those of the event kinds asked for (`--event`), filtering
+/// in the kernel what the filter allows there.
 fn loader_options(config: &TraceConfig) -> LoaderOptions {
     LoaderOptions {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
         kinds: config.filter.kinds.clone(),
+        filter: Some(config.filter.kernel()),
         kprobe_target_override: config.kprobe_target_override.clone(),
     }
 }

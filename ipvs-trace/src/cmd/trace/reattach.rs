@@ -84,13 +84,9 @@ impl Attached {
         Ok(Attached { tracer, reader })
     }
 
-    /// What was lost so far: in the kernel (ring full, unreadable) and in decoding.
+    /// What became of the decisions so far: lost, filtered out, read.
     fn losses(&self) -> Losses {
-        Losses {
-            ring_full: counter(self.tracer.lost_events(), "lost events"),
-            unreadable: counter(self.tracer.read_errors(), "unreadable events"),
-            malformed: self.reader.malformed(),
-        }
+        self.tracer.losses(&self.reader)
     }
 }
 
@@ -114,6 +110,8 @@ impl Probes {
                 ring_full: Some(0),
                 unreadable: Some(0),
                 malformed: 0,
+                filtered: Some(0),
+                read: 0,
             },
         })
     }
@@ -261,16 +259,11 @@ fn add(a: Losses, b: Losses) -> Losses {
         ring_full: sum(a.ring_full, b.ring_full),
         unreadable: sum(a.unreadable, b.unreadable),
         malformed: a.malformed + b.malformed,
+        filtered: sum(a.filtered, b.filtered),
+        read: a.read + b.read,
     }
 }
 
-/// A kernel drop counter; if it cannot be read, the summary says "unknown" and the reason is
-/// logged, rather than failing a trace that otherwise worked.
-fn counter(value: anyhow::Result<u64>, what: &str) -> Option<u64> {
-    value
-        .inspect_err(|err| tracing::warn!("cannot read the count of {what}: {err:#}"))
-        .ok()
-}
 
 #[cfg(test)]
 mod tests {
@@ -282,6 +275,8 @@ mod tests {
             ring_full,
             unreadable,
             malformed,
+            filtered: None,
+            read: 0,
         };
         assert_eq!(
             add(losses(Some(3), Some(1), 2), losses(Some(4), Some(0), 1)),

@@ -1,0 +1,129 @@
+//! The kernel-side filter ([`KernelFilter`], written by userspace): decisions that cannot match
+//! `--vip`, `--backend`, `--client`, `--proto` or `--event` are counted in
+//! [`drop::FILTERED`] and never reserve a record.
+//!
+//! Each test reads only what it compares, in the order of the probes' other reads, and only
+//! when userspace asked for it: with no test set the cost is one array lookup and a load. A
+//! field that cannot be read lets the decision through, so that the record's own read counts it
+//! as unreadable instead of hiding it here.
+
+use ipvs_trace_common::{
+    drop,
+    filter::{test, FilterAddr, KernelFilter, AF_INET6},
+    offsets::flags,
+    EventKind,
+};
+
+use crate::{
+    emit::conn_family,
+    kernel::KPtr,
+    maps::{count_drop, offset, FILTER},
+};
+
+/// The filter, or `None` if the map has no entry (it always has one: an array).
+fn get() -> Option<&'static KernelFilter> {
+    FILTER.get(0)
+}
+
+/// Whether an address or protocol test is set (the caller then reads what they compare).
+pub fn active() -> bool {
+    get().is_some_and(|f| f.tests != 0)
+}
+
+/// Whether decisions of `kind` are delivered at all; counts the ones that are not.
+pub fn wants(kind: EventKind) -> bool {
+    let wanted = get().is_some_and(|f| f.wants_kind(kind as u32));
+    if !wanted {
+        count_drop(drop::FILTERED);
+    }
+    wanted
+}
+
+/// Whether the connection entry `cp` passes the address and protocol tests; counts the ones
+/// that do not.
+pub fn conn_passes(cp: KPtr) -> bool {
+    let Some(filter) = get() else { return true };
+    if filter.tests == 0 {
+        return true;
+    }
+    let passes = conn_test(filter, cp).unwrap_or(true);
+    if !passes {
+        count_drop(drop::FILTERED);
+    }
+    passes
+}
+
+fn conn_test(filter: &KernelFilter, cp: KPtr) -> Option<bool> {
+    let tests = filter.tests;
+    if tests & test::PROTO != 0 && cp.read::<u16>(offset!(conn_protocol))? != filter.proto {
+        return Some(false);
+    }
+    if tests & (test::CLIENT | test::VIP) != 0 {
+        let af = conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
+        if tests & test::CLIENT != 0 && !addr_at(cp, offset!(conn_caddr), af, &filter.client)? {
+            return Some(false);
+        }
+        if tests & test::VIP != 0 {
+            if !addr_at(cp, offset!(conn_vaddr), af, &filter.vip)? {
+                return Some(false);
+            }
+            if tests & test::VIP_PORT != 0 && cp.be16(offset!(conn_vport))? != filter.vip.port {
+                return Some(false);
+            }
+        }
+    }
+    if tests & test::BACKEND != 0 {
+        let daf = conn_family(cp, offset!(conn_daf), flags::CONN_DAF_U8)?;
+        if !addr_at(cp, offset!(conn_daddr), daf, &filter.backend)? {
+            return Some(false);
+        }
+        if tests & test::BACKEND_PORT != 0 && cp.be16(offset!(conn_dport))? != filter.backend.port
+        {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// A decision without an entry (`no_dest`): family, protocol, client and VIP as the packet and
+/// the service have them; no backend, so a backend test never passes. Counts what it leaves out.
+pub fn leave_passes(af: u16, proto: u16, client: &[u32; 4], vip: &[u32; 4], vport: u16) -> bool {
+    let Some(filter) = get() else { return true };
+    let tests = filter.tests;
+    let passes = !(tests & test::BACKEND != 0
+        || tests & test::PROTO != 0 && proto != filter.proto
+        || tests & test::CLIENT != 0 && !addr_eq(&filter.client, af, client)
+        || tests & test::VIP != 0 && !addr_eq(&filter.vip, af, vip)
+        || tests & test::VIP_PORT != 0 && vport != filter.vip.port);
+    if !passes {
+        count_drop(drop::FILTERED);
+    }
+    passes
+}
+
+/// Whether the address at `offset` of `p` (a `union nf_inet_addr` of family `af`) is `want`.
+fn addr_at(p: KPtr, offset: u32, af: u16, want: &FilterAddr) -> Option<bool> {
+    if af != want.af {
+        return Some(false);
+    }
+    if af == AF_INET6 {
+        let words = p.read::<[u32; 4]>(offset)?;
+        Some(addr_eq(want, af, &words))
+    } else {
+        Some(p.read::<u32>(offset)? == want.addr[0])
+    }
+}
+
+fn addr_eq(want: &FilterAddr, af: u16, words: &[u32; 4]) -> bool {
+    if af != want.af {
+        return false;
+    }
+    if af == AF_INET6 {
+        words[0] == want.addr[0]
+            && words[1] == want.addr[1]
+            && words[2] == want.addr[2]
+            && words[3] == want.addr[3]
+    } else {
+        words[0] == want.addr[0]
+    }
+}
