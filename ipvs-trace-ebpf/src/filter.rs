@@ -77,8 +77,7 @@ fn conn_test(filter: &KernelFilter, cp: KPtr) -> Option<bool> {
         if !addr_at(cp, offset!(conn_daddr), daf, &filter.backend)? {
             return Some(false);
         }
-        if tests & test::BACKEND_PORT != 0 && cp.be16(offset!(conn_dport))? != filter.backend.port
-        {
+        if tests & test::BACKEND_PORT != 0 && cp.be16(offset!(conn_dport))? != filter.backend.port {
             return Some(false);
         }
     }

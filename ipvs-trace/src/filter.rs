@@ -188,7 +188,10 @@ impl Filter {
     pub fn kernel(&self) -> KernelFilter {
         let mut kernel = KernelFilter::EVERYTHING;
         if !self.kinds.is_empty() {
-            kernel.kinds = self.kinds.iter().fold(0, |bits, kind| bits | 1 << *kind as u32);
+            kernel.kinds = self
+                .kinds
+                .iter()
+                .fold(0, |bits, kind| bits | 1 << *kind as u32);
         }
         if let Some(proto) = self.proto {
             kernel.tests |= test::PROTO;
@@ -304,7 +307,10 @@ mod tests {
         assert_eq!(kernel.backend.addr[0], u32::from_ne_bytes([0xfd, 0, 0, 0]));
         assert_eq!(kernel.backend.addr[3], u32::from_ne_bytes([0, 0, 0, 1]));
         assert_eq!((kernel.backend.af, kernel.backend.port), (10, 0));
-        assert_eq!(kernel.client.addr, [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0]);
+        assert_eq!(
+            kernel.client.addr,
+            [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0]
+        );
     }
 
     #[test]

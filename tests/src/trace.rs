@@ -426,7 +426,10 @@ ipvs-trace summary
             .is_some_and(|p| p.starts_with("ip_vs_conn_new (kretprobe")));
         assert_eq!(summary.services.len(), 3, "{:?}", summary.services);
         let kernel = summary.kernel.as_ref().expect("the kernel line");
-        assert_eq!((kernel.seen, kernel.filtered_out, kernel.read), (40, 20, 17));
+        assert_eq!(
+            (kernel.seen, kernel.filtered_out, kernel.read),
+            (40, 20, 17)
+        );
         let rr = &summary.services["TCP 172.31.42.227:80 rr"];
         assert_eq!(rr[&"10.245.112.32:8080".parse().unwrap()], 4);
         assert_eq!(summary.no_dest["TCP 172.31.42.227:443 rr"], 1);

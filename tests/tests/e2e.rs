@@ -572,7 +572,9 @@ fn reuse_with_only_new_asked_for(run: &ScenarioRun, vip: SocketAddr, backend: Op
 
 // filter: three services, --vip on one; the probes filter the other two out.
 fn filter(run: &ScenarioRun) {
-    let vips: Vec<SocketAddr> = (1..=3).map(|n| addr(&format!("172.31.0.4{n}:80"))).collect();
+    let vips: Vec<SocketAddr> = (1..=3)
+        .map(|n| addr(&format!("172.31.0.4{n}:80")))
+        .collect();
     let trace = run.trace("trace");
     assert_clean("trace", &trace);
     for (n, vip) in vips.iter().enumerate() {
@@ -595,7 +597,12 @@ fn filter(run: &ScenarioRun) {
     assert_eq!(conns, 60, "IPVS's Conns of the three services");
     let kernel = trace.summary.kernel.as_ref().expect("a kernel: line");
     assert_eq!(
-        (kernel.seen, kernel.filtered_out, kernel.matched, kernel.read),
+        (
+            kernel.seen,
+            kernel.filtered_out,
+            kernel.matched,
+            kernel.read
+        ),
         (conns, conns - 20, 20, 20),
         "{kernel:?}"
     );

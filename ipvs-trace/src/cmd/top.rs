@@ -244,8 +244,6 @@ fn now_ns() -> anyhow::Result<u64> {
     monotonic_now_ns().context("reading the monotonic clock")
 }
 
-
-
 fn known(value: Option<u64>) -> String {
     value.map_or_else(|| "unknown".into(), |n| n.to_string())
 }

@@ -264,7 +264,6 @@ fn add(a: Losses, b: Losses) -> Losses {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
