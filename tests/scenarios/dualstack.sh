@@ -3,7 +3,9 @@
 # ClusterIP, each its own virtual service (rr, Masq) over the same 3 pods' v4 resp. v6
 # addresses. client1 (dual-stack) dials both VIPs, client2 only the v6 one. Asserted: each
 # event carries the family and addresses of the kernel's entry, per VIP as many events as
-# connections and as IPVS's Conns, rr even; the table prints IPv6 as [addr]:port.
+# connections and as IPVS's Conns, rr even; the table prints IPv6 as [addr]:port; an IPv6
+# client reconnecting from one port is traced as 1 new + 2 reused (the per-packet probe on an
+# IPv6 header, the kernel-side filter on an IPv6 address).
 set -e
 . /lab/lib.sh
 node_setup
@@ -36,5 +38,13 @@ TRACE_FORMAT=table start_trace table
 client_start table-client2 client2 --to "[$VIP6]:80" --count 2
 client_wait || lab_log "some connections failed (see the client dumps)"
 # The header and one line per connection.
+stop_trace 3
+
+# IPv6 reuse, through the kernel-side filter on an IPv6 client: client1 reconnects 3 times from
+# one v6 ip:port (RST close, conn_reuse_mode=0): 1 new + 2 reused on one pod.
+echo 0 >/proc/sys/net/ipv4/vs/conn_reuse_mode
+TRACE_FORMAT=json start_trace reuse6 --client fd00:198:51::61
+client_start reuse6 client1 --to "[$VIP6]:80" --count 3 --bind "[fd00:198:51::61]:30600" --rst --interval-ms 100
+client_wait || lab_log "some connections failed (see the client dumps)"
 stop_trace 3
 dump_clients

@@ -783,6 +783,27 @@ fn dualstack(run: &ScenarioRun) {
         .unwrap_or_else(|e| panic!("table trace: {e}"));
     let per_backend = &summary.services["TCP [fd00:31::60]:80 rr"];
     assert_eq!(per_backend.values().sum::<u64>(), 2, "{stderr}");
+
+    // IPv6 reuse, filtered in the kernel by the IPv6 client.
+    let client = addr("[fd00:198:51::61]:30600");
+    let reuse = run.trace("reuse6");
+    assert_clean("reuse6", &reuse);
+    let reconnects = run.client("reuse6");
+    assert_eq!(reconnects.len(), 3);
+    assert!(reconnects.iter().all(ClientLine::ok), "{reconnects:?}");
+    let kinds: Vec<&str> = reuse.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["new", "reused", "reused"], "{:?}", reuse.events);
+    let first = &reuse.events[0];
+    for event in &reuse.events {
+        assert_eq!((event.client, event.vip), (client, vip6), "{event:?}");
+        assert_eq!(
+            (&event.backend, &event.conn),
+            (&first.backend, &first.conn),
+            "one entry, one pod: {event:?}"
+        );
+    }
+    let kernel = reuse.summary.kernel.as_ref().expect("a kernel: line");
+    assert_eq!((kernel.matched, kernel.read), (3, 3), "{kernel:?}");
 }
 
 /// The seed cluster of `tests/fixtures/seed-snapshot.json` (DESIGN.md): what the Kubernetes

@@ -6,7 +6,7 @@
 //! `ipvsadm --stats` does not count it. The state transition is the only place that sees it.
 
 use aya_ebpf::{macros::kprobe, programs::ProbeContext};
-use ipvs_trace_common::{offsets::flags, EventKind};
+use ipvs_trace_common::EventKind;
 
 use crate::{emit, filter, kernel::KPtr, maps::offset};
 
@@ -16,7 +16,8 @@ const DIR_INPUT: i32 = 0;
 const TCP_S_NONE: u16 = 0;
 /// `IP_VS_TCP_S_SYN_RECV`: a retransmitted SYN of a connection being set up.
 const TCP_S_SYN_RECV: u16 = 3;
-const AF_INET6: u16 = 10;
+/// The version nibble of an IPv6 header.
+const IP_VERSION_6: u8 = 6;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
 /// Offset of the flags byte in a TCP header.
@@ -28,8 +29,20 @@ const TCP_FLAGS_OFFSET: u32 = 13;
 /// Debian 6.1 and 6.12; a 2026 stable backport appends a fifth argument, the first three are
 /// unchanged).
 ///
-/// Runs for every TCP packet IPVS handles, so it filters on what costs least first: the
-/// direction (a register), then the entry's state, then the TCP flags in the packet.
+/// Runs for every TCP packet IPVS handles (in both directions), so it filters on what costs
+/// least first, and each read below is there because the test before it could not decide:
+/// 1. the direction: an argument, a register, no read; replies (half the packets) stop here;
+/// 2. `cp->state` (one `bpf_probe_read_kernel`): the SYN that created the entry (`NONE`) and
+///    its retransmissions (`SYN_RECV`) are `new`, not reuse; every other state goes on, since a
+///    SYN on an entry in any of them (`ESTABLISHED` included: a client that reused a port the
+///    server still holds) is forwarded unscheduled;
+/// 3. `skb->data` (one read): where the packet starts;
+/// 4. the packet's first byte (one read): the IP version and, for IPv4, the header length,
+///    which says where the TCP header is (the entry's family would be one read more);
+/// 5. the TCP flags byte (one read): only a SYN without ACK is a new connection.
+///
+/// So a packet in the client's direction of an existing entry costs four reads, a reply none;
+/// only a reused SYN goes on to the filter and the record.
 #[kprobe]
 pub fn tcp_state_transition(ctx: ProbeContext) -> u32 {
     let _ = try_tcp_state_transition(&ctx);
@@ -48,13 +61,14 @@ fn try_tcp_state_transition(ctx: &ProbeContext) -> Option<()> {
     }
     let skb = KPtr::new(ctx.arg(2)?)?;
     // At the IPVS hooks skb->data points at the network header; the kernel finds the TCP
-    // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6).
+    // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6). In the client's
+    // direction the packet's family is the entry's.
     let data = skb.ptr(offset!(skb_data))?;
-    let af = emit::conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
-    let header_len = if af == AF_INET6 {
+    let first = data.read::<u8>(0)?;
+    let header_len = if first >> 4 == IP_VERSION_6 {
         40
     } else {
-        u32::from(data.read::<u8>(0)? & 0x0f) * 4
+        u32::from(first & 0x0f) * 4
     };
     let tcp_flags = data.read::<u8>(header_len + TCP_FLAGS_OFFSET)?;
     if tcp_flags & TCP_FLAG_SYN == 0 || tcp_flags & TCP_FLAG_ACK != 0 {
