@@ -44,7 +44,30 @@ pub mod test {
     pub const CLIENT: u32 = 1 << 4;
     /// The protocol number equals `proto`.
     pub const PROTO: u32 = 1 << 5;
+    /// The VIP is in [`crate::NAMED_VIPS_MAP`], or the backend's or the client's address in
+    /// [`crate::NAMED_IPS_MAP`]: the addresses the name filters (`--service`, `--namespace`,
+    /// `--pod`) resolve to, kept current by userspace as the names change.
+    pub const NAMES: u32 = 1 << 6;
 }
+
+/// A key of [`crate::NAMED_VIPS_MAP`] and [`crate::NAMED_IPS_MAP`]. In the VIP map `port` is
+/// the Service port, and a key with `af` 0 and no address is a NodePort (any node address); in
+/// the IP map `port` is [`ROLE_BACKEND`] or [`ROLE_CLIENT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamedKey {
+    pub addr: [u32; 4],
+    pub af: u16,
+    pub port: u16,
+}
+
+/// [`NamedKey::port`] of a pod IP as a backend.
+pub const ROLE_BACKEND: u16 = 1;
+/// [`NamedKey::port`] of a pod IP as a client.
+pub const ROLE_CLIENT: u16 = 2;
+/// Entries of each named-address map at most: a name filter that resolves to more (a
+/// namespace of more pods) is not applied in the kernel, only in userspace.
+pub const NAMED_MAX: u32 = 65_536;
 
 /// The one entry of [`crate::FILTER_MAP`].
 #[repr(C)]
@@ -87,8 +110,13 @@ impl KernelFilter {
 }
 
 const _: () = assert!(size_of::<FilterAddr>() == 20);
+const _: () = assert!(size_of::<NamedKey>() == 20);
 const _: () = assert!(size_of::<KernelFilter>() == 72);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data, `#[repr(C)]`, no padding holes (asserted above), any bit pattern valid.
 unsafe impl aya::Pod for KernelFilter {}
+
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for NamedKey {}

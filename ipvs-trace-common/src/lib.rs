@@ -21,6 +21,10 @@ pub const LOST_MAP: &str = "LOST";
 /// Array of one [`KernelFilter`]: what the probes deliver, written by userspace before it
 /// attaches them.
 pub const FILTER_MAP: &str = "FILTER";
+/// Hash map of [`filter::NamedKey`] → `u8`: the VIPs of the name filters' Services.
+pub const NAMED_VIPS_MAP: &str = "NAMED_VIPS";
+/// Hash map of [`filter::NamedKey`] → `u8`: the name filters' pod IPs, as backend or client.
+pub const NAMED_IPS_MAP: &str = "NAMED_IPS";
 
 /// Slots of [`LOST_MAP`].
 pub mod drop {

@@ -1,6 +1,6 @@
 //! The kernel-side filter ([`KernelFilter`], written by userspace): decisions that cannot match
-//! `--vip`, `--backend`, `--client`, `--proto` or `--event` are counted in
-//! [`drop::FILTERED`] and never reserve a record.
+//! `--vip`, `--backend`, `--client`, `--proto`, `--event`, or the addresses the name filters
+//! resolve to, are counted in [`drop::FILTERED`] and never reserve a record.
 //!
 //! Each test reads only what it compares, in the order of the probes' other reads, and only
 //! when userspace asked for it: with no test set the cost is one array lookup and a load. A
@@ -9,7 +9,7 @@
 
 use ipvs_trace_common::{
     drop,
-    filter::{test, FilterAddr, KernelFilter, AF_INET6},
+    filter::{test, FilterAddr, KernelFilter, NamedKey, AF_INET6, ROLE_BACKEND, ROLE_CLIENT},
     offsets::flags,
     EventKind,
 };
@@ -17,7 +17,7 @@ use ipvs_trace_common::{
 use crate::{
     emit::conn_family,
     kernel::KPtr,
-    maps::{count_drop, offset, FILTER},
+    maps::{count_drop, offset, FILTER, NAMED_IPS, NAMED_VIPS},
 };
 
 /// The filter, or `None` if the map has no entry (it always has one: an array).
@@ -81,7 +81,53 @@ fn conn_test(filter: &KernelFilter, cp: KPtr) -> Option<bool> {
             return Some(false);
         }
     }
+    if tests & test::NAMES != 0 {
+        // The dearest test, last: three addresses and up to four hash lookups.
+        let af = conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
+        let daf = conn_family(cp, offset!(conn_daf), flags::CONN_DAF_U8)?;
+        let vip = cp.read::<[u32; 4]>(offset!(conn_vaddr))?;
+        let vport = cp.be16(offset!(conn_vport))?;
+        let backend = cp.read::<[u32; 4]>(offset!(conn_daddr))?;
+        let client = cp.read::<[u32; 4]>(offset!(conn_caddr))?;
+        return Some(named(af, &client, &vip, vport, Some((daf, &backend))));
+    }
     Some(true)
+}
+
+/// Whether the VIP (or its port as a NodePort), the backend's IP or the client's IP is among
+/// the addresses the name filters resolve to.
+fn named(
+    af: u16,
+    client: &[u32; 4],
+    vip: &[u32; 4],
+    vport: u16,
+    backend: Option<(u16, &[u32; 4])>,
+) -> bool {
+    let node_port = NamedKey {
+        addr: [0; 4],
+        af: 0,
+        port: vport,
+    };
+    // SAFETY: the values are read and dropped at once; a concurrent update from userspace
+    // can only make a lookup see the old or the new entry.
+    unsafe {
+        NAMED_VIPS.get(key(af, vip, vport)).is_some()
+            || NAMED_VIPS.get(node_port).is_some()
+            || backend
+                .is_some_and(|(daf, addr)| NAMED_IPS.get(key(daf, addr, ROLE_BACKEND)).is_some())
+            || NAMED_IPS.get(key(af, client, ROLE_CLIENT)).is_some()
+    }
+}
+
+/// A map key for an address of family `af` (IPv4 in the first word only, whatever follows it
+/// in the kernel's union).
+fn key(af: u16, addr: &[u32; 4], port: u16) -> NamedKey {
+    let addr = if af == AF_INET6 {
+        *addr
+    } else {
+        [addr[0], 0, 0, 0]
+    };
+    NamedKey { addr, af, port }
 }
 
 /// A decision without an entry (`no_dest`): family, protocol, client and VIP as the packet and
@@ -93,7 +139,8 @@ pub fn leave_passes(af: u16, proto: u16, client: &[u32; 4], vip: &[u32; 4], vpor
         || tests & test::PROTO != 0 && proto != filter.proto
         || tests & test::CLIENT != 0 && !addr_eq(&filter.client, af, client)
         || tests & test::VIP != 0 && !addr_eq(&filter.vip, af, vip)
-        || tests & test::VIP_PORT != 0 && vport != filter.vip.port);
+        || tests & test::VIP_PORT != 0 && vport != filter.vip.port
+        || tests & test::NAMES != 0 && !named(af, client, vip, vport, None));
     if !passes {
         count_drop(drop::FILTERED);
     }

@@ -1,10 +1,15 @@
 //! Maps and the read-only offsets global, named by the constants in `ipvs_trace_common`.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use ipvs_trace_common::{drop, KernelFilter, KernelOffsets};
+use ipvs_trace_common::{
+    drop,
+    filter::{NamedKey, NAMED_MAX},
+    KernelFilter, KernelOffsets,
+};
 
 /// Records to userspace. 256 KiB holds ~1,900 records; userspace may resize it before load
 /// (`--ring-size`).
@@ -19,6 +24,17 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0
 /// never after: a map rather than a global so that a later version can change it live.
 #[map(name = "FILTER")]
 pub static FILTER: Array<KernelFilter> = Array::with_max_entries(1, 0);
+
+/// The VIPs the name filters resolve to (see `filter::test::NAMES`). Not preallocated: most
+/// traces have no name filter, and one that has holds a few entries.
+#[map(name = "NAMED_VIPS")]
+pub static NAMED_VIPS: HashMap<NamedKey, u8> =
+    HashMap::with_max_entries(NAMED_MAX, BPF_F_NO_PREALLOC);
+
+/// The pod IPs the name filters resolve to, as backend or client.
+#[map(name = "NAMED_IPS")]
+pub static NAMED_IPS: HashMap<NamedKey, u8> =
+    HashMap::with_max_entries(NAMED_MAX, BPF_F_NO_PREALLOC);
 
 /// Field offsets, filled by userspace from BTF before the programs are loaded.
 #[unsafe(no_mangle)]

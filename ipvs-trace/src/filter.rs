@@ -12,10 +12,15 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use ipvs_trace_common::filter::{test, FilterAddr, AF_INET, AF_INET6};
+use std::collections::BTreeSet;
+
+use ipvs_trace_common::filter::{
+    test, FilterAddr, NamedKey, AF_INET, AF_INET6, NAMED_MAX, ROLE_BACKEND, ROLE_CLIENT,
+};
 use ipvs_trace_common::KernelFilter;
 
 use crate::events::{model::EventKind, Event, Proto};
+use crate::kube::index::{Index, NamedAddresses};
 use crate::kube::{namespace_of, Names};
 
 /// An address to match: an IP, optionally with a port (`10.0.0.1`, `10.0.0.1:80`, `fd00::1`,
@@ -237,6 +242,31 @@ impl Filter {
         self.namespace.is_some() || self.service.is_some() || self.pod.is_some()
     }
 
+    /// The addresses the name filters can match in `index`, for the kernel-side filter; `None`
+    /// without a name filter. A superset of what [`Filter::matches`] lets through: the Services
+    /// `--service` or `--namespace` names, the pods `--pod` or `--namespace` names, each
+    /// whatever the other name filters say.
+    #[must_use]
+    pub fn named_addresses(&self, index: &Index) -> Option<NamedAddresses> {
+        if !self.uses_names() {
+            return None;
+        }
+        let in_namespace = |name: &str| {
+            self.namespace
+                .as_deref()
+                .is_some_and(|ns| namespace_of(name) == Some(ns))
+        };
+        Some(index.named_addresses(
+            |service| {
+                self.service
+                    .as_ref()
+                    .is_some_and(|want| want.matches(service))
+                    || in_namespace(&service.service)
+            },
+            |pod| self.pod.as_deref() == Some(pod) || in_namespace(pod),
+        ))
+    }
+
     fn matches_names(&self, names: &Names) -> bool {
         let service = names.service;
         let pods = [names.backend_pod(), names.client_pod()];
@@ -257,20 +287,69 @@ impl Filter {
     }
 }
 
-/// `ip` as the kernel's `union nf_inet_addr` holds it, read as native 32-bit words.
-fn filter_addr(ip: IpAddr, port: Option<u16>) -> FilterAddr {
-    let (addr, af) = match ip {
+/// `ip` as the kernel's `union nf_inet_addr` holds it, read as native 32-bit words, and its
+/// family.
+fn kernel_words(ip: IpAddr) -> ([u32; 4], u16) {
+    match ip {
         IpAddr::V4(v4) => ([u32::from_ne_bytes(v4.octets()), 0, 0, 0], AF_INET),
         IpAddr::V6(v6) => {
             let o = v6.octets();
             let word = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
             ([word(0), word(4), word(8), word(12)], AF_INET6)
         }
-    };
+    }
+}
+
+fn filter_addr(ip: IpAddr, port: Option<u16>) -> FilterAddr {
+    let (addr, af) = kernel_words(ip);
     FilterAddr {
         addr,
         af,
         port: port.unwrap_or(0),
+    }
+}
+
+/// The name filters' addresses as the kernel's maps hold them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamedKeys {
+    /// For `NAMED_VIPS`: VIP:port, and NodePorts with no address.
+    pub vips: BTreeSet<NamedKey>,
+    /// For `NAMED_IPS`: pod IPs as backend and as client.
+    pub ips: BTreeSet<NamedKey>,
+}
+
+impl NamedKeys {
+    #[must_use]
+    pub fn from_addresses(named: &NamedAddresses) -> NamedKeys {
+        let key = |ip: IpAddr, port: u16| {
+            let (addr, af) = kernel_words(ip);
+            NamedKey { addr, af, port }
+        };
+        let node_port = |port: u16| NamedKey {
+            addr: [0; 4],
+            af: 0,
+            port,
+        };
+        NamedKeys {
+            vips: named
+                .vips
+                .iter()
+                .map(|vip| key(vip.ip(), vip.port()))
+                .chain(named.node_ports.iter().map(|&port| node_port(port)))
+                .collect(),
+            ips: named
+                .backends
+                .iter()
+                .map(|&ip| key(ip, ROLE_BACKEND))
+                .chain(named.clients.iter().map(|&ip| key(ip, ROLE_CLIENT)))
+                .collect(),
+        }
+    }
+
+    /// Whether the kernel's maps can hold them ([`NAMED_MAX`] entries each).
+    #[must_use]
+    pub fn fit(&self) -> bool {
+        self.vips.len() <= NAMED_MAX as usize && self.ips.len() <= NAMED_MAX as usize
     }
 }
 
@@ -311,6 +390,64 @@ mod tests {
             kernel.client.addr,
             [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn named_keys_are_the_addresses_as_the_kernel_holds_them() {
+        let named = NamedAddresses {
+            vips: ["172.31.0.20:80".parse().unwrap()].into(),
+            node_ports: [32380].into(),
+            backends: ["10.245.112.40".parse().unwrap()].into(),
+            clients: ["fd00::7".parse().unwrap()].into(),
+        };
+        let keys = NamedKeys::from_addresses(&named);
+        let v4 = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
+        assert_eq!(
+            keys.vips,
+            [
+                NamedKey {
+                    addr: v4([172, 31, 0, 20]),
+                    af: AF_INET,
+                    port: 80
+                },
+                NamedKey {
+                    addr: [0; 4],
+                    af: 0,
+                    port: 32380
+                },
+            ]
+            .into()
+        );
+        let v6 = kernel_words("fd00::7".parse().unwrap()).0;
+        assert_eq!(
+            keys.ips,
+            [
+                NamedKey {
+                    addr: v4([10, 245, 112, 40]),
+                    af: AF_INET,
+                    port: ROLE_BACKEND
+                },
+                NamedKey {
+                    addr: v6,
+                    af: AF_INET6,
+                    port: ROLE_CLIENT
+                },
+            ]
+            .into()
+        );
+        assert!(keys.fit());
+    }
+
+    #[test]
+    fn name_filters_turn_on_the_kernel_name_test_only_once_their_addresses_are_known() {
+        let filter = Filter {
+            namespace: Some("ratel".into()),
+            ..Filter::default()
+        };
+        // The base filter leaves the name test to the tracer, which sets it with the maps.
+        assert_eq!(filter.kernel().tests & kernel_test::NAMES, 0);
+        assert!(filter.named_addresses(&Index::new()).is_some());
+        assert!(Filter::default().named_addresses(&Index::new()).is_none());
     }
 
     #[test]

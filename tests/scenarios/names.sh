@@ -7,7 +7,8 @@
 # the client pod makes 6 more connections to the ClusterIP.
 # Asserted: each event equals its ipvsadm -Lnc entry and carries the seed's Service, pod and
 # node names; dgzsm's events after the change, and only those, are backend_terminating; the
-# summary, keyed by names, matches ipvsadm --stats.
+# summary, keyed by names, matches ipvsadm --stats. Then a trace with --service on the grpc
+# port: the kernel filters by the Service's addresses, and only the grpc connections come out.
 set -e
 . /lab/lib.sh
 node_setup
@@ -35,3 +36,17 @@ dump_ipvs
 stop_trace 18
 dump_clients
 dump_stats
+
+# The kernel-side name filter: --service on the grpc port only. Once the names are synced the
+# probes filter by the Service's addresses; http and NodePort connections are filtered out.
+start_trace trace_svc --kubeconfig "$LAB_KUBECONFIG" --service ratel/vpaas-demo-prod:grpc
+trace_wait_stderr "the kernel filters by name now" 60
+client_start svc_http client-pod --to $SEED_CLUSTER_IP:80 --count 3
+client_start svc_grpc client-pod --to $SEED_CLUSTER_IP:50091 --count 3
+client_start svc_nodeport outside --to $SEED_NODE_IP:32380 --count 2
+client_wait || lab_log "some connections failed (see the named-* dumps)"
+dump_ipvs svc
+stop_trace 3
+for _tag in svc_http svc_grpc svc_nodeport; do
+    dump "named-$_tag" cat "$LAB_TMP/client-$_tag.out"
+done

@@ -1069,6 +1069,55 @@ fn names(run: &ScenarioRun) {
         kube.contains(&"endpointslices: synced (1 list(s), 1 event(s))".to_owned()),
         "{kube:?}"
     );
+    names_in_the_kernel(run, cluster_grpc);
+}
+
+/// The second round of `names`: `--service` on the grpc port, filtered in the kernel by the
+/// Service's addresses once the names synced. Only the 3 grpc connections come out; the 3 http
+/// and 2 NodePort ones are counted as filtered out, every one accounted for.
+fn names_in_the_kernel(run: &ScenarioRun, cluster_grpc: SocketAddr) {
+    let trace = run.trace("trace_svc");
+    assert_clean("trace_svc", &trace);
+    let clients = |tag: &str| {
+        ipvs_trace_tests::labnet::parse_client_lines(&run.dump(&format!("named-{tag}")).text)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (http, grpc, nodeport) = (
+        clients("svc_http"),
+        clients("svc_grpc"),
+        clients("svc_nodeport"),
+    );
+    assert_eq!((http.len(), grpc.len(), nodeport.len()), (3, 3, 2));
+    for line in http.iter().chain(&grpc).chain(&nodeport) {
+        assert!(line.ok(), "{line:?}");
+    }
+    let events: Vec<&Event> = trace.events.iter().collect();
+    assert_events_are_connections(&events, &grpc);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.vip == cluster_grpc
+                && e.service.as_deref() == Some("ratel/vpaas-demo-prod:grpc")),
+        "{events:?}"
+    );
+    // The first round's grpc entries linger in TIME_WAIT: this round's are its clients'.
+    let locals: BTreeSet<SocketAddr> = grpc.iter().filter_map(|c| c.local).collect();
+    let entries: Vec<ConnEntry> = entries_of(run, "conns-svc", "TCP", cluster_grpc)
+        .into_iter()
+        .filter(|e| locals.contains(&e.source))
+        .collect();
+    assert_events_are_entries(&events, &entries);
+    let kernel = trace.summary.kernel.as_ref().expect("a kernel: line");
+    assert_eq!(
+        (
+            kernel.seen,
+            kernel.filtered_out,
+            kernel.matched,
+            kernel.read
+        ),
+        (8, 5, 3, 3),
+        "the probes saw the 8 connections and filtered out the 5 of other ports: {kernel:?}"
+    );
 }
 
 // snapshot: the same names from --kube-snapshot, filtered to one named Service port.

@@ -146,6 +146,9 @@ pub struct Index {
     pod_ips: HashMap<IpAddr, Claims<PodIp>>,
     /// Node addresses, as the `ClientName::Node` they name.
     node_ips: HashMap<IpAddr, Claims<ClientName>>,
+    /// Changes applied so far: who derives something from the index (the kernel-side name
+    /// filter) knows when to derive it again.
+    generation: u64,
 }
 
 impl Index {
@@ -156,6 +159,7 @@ impl Index {
 
     /// Applies one change.
     pub fn apply(&mut self, change: Change) {
+        self.generation += 1;
         match change {
             Change::Upsert(object) => self.upsert(object),
             Change::Delete(key) => self.delete(&key),
@@ -171,6 +175,12 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// Changes applied so far (see the field).
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Number of stored objects of `kind`.
@@ -499,7 +509,10 @@ fn node_entries(node: &NodeInfo) -> Vec<(IpAddr, ClientName)> {
         .collect()
 }
 
+mod named;
 pub mod synthetic;
+
+pub use named::NamedAddresses;
 
 #[cfg(test)]
 mod tests;

@@ -48,12 +48,42 @@ impl Opened {
         }
     }
 
+    /// Whether the index holds the cluster yet: a snapshot always does, live watches once
+    /// every kind has listed, no source never. Shared, so that it can be asked later.
+    #[must_use]
+    pub fn readiness(&self) -> Readiness {
+        match self {
+            Opened::None => Readiness::Never,
+            Opened::Snapshot(_) => Readiness::Always,
+            Opened::Live(_, live) => Readiness::Watches(live.health().clone()),
+        }
+    }
+
     /// Lines for the exit summary on the live watches' health (empty for other sources).
     #[must_use]
     pub fn health_lines(&self) -> Vec<String> {
         match self {
             Opened::Live(_, live) => live.summary_lines(),
             Opened::None | Opened::Snapshot(_) => Vec::new(),
+        }
+    }
+}
+
+/// See [`Opened::readiness`].
+#[derive(Clone)]
+pub enum Readiness {
+    Never,
+    Always,
+    Watches(super::watch::Health),
+}
+
+impl Readiness {
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        match self {
+            Readiness::Never => false,
+            Readiness::Always => true,
+            Readiness::Watches(health) => health.synced(),
         }
     }
 }

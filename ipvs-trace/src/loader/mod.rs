@@ -21,13 +21,18 @@ use std::{
 
 use anyhow::Context as _;
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use ipvs_trace_common::{drop, KernelFilter, EVENTS_MAP, FILTER_MAP, LOST_MAP, OFFSETS_GLOBAL};
+use ipvs_trace_common::filter::{test, NamedKey};
+use ipvs_trace_common::{
+    drop, KernelFilter, EVENTS_MAP, FILTER_MAP, LOST_MAP, NAMED_IPS_MAP, NAMED_VIPS_MAP,
+    OFFSETS_GLOBAL,
+};
 
 pub use error::LoadError;
 
+use crate::filter::NamedKeys;
 use crate::{btf::Btf, events::model::EventKind, offsets, output::summary::Losses};
 use module_watch::{ModuleSource as _, ModuleState, SysModule};
 use probes::Attachment;
@@ -60,6 +65,10 @@ pub struct LoaderOptions {
 pub struct Tracer {
     ebpf: Ebpf,
     attachment: Attachment,
+    /// The kernel-side filter as written now.
+    filter: KernelFilter,
+    /// What the named-address maps hold now.
+    named: NamedKeys,
     degraded: Vec<String>,
     layout: Layout,
     /// The load of ip_vs the probes were attached to.
@@ -100,7 +109,10 @@ impl Tracer {
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;
         let logger = start_kernel_logger(&mut ebpf);
-        write_filter(&mut ebpf, opts.filter.unwrap_or(KernelFilter::EVERYTHING))?;
+        // The name test is off until names are known (`set_named`).
+        let mut filter = opts.filter.unwrap_or(KernelFilter::EVERYTHING);
+        filter.tests &= !test::NAMES;
+        write_filter(&mut ebpf, filter)?;
 
         let mut degraded = resolved.degraded;
         // Unreadable symbols only cost the pre-check: attaching still fails clearly.
@@ -120,6 +132,8 @@ impl Tracer {
         Ok(Tracer {
             ebpf,
             attachment,
+            filter,
+            named: NamedKeys::default(),
             degraded,
             layout: types.layout,
             module,
@@ -172,6 +186,51 @@ impl Tracer {
             filtered: logged(self.filtered(), "decisions filtered out"),
             read: reader.read(),
         }
+    }
+
+    /// Makes the kernel's name test follow `named`: the maps updated (new entries before old
+    /// ones go, so a decision in between passes rather than falls out) and the test on; with
+    /// `None` (names not known yet, or more than the maps hold) the test goes off and userspace
+    /// alone applies the name filters. A failed update turns the test off as well.
+    pub fn set_named(&mut self, named: Option<&NamedKeys>) -> anyhow::Result<()> {
+        let synced = match named.filter(|named| named.fit()) {
+            Some(named) => self.sync_named(named),
+            None => Ok(false),
+        };
+        let on = matches!(synced, Ok(true));
+        let tests = if on {
+            self.filter.tests | test::NAMES
+        } else {
+            self.filter.tests & !test::NAMES
+        };
+        if tests != self.filter.tests {
+            self.filter.tests = tests;
+            write_filter(&mut self.ebpf, self.filter)?;
+        }
+        synced.map(|_| ())
+    }
+
+    fn sync_named(&mut self, named: &NamedKeys) -> anyhow::Result<bool> {
+        for (map_name, want, have) in [
+            (NAMED_VIPS_MAP, &named.vips, &mut self.named.vips),
+            (NAMED_IPS_MAP, &named.ips, &mut self.named.ips),
+        ] {
+            let map = self
+                .ebpf
+                .map_mut(map_name)
+                .with_context(|| format!("map {map_name} missing from the embedded eBPF object"))?;
+            let mut map: BpfHashMap<_, NamedKey, u8> = BpfHashMap::try_from(map)?;
+            for key in want.difference(have) {
+                map.insert(key, 1, 0)
+                    .with_context(|| format!("adding a name filter's address to {map_name}"))?;
+            }
+            for key in have.difference(want) {
+                // Gone already is what we want.
+                let _ = map.remove(key);
+            }
+            have.clone_from(want);
+        }
+        Ok(true)
     }
 
     /// Decisions the kernel-side filter left out, summed over CPUs.

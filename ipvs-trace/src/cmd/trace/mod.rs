@@ -6,6 +6,7 @@
 //! without a syscall per line. On a stop, whatever the kernel already wrote to the ring is still
 //! printed (up to `--count`), then the summary goes to stderr.
 
+mod named;
 mod reattach;
 mod session;
 
@@ -31,6 +32,7 @@ use crate::kube::source::{self, Ambient, Opened};
 use crate::loader::{Layout, LoaderOptions, Tracer};
 use crate::metrics::{Exporter, MetricsConfig, Recorder};
 use crate::output::{summary::Summary, Printer};
+use named::NamedFilter;
 
 /// Output buffer: large enough for a full batch of table lines in a few writes.
 const STDOUT_BUFFER: usize = 64 * 1024;
@@ -77,14 +79,11 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
         Some(Layout::ModuleBtf { .. }) | None => None,
     };
 
+    let mut name_filter = NamedFilter::new(&config.filter, &names);
     let mut session = Session {
-        printer: printer(&config, clock, names.index().is_some()),
+        printer: printer(&config, clock, index.is_some()),
+        summary: summary_for(index.is_some()),
         filter: config.filter,
-        summary: if names.index().is_some() {
-            Summary::with_names()
-        } else {
-            Summary::default()
-        },
         index,
         tables,
         nat,
@@ -118,6 +117,11 @@ pub async fn run(config: TraceConfig) -> anyhow::Result<()> {
             // Before the ring: ready once a second, and under a flood, when losses happen, it
             // must not wait behind the events.
             () = next_tick(&mut metrics_tick) => session.tick_metrics(&probes.losses()),
+            () = named::next(&mut name_filter) => {
+                if let Some(name_filter) = &mut name_filter {
+                    name_filter.refresh(&mut probes);
+                }
+            }
             next = probes.next(&mut batch) => {
                 let next = next.context("waiting for events from the kernel")?;
                 report_probes(exporter.as_ref(), next);
@@ -177,6 +181,15 @@ fn report_probes(exporter: Option<&Exporter>, next: Next) {
         (Some(exporter), Next::Detached) => exporter.detached(),
         (Some(exporter), Next::Reattached) => exporter.reattached(),
         _ => {}
+    }
+}
+
+/// The summary, keyed by names when a Kubernetes source is in use.
+fn summary_for(names: bool) -> Summary {
+    if names {
+        Summary::with_names()
+    } else {
+        Summary::default()
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::notice;
 use crate::events::{Event, EventReader};
+use crate::filter::NamedKeys;
 use crate::loader::module_watch::{ModuleWatch, Step};
 use crate::loader::probes::Attachment;
 use crate::loader::{Layout, LoaderOptions, Tracer};
@@ -69,6 +70,8 @@ pub(super) struct Probes {
     retired: Losses,
     /// What the newest tracer attached (kept while detached, for the summary).
     attachment: Attachment,
+    /// The name filters' addresses last handed over, for a tracer attached again.
+    named: Option<NamedKeys>,
 }
 
 /// A tracer and the reader of its ring buffer. Dropping it detaches the probes.
@@ -99,6 +102,7 @@ impl Probes {
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Ok(Probes {
             options,
+            named: None,
             attachment: tracer.attachment().clone(),
             live: Some(Attached::new(tracer)?),
             watch,
@@ -119,6 +123,16 @@ impl Probes {
     /// Where the struct layout of the tracer of the moment came from (`None`: detached).
     pub(super) fn layout(&self) -> Option<&Layout> {
         self.live.as_ref().map(|live| live.tracer.layout())
+    }
+
+    /// The addresses the name filters resolve to now, for the kernel-side filter (see
+    /// [`Tracer::set_named`]); kept for a tracer attached again after an ip_vs reload.
+    pub(super) fn set_named(&mut self, named: Option<NamedKeys>) -> anyhow::Result<()> {
+        self.named = named;
+        match &mut self.live {
+            Some(live) => live.tracer.set_named(self.named.as_ref()),
+            None => Ok(()),
+        }
     }
 
     /// What the newest tracer attached and left out (also after it was detached).
@@ -223,13 +237,19 @@ impl Probes {
         let started = starting.await;
         self.starting = None;
         match started.and_then(Attached::new) {
-            Ok(live) => {
+            Ok(mut live) => {
                 self.watch.attached(live.tracer.module());
                 notice(&format!(
                     "ipvs-trace: tracing again, ip_vs was loaded again ({})",
                     live.tracer.attachment().tracing_list()
                 ));
                 self.attachment = live.tracer.attachment().clone();
+                if let Err(err) = live.tracer.set_named(self.named.as_ref()) {
+                    tracing::warn!(
+                        "the kernel-side name filter of the tracer attached again: {err:#}; \
+                         the name filters are applied in userspace only"
+                    );
+                }
                 self.live = Some(live);
                 self.failing = false;
                 true

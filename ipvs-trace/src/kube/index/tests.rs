@@ -1,6 +1,7 @@
 //! Index behaviour, with objects built as the API serves them (JSON through the k8s-openapi
 //! types), so conversion is exercised on every case.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -604,4 +605,55 @@ fn lookup_cost_at_100k_pods() {
         "lookup (service_for + backend_for + pod_for_ip): {per_event:.0} ns/event over {} events ({found} hits)",
         events.len()
     );
+}
+
+#[test]
+fn named_addresses_are_the_vips_node_ports_and_pod_ips_of_the_names() {
+    let ports = json!([{ "name": "http", "port": 8080, "protocol": "TCP" }]);
+    let mut index = index([
+        node("n1", "10.245.96.43", None),
+        service(
+            "ratel",
+            "web",
+            json!({ "type": "NodePort", "clusterIP": "172.31.0.20",
+                    "ports": [{ "name": "http", "port": 80, "nodePort": 32380 }] }),
+            json!({}),
+        ),
+        service(
+            "other",
+            "db",
+            json!({ "clusterIP": "172.31.0.30", "ports": [{ "port": 5432 }] }),
+            json!({}),
+        ),
+        pod("ratel", "web-1", "n1", &["10.245.112.32"]),
+        pod("other", "db-1", "n1", &["10.245.113.7"]),
+        slice(
+            "ratel",
+            "web-abc",
+            ports,
+            &[("10.245.112.40", "web-2", "n1", false)],
+        ),
+    ]);
+    let in_ratel = |name: &str| name.starts_with("ratel/");
+    let named = index.named_addresses(|s| in_ratel(&s.service), in_ratel);
+    assert_eq!(named.vips, [addr("172.31.0.20:80")].into());
+    assert_eq!(named.node_ports, [32380].into());
+    // web-2 is only an endpoint (no pod object): a backend, not a client.
+    assert_eq!(
+        named.backends,
+        [ip("10.245.112.32"), ip("10.245.112.40")].into()
+    );
+    assert_eq!(named.clients, [ip("10.245.112.32")].into());
+    // The generation moves with every change, so the kernel's copy is redone.
+    let before = index.generation();
+    index.apply(Change::Delete(ObjectKey::new(
+        Kind::Pod,
+        Some("ratel"),
+        "web-1",
+    )));
+    assert!(index.generation() > before);
+    let named = index.named_addresses(|s| in_ratel(&s.service), in_ratel);
+    assert_eq!(named.clients, BTreeSet::new());
+    assert_eq!(named.backends, [ip("10.245.112.40")].into());
+    assert!(index.named_addresses(|_| false, |_| false).is_empty());
 }
