@@ -191,6 +191,10 @@ With Kubernetes names, CLIENT, VIP and BACKEND show the client pod (or node), th
 (namespace/name:port) and the backend pod where known; -n keeps addresses. Names never delay an
 event: one whose addresses are not (yet) known prints raw, and the summary counts it.
 
+The filters also run in the probes, before a record is made: --vip, --backend, --client,
+--proto, --event at once, --service, --namespace, --pod as their addresses once the names are
+synced. The summary's kernel: line counts every decision: seen = filtered_out + matched.
+
 Environment: RUST_LOG=debug (or info, trace) logs what the tool does on stderr.";
 
 /// Where Kubernetes names come from: the flags shared by every subcommand that shows names.
