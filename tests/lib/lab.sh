@@ -303,9 +303,34 @@ dump() {
 # and rules, named conns-TAG and rules-TAG when a TAG is given. See dump_stats for counters.
 dump_ipvs() {
     _sfx=${1:+-$1}
-    dump "conns$_sfx" ipvsadm -Lnc
+    dump_conns "conns$_sfx"
     dump "rules$_sfx" ipvsadm -Ln
     IPVS_SNAPSHOT_AT=$(uptime_cs)
+}
+
+# conns_settled: `ipvsadm -Lnc` into $LAB_TMP/conns.settled, listed again (every 200 ms, 20
+# times at most) until two listings in a row hold as many lines. Since 7.x IPVS resizes its
+# connection table as it grows (ip_vs_rht), and a listing taken while it does can miss entries:
+# on 7.2 one listed 18 of some 200 entries right after a burst (the entries were all there in a
+# listing seconds later).
+conns_settled() {
+    _prev=-1
+    _n=20
+    while [ "$_n" -gt 0 ]; do
+        ipvsadm -Lnc >"$LAB_TMP/conns.settled" 2>&1
+        _count=$(wc -l <"$LAB_TMP/conns.settled")
+        [ "$_count" -eq "$_prev" ] && return 0
+        _prev=$_count
+        usleep 200000
+        _n=$((_n - 1))
+    done
+    lab_log "ipvsadm -Lnc still changing after 4 s: the last listing is dumped"
+}
+
+# dump_conns NAME: the dump NAME, `ipvsadm -Lnc` once settled (conns_settled).
+dump_conns() {
+    conns_settled
+    dump "$1" cat "$LAB_TMP/conns.settled"
 }
 
 # dump_stats [TAG]: the dump stats (stats-TAG), `ipvsadm -Ln --stats --exact`, once it is

@@ -66,7 +66,7 @@ client_start nodeport outside --to $SEED_NODE_IP:32380 --count 40
 client_start cart client-pod --to $CART_VIP:80 --count 60
 client_wait || lab_log "some connections failed (see the client dumps)"
 # The kernel's view at the time: the entries stay in TIME_WAIT for two minutes.
-dump conns ipvsadm -Lnc
+dump_conns conns
 dump_stats
 
 # Two backend pods go, and new pods take their IPs (as a StatefulSet or a small pod CIDR does).
@@ -80,7 +80,7 @@ done
 client_start late-cart client-pod --to $CART_VIP:80 --count 10
 client_start late-http client-pod --to $SEED_CLUSTER_IP:80 --count 9
 client_wait || lab_log "some connections failed (see the client dumps)"
-dump conns-late ipvsadm -Lnc
+dump_conns conns-late
 # A decision reaches the store within a second of its event.
 sleep 2
 
@@ -136,7 +136,7 @@ serve_stop serve3
 # No serve: the kernel's connection table, names from the API server.
 client_start nolive outside --to $CART_VIP:80 --count 5
 client_wait || lab_log "some connections failed (see the client dumps)"
-dump conns-fallback ipvsadm -Lnc
+dump_conns conns-fallback
 dump who-fallback ipvs-trace who -o json --kubeconfig "$LAB_KUBECONFIG" 198.51.100.7
 
 # History directories that cannot be used, and a disk that fills up.

@@ -47,7 +47,7 @@ client_start v4-client2 natclient2 --to $VIP:80 --count 20
 client_start udp-client2 natclient2 --udp --to $VIP:53 --count 6
 client_start v6-client1 natclient1 --to "[$VIP6]:80" --count 10
 client_wait || lab_log "some connections failed (see the client dumps)"
-dump conns ipvsadm -Lnc
+dump_conns conns
 # stdout only: the tool's count line on stderr would land inside a line of the listing.
 dump conntrack4 sh -c 'conntrack -L -f ipv4 -o extended 2>/dev/null'
 dump conntrack6 sh -c 'conntrack -L -f ipv6 -o extended 2>/dev/null'
@@ -66,7 +66,7 @@ echo 0 >/proc/sys/net/ipv4/vs/conntrack
 start_trace trace-off --nat
 client_start off-client2 natclient2 --to $VIP:80 --count 3
 client_wait || lab_log "some connections failed (see the client dumps)"
-dump conns-off ipvsadm -Lnc
+dump_conns conns-off
 stop_trace 3
 echo 1 >/proc/sys/net/ipv4/vs/conntrack
 dump_clients
