@@ -1,6 +1,8 @@
-//! The kernel side of ipvs-trace: kprobes on the IPVS connection-scheduling functions.
+//! The kernel side of ipvs-trace: programs on the IPVS connection-scheduling functions.
 //!
-//! Each program is a thin `#[kprobe]`/`#[kretprobe]` entry that calls a `try_*` function; kernel
+//! Each hooked function has two thin entries, a kprobe (or kretprobe) and a BPF trampoline
+//! program (fentry or fexit), which take the function's arguments their own way and call one
+//! shared body (userspace attaches one of the two, `loader/probes.rs`); kernel
 //! memory is read only through [`kernel`] with offsets userspace resolved from BTF; records go to
 //! userspace through [`emit`], which counts every record it could not deliver.
 #![no_std]

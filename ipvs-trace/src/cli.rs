@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::loader::probes::AttachMode;
+
 use crate::events::{model::EventKind, Proto};
 use crate::filter::{
     parse_event_kind, parse_namespace, parse_pod, AddrMatch, Filter, ServiceMatch,
@@ -150,6 +152,18 @@ pub struct CheckArgs {
         value_parser = parse_event_kind
     )]
     pub event: Vec<EventKind>,
+
+    /// Check what `trace --attach MODE` would attach: auto (a trampoline where the kernel
+    /// takes one, a kprobe otherwise), fentry or kprobe. The kernel alone can refuse a
+    /// trampoline that looks possible here (`check` loads nothing): trace then says so.
+    #[arg(
+        long,
+        value_name = "MODE",
+        value_enum,
+        default_value_t = AttachMode::Auto,
+        env = "IPVS_TRACE_ATTACH"
+    )]
+    pub attach: AttachMode,
 }
 
 impl CheckArgs {
@@ -158,6 +172,7 @@ impl CheckArgs {
         crate::cmd::check::CheckConfig {
             btf: self.btf,
             kinds: self.event,
+            attach: self.attach,
         }
     }
 }
@@ -256,6 +271,20 @@ pub struct LoaderArgs {
     /// suffixes K and M (binary) allowed, e.g. 1M. Raise it if events are reported lost.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring_size)]
     pub ring_size: Option<u32>,
+
+    /// How the probes hook the kernel. auto: each through a BPF trampoline (fentry/fexit: no
+    /// trap, the cheapest) where the kernel takes one (module BTF, 5.11+; fexit 5.17+; root or
+    /// CAP_SYS_ADMIN to find ip_vs's BTF), a kprobe otherwise, saying why. fentry: trampolines
+    /// only, failing where the kernel cannot. kprobe: kprobes only. The tracing line and
+    /// `ipvs-trace check --attach MODE` show what each probe gets.
+    #[arg(
+        long,
+        value_name = "MODE",
+        value_enum,
+        default_value_t = AttachMode::Auto,
+        env = "IPVS_TRACE_ATTACH"
+    )]
+    pub attach: AttachMode,
 }
 
 /// Arguments of `ipvs-trace trace`.
@@ -403,6 +432,8 @@ pub struct TraceConfig {
     pub btf: Option<PathBuf>,
     /// Ring buffer size in bytes (a valid one); `None` for the loader's default.
     pub ring_size: Option<u32>,
+    /// `--attach`: trampolines, kprobes, or each where it works.
+    pub attach: AttachMode,
     /// Test hook: (kernel function, symbol to attach its probe to instead).
     pub kprobe_target_override: Option<(String, String)>,
     /// Table shows addresses, not names.
@@ -445,6 +476,7 @@ impl TraceArgs {
             wait: self.wait,
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
+            attach: self.loader.attach,
             kprobe_target_override: self.debug_kprobe_target,
             numeric: self.numeric,
             names: self.names.into_source(),
@@ -564,6 +596,7 @@ mod tests {
                 wait: false,
                 btf: None,
                 ring_size: None,
+                attach: AttachMode::Auto,
                 kprobe_target_override: None,
                 numeric: false,
                 names: NameSource::Auto,
@@ -642,6 +675,7 @@ mod tests {
                 wait: true,
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
+                attach: AttachMode::Auto,
                 kprobe_target_override: Some(("ip_vs_conn_new".into(), "no_such_function".into())),
                 numeric: true,
                 names: NameSource::Snapshots(vec!["a.json".into(), "b.json".into()]),

@@ -340,6 +340,13 @@ dump_conns() {
     dump "$1" cat "$LAB_TMP/conns.settled"
 }
 
+# dump_attach: the dump `attach-env`, "RELEASE MODE": the kernel release and the --attach mode
+# the boot gives every ipvs-trace (IPVS_TRACE_ATTACH, auto when unset), from which the tests
+# know the hook each probe gets.
+dump_attach() {
+    dump attach-env sh -c 'echo "$(uname -r) ${IPVS_TRACE_ATTACH:-auto}"'
+}
+
 # dump_stats [TAG]: the dump stats (stats-TAG), `ipvsadm -Ln --stats --exact`, once it is
 # complete. IPVS counts per CPU and its estimator folds the counts into what ipvsadm reads
 # every 2 s, so right after the traffic Conns lags behind (251 of 300 seen on 6.1): this waits

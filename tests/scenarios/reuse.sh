@@ -20,6 +20,7 @@ for i in 1 2; do
 done
 mk_client client1 198.51.100.11
 mk_client client2 198.51.100.12
+dump_attach
 
 start_trace trace --client 198.51.100.11
 client_start reuse client1 --to $VIP:80 --count 5 --bind 198.51.100.11:30000 --rst --interval-ms 100

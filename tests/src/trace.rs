@@ -405,7 +405,7 @@ ipvs-trace summary
   events: new=13 template=1 reused=1 no_dest=1
   lost: 3 (ring buffer full)   malformed: 1
   kernel: seen=40 filtered_out=20 matched=20 (read=17 lost=3 unreadable=0)
-  probes: ip_vs_conn_new (kretprobe: new, template)   not asked for: tcp_state_transition (kprobe: reused, per packet)
+  probes: ip_vs_conn_new (fexit: new, template)   not asked for: tcp_state_transition (reused, per packet)
   TCP 10.245.96.43:32380 rr
     -> 10.245.112.4:8080  new=1
   TCP 172.31.42.227:80 rr
@@ -423,7 +423,7 @@ ipvs-trace summary
         assert!(summary
             .probes
             .as_deref()
-            .is_some_and(|p| p.starts_with("ip_vs_conn_new (kretprobe")));
+            .is_some_and(|p| p.starts_with("ip_vs_conn_new (fexit")));
         assert_eq!(summary.services.len(), 3, "{:?}", summary.services);
         let kernel = summary.kernel.as_ref().expect("the kernel line");
         assert_eq!(

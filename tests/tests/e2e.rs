@@ -30,7 +30,7 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, top, history, reload, filter, errors
+            dualstack, nat, balance, metrics, top, history, reload, filter, attach, errors
         }
     };
 }
@@ -67,7 +67,7 @@ macro_rules! kernel_7_2 {
 
 kernel_7_2!(
     rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, filter,
-    errors
+    attach, errors
 );
 
 macro_rules! completeness {
@@ -532,16 +532,21 @@ fn reuse_with_only_new_asked_for(run: &ScenarioRun, vip: SocketAddr, backend: Op
     let (attached, left_out) = tracing
         .split_once(';')
         .expect("a list of what was left out");
-    assert_eq!(attached, "ipvs-trace: tracing (ip_vs_conn_new", "{tracing}");
+    let hook = hooks_of(run)[0];
+    assert_eq!(
+        attached,
+        format!("ipvs-trace: tracing (ip_vs_conn_new ({hook})"),
+        "{tracing}"
+    );
     assert!(
         left_out.contains("tcp_state_transition") && left_out.contains("ip_vs_leave"),
         "{tracing}"
     );
     let probes = trace.summary.probes.as_deref().expect("a probes: line");
     assert!(
-        probes.starts_with(
-            "ip_vs_conn_new (kretprobe: new, template)   not asked for: tcp_state_transition"
-        ),
+        probes.starts_with(&format!(
+            "ip_vs_conn_new ({hook}: new, template)   not asked for: tcp_state_transition"
+        )),
         "{probes}"
     );
     let reconnects = run.client("reuse_new");
@@ -606,6 +611,124 @@ fn filter(run: &ScenarioRun) {
         (conns, conns - 20, 20, 20),
         "{kernel:?}"
     );
+}
+
+/// The kernel release and the boot's `--attach` mode, from the scenario's `attach-env` dump
+/// (`dump_attach`).
+fn attach_env(run: &ScenarioRun) -> (String, String) {
+    let text = &run.dump("attach-env").text;
+    let (release, mode) = text.trim().split_once(' ').expect("RELEASE MODE");
+    (release.to_owned(), mode.to_owned())
+}
+
+/// The hooks of ip_vs_conn_new, tcp_state_transition and ip_vs_leave in this boot: kprobes on
+/// 5.10 (no module BTF: the lab traces it with --btf) or where the boot forces them, the
+/// trampolines otherwise.
+fn hooks_of(run: &ScenarioRun) -> [&'static str; 3] {
+    let (release, mode) = attach_env(run);
+    if release.starts_with("5.10") || mode == "kprobe" {
+        ["kretprobe", "kprobe", "kprobe"]
+    } else {
+        ["fexit", "fentry", "fentry"]
+    }
+}
+
+// attach: every probe through its trampoline and through its kprobe, on the same traffic.
+fn attach(run: &ScenarioRun) {
+    let (release, _) = attach_env(run);
+    let mut rounds = vec![("kprobe", 30201, ["kretprobe", "kprobe", "kprobe"])];
+    if release.starts_with("5.10") {
+        // No module BTF: --attach fentry fails at once, saying why.
+        let refused = run.dump("fentry-refused");
+        assert_eq!(refused.status, Some(1), "{}", refused.text);
+        assert!(
+            refused
+                .text
+                .contains("--attach fentry: no fexit on kernel function `ip_vs_conn_new`")
+                && refused.text.contains("no BTF for ip_vs"),
+            "{}",
+            refused.text
+        );
+    } else {
+        rounds.push(("fentry", 30200, ["fexit", "fentry", "fentry"]));
+    }
+    for (mode, port, hooks) in rounds {
+        attach_round(run, mode, port, hooks);
+    }
+}
+
+/// One round of `attach`: the hooks named, and 1 + 4 new, 2 reused and 2 no_dest decisions,
+/// each the kernel's.
+fn attach_round(run: &ScenarioRun, mode: &str, port: u16, hooks: [&str; 3]) {
+    let vip = addr("172.31.0.50:80");
+    let empty = addr("172.31.0.51:80");
+    let trace = run.trace(mode);
+    assert_clean(mode, &trace);
+    let tracing = trace
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ipvs-trace: tracing ("))
+        .expect("a tracing line");
+    assert_eq!(
+        tracing,
+        format!(
+            "ipvs-trace: tracing (ip_vs_conn_new ({}), tcp_state_transition ({}), ip_vs_leave \
+             ({}))",
+            hooks[0], hooks[1], hooks[2]
+        ),
+        "{mode}"
+    );
+    let probes = trace.summary.probes.as_deref().expect("a probes: line");
+    assert!(
+        probes.starts_with(&format!("ip_vs_conn_new ({}: new, template)", hooks[0])),
+        "{probes}"
+    );
+    // New: the first of client1's connections and client2's four, each one entry.
+    let reuse = run.client(&format!("{mode}-reuse"));
+    let plain = run.client(&format!("{mode}-plain"));
+    assert_eq!((reuse.len(), plain.len()), (3, 4), "{mode}: connections");
+    assert!(reuse.iter().chain(&plain).all(ClientLine::ok));
+    let reuse_client = addr(&format!("198.51.100.51:{port}"));
+    assert!(
+        reuse.iter().all(|l| l.local == Some(reuse_client)),
+        "{reuse:?}"
+    );
+    let mut scheduled = vec![reuse[0].clone()];
+    scheduled.extend(plain.iter().cloned());
+    let news: Vec<&Event> = trace.of_kind("new").collect();
+    assert_events_are_connections(&news, &scheduled);
+    let sources: BTreeSet<SocketAddr> = scheduled.iter().filter_map(|l| l.local).collect();
+    let entries: Vec<ConnEntry> = entries_of(run, &format!("conns-{mode}"), "TCP", vip)
+        .into_iter()
+        .filter(|e| sources.contains(&e.source))
+        .collect();
+    assert_events_are_entries(&news, &entries);
+    // Reused: client1's next two, on its entry's backend, no new entry.
+    let first = news
+        .iter()
+        .find(|e| e.client == reuse_client)
+        .expect("client1's scheduled connection");
+    let reused: Vec<&Event> = trace.of_kind("reused").collect();
+    assert_eq!(reused.len(), 2, "{mode}: reused {reused:?}");
+    assert!(
+        reused
+            .iter()
+            .all(|e| e.client == reuse_client && e.vip == vip && e.backend == first.backend),
+        "{reused:?}"
+    );
+    // no_dest: client3's two refused connects, exactly.
+    let connects = run.client(&format!("{mode}-refused"));
+    assert_eq!(connects.len(), 2);
+    let no_dest: Vec<&Event> = trace.of_kind("no_dest").collect();
+    let client3 = addr(&format!("198.51.100.53:{}", port + 1000));
+    assert_eq!(no_dest.len(), 2, "{mode}: no_dest {no_dest:?}");
+    assert!(
+        no_dest
+            .iter()
+            .all(|e| e.client == client3 && e.vip == empty),
+        "{no_dest:?}"
+    );
+    assert_eq!(trace.events.len(), 9, "{mode}: nothing else");
 }
 
 // no_dest: a service without endpoints and one with only a weight-0 endpoint.

@@ -1,6 +1,10 @@
 //! Scheduling that found no real server: event `no_dest`.
 
-use aya_ebpf::{macros::kprobe, programs::ProbeContext};
+use aya_ebpf::{
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
+    EbpfContext,
+};
 use ipvs_trace_common::{event::valid, EventKind};
 
 use crate::{emit, filter, kernel::KPtr, maps::offset};
@@ -18,14 +22,23 @@ use crate::{emit, filter, kernel::KPtr, maps::offset};
 /// kretprobe pair on `ip_vs_schedule` ran for every new connection only to see this case.
 #[kprobe]
 pub fn ip_vs_leave(ctx: ProbeContext) -> u32 {
-    let _ = try_ip_vs_leave(&ctx);
+    if let (Some(svc), Some(skb), Some(iph)) = (ctx.arg(0), ctx.arg(1), ctx.arg(3)) {
+        let _ = leave(&ctx, svc, skb, iph);
+    }
     0
 }
 
-fn try_ip_vs_leave(ctx: &ProbeContext) -> Option<()> {
-    let svc = KPtr::new(ctx.arg(0)?)?;
-    let skb = KPtr::new(ctx.arg(1)?)?;
-    let iph = KPtr::new(ctx.arg(3)?)?;
+/// The same through a BPF trampoline (`fentry`).
+#[fentry(function = "ip_vs_leave")]
+pub fn ip_vs_leave_fentry(ctx: FEntryContext) -> u32 {
+    let _ = leave(&ctx, ctx.arg(0), ctx.arg(1), ctx.arg(3));
+    0
+}
+
+fn leave<C: EbpfContext>(ctx: &C, svc: *const u8, skb: *const u8, iph: *const u8) -> Option<()> {
+    let svc = KPtr::new(svc)?;
+    let skb = KPtr::new(skb)?;
+    let iph = KPtr::new(iph)?;
     if !filter::wants(EventKind::NoDest) || !passes_filter(svc, skb, iph) {
         return Some(());
     }

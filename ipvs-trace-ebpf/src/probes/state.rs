@@ -5,7 +5,11 @@
 //! persistence), IPVS forwards it to the old entry's destination without scheduling, and
 //! `ipvsadm --stats` does not count it. The state transition is the only place that sees it.
 
-use aya_ebpf::{macros::kprobe, programs::ProbeContext};
+use aya_ebpf::{
+    macros::{fentry, kprobe},
+    programs::{FEntryContext, ProbeContext},
+    EbpfContext,
+};
 use ipvs_trace_common::EventKind;
 
 use crate::{emit, filter, kernel::KPtr, maps::offset};
@@ -45,21 +49,37 @@ const TCP_FLAGS_OFFSET: u32 = 13;
 /// only a reused SYN goes on to the filter and the record.
 #[kprobe]
 pub fn tcp_state_transition(ctx: ProbeContext) -> u32 {
-    let _ = try_tcp_state_transition(&ctx);
+    if let Some(direction) = ctx.arg::<i32>(1) {
+        let _ = state_transition(&ctx, direction, || Some((ctx.arg(0)?, ctx.arg(2)?)));
+    }
     0
 }
 
-fn try_tcp_state_transition(ctx: &ProbeContext) -> Option<()> {
-    let direction: i32 = ctx.arg(1)?;
+/// The same through a BPF trampoline (`fentry`): no trap per packet, and the arguments are
+/// loads from the context, not registers saved by the trap.
+#[fentry(function = "tcp_state_transition")]
+pub fn tcp_state_transition_fentry(ctx: FEntryContext) -> u32 {
+    let direction: i32 = ctx.arg(1);
+    let _ = state_transition(&ctx, direction, || Some((ctx.arg(0), ctx.arg(2))));
+    0
+}
+
+/// `args` gives `cp` and `skb`, taken only once the direction is the client's.
+fn state_transition<C: EbpfContext>(
+    ctx: &C,
+    direction: i32,
+    args: impl FnOnce() -> Option<(*const u8, *const u8)>,
+) -> Option<()> {
     if direction != DIR_INPUT {
         return None;
     }
-    let cp = KPtr::new(ctx.arg(0)?)?;
+    let (cp, skb) = args()?;
+    let cp = KPtr::new(cp)?;
     let state = cp.read::<u16>(offset!(conn_state))?;
     if state == TCP_S_NONE || state == TCP_S_SYN_RECV {
         return None;
     }
-    let skb = KPtr::new(ctx.arg(2)?)?;
+    let skb = KPtr::new(skb)?;
     // At the IPVS hooks skb->data points at the network header; the kernel finds the TCP
     // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6). In the client's
     // direction the packet's family is the entry's.

@@ -316,6 +316,14 @@ impl Btf {
             || self.base.as_ref().is_some_and(|b| b.has_function(name))
     }
 
+    /// The type id of function `name` in this blob alone (not its base): for a module's split
+    /// BTF, the id in the split numbering the kernel expects with the module's BTF object.
+    #[must_use]
+    pub fn module_function_id(&self, name: &str) -> Option<u32> {
+        self.base.as_ref()?;
+        self.index().functions.get(name).copied()
+    }
+
     /// Offset and size of `field` in `struct_name` (a struct or union).
     ///
     /// `field` may be a dotted path through named struct/union members (`"ns.inum"`); each level

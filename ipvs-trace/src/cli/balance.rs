@@ -123,6 +123,7 @@ impl BalanceArgs {
             wait: self.wait,
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
+            attach: self.loader.attach,
             names: self.names.into_source(),
         }
     }
@@ -204,6 +205,7 @@ mod tests {
                 wait: true,
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
+                attach: crate::loader::probes::AttachMode::Auto,
                 names: NameSource::Snapshots(vec!["a.json".into()]),
             }
         );

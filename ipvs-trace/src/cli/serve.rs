@@ -154,6 +154,7 @@ impl ServeArgs {
             wait: true,
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
+            attach: self.loader.attach,
             kprobe_target_override: None,
             numeric: false,
             names: self.names.into_source(),

@@ -113,6 +113,7 @@ impl TopArgs {
             wait: self.wait,
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
+            attach: self.loader.attach,
             names: self.names.into_source(),
         }
     }
@@ -201,6 +202,7 @@ mod tests {
                 wait: true,
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
+                attach: crate::loader::probes::AttachMode::Auto,
                 names: NameSource::Snapshots(vec!["a.json".into()]),
             }
         );

@@ -53,6 +53,7 @@ pub struct BalanceConfig {
     pub wait: bool,
     pub btf: Option<PathBuf>,
     pub ring_size: Option<u32>,
+    pub attach: crate::loader::probes::AttachMode,
     pub names: NameSource,
 }
 
@@ -91,6 +92,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
+        attach: config.attach,
         // Every kind: their columns need new, reused and no_dest.
         kinds: Vec::new(),
         filter: None,

@@ -15,8 +15,8 @@ use ipvs_trace_common::offsets::{flags, KernelOffsets};
 use crate::btf::Btf;
 use crate::events::model::EventKind;
 use crate::loader::kallsyms::Kallsyms;
-use crate::loader::probes::{Fit, PROBES};
-use crate::loader::{kernel, privileges};
+use crate::loader::probes::{trampoline_target, AttachMode, Fit, Probe, PROBES};
+use crate::loader::{kernel, privileges, trampoline, trampoline_path};
 use crate::loader::{KernelTypes, Layout, LoadError};
 
 /// What `check` was asked.
@@ -26,6 +26,8 @@ pub struct CheckConfig {
     pub btf: Option<PathBuf>,
     /// `--event`: the kinds `trace --event` would ask for (empty: every kind).
     pub kinds: Vec<EventKind>,
+    /// `--attach`: how `trace --attach` would hook the functions.
+    pub attach: AttachMode,
 }
 
 /// How the node stands.
@@ -84,12 +86,17 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
         }
     };
 
+    let path = attach_path(&mut out, config.attach, types.as_ref(), ip_vs_loaded);
     write_probes(
         &mut out,
         &config.kinds,
         ip_vs_loaded,
         types.as_ref().map(|t| &t.btf),
         kallsyms.as_ref(),
+        (
+            config.attach,
+            path.as_ref().copied().map_err(String::as_str),
+        ),
         &mut problems,
         &mut degraded,
     );
@@ -135,15 +142,72 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     (out, verdict)
 }
 
-/// One line per probe: function, kind, events, role and whether it attaches (and why not, or
-/// that `--event` leaves it out);
-/// under each function its prototype when BTF has it.
+/// The `attach` line: the mode, and whether the trampoline path is open on this node (the
+/// reason when not, which every probe then shares).
+fn attach_path(
+    out: &mut String,
+    mode: AttachMode,
+    types: Option<&KernelTypes>,
+    ip_vs_loaded: bool,
+) -> Result<(), String> {
+    let mode_name = match mode {
+        AttachMode::Auto => "auto",
+        AttachMode::Fentry => "fentry",
+        AttachMode::Kprobe => "kprobe",
+    };
+    let path = match types {
+        None => Err("no BTF".to_owned()),
+        Some(_) if !ip_vs_loaded => Err("ip_vs is not loaded".to_owned()),
+        Some(types) => trampoline_path(mode, &types.layout)
+            .and_then(|()| trampoline::find_module().map_err(|e| e.to_string())),
+    };
+    let _ = match (&path, mode) {
+        (Ok(()), _) => writeln!(
+            out,
+            "attach      {mode_name}: BPF trampolines (fentry/fexit) on ip_vs's BTF in the kernel"
+        ),
+        (Err(_), AttachMode::Kprobe) => writeln!(out, "attach      kprobe: kprobes only"),
+        (Err(why), _) => writeln!(out, "attach      {mode_name}: kprobes, as {why}"),
+    };
+    path
+}
+
+/// The hook `probe` will get, and how that was decided; `Err` for `--attach fentry` where
+/// no trampoline can be had.
+fn planned_hook(
+    probe: &Probe,
+    (mode, path): (AttachMode, Result<(), &str>),
+    btf: Option<&Btf>,
+) -> Result<(String, String), String> {
+    let trampoline = path
+        .map_err(str::to_owned)
+        .and_then(|()| btf.ok_or_else(|| "no BTF".to_owned()))
+        .and_then(|btf| trampoline_target(probe, btf));
+    match (trampoline, mode) {
+        (Ok(_), _) => Ok((
+            probe.trampoline_hook().name().to_owned(),
+            "BPF trampoline".to_owned(),
+        )),
+        (Err(_), AttachMode::Kprobe) => Ok((probe.kprobe_hook().name().to_owned(), String::new())),
+        (Err(why), AttachMode::Fentry) => Err(why),
+        (Err(why), AttachMode::Auto) => Ok((probe.kprobe_hook().name().to_owned(), why)),
+    }
+}
+
+/// One line per probe: function, hook, events, role and whether it attaches (and why not, or
+/// that `--event` leaves it out), with why a kprobe where a trampoline was possible in
+/// principle; under each function its prototype when BTF has it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the report's parts, each computed once by the caller"
+)]
 fn write_probes(
     out: &mut String,
     kinds: &[EventKind],
     ip_vs_loaded: bool,
     btf: Option<&Btf>,
     kallsyms: Option<&Kallsyms>,
+    attach: (AttachMode, Result<(), &str>),
     problems: &mut Vec<String>,
     degraded: &mut Vec<String>,
 ) {
@@ -151,6 +215,7 @@ fn write_probes(
     let mut shown_signatures: Vec<&str> = Vec::new();
     let mut fitting = 0;
     for probe in PROBES {
+        let mut hook = "-".to_owned();
         let (verdict, detail) = if !probe.wanted(kinds) {
             (
                 "not attached",
@@ -158,13 +223,24 @@ fn write_probes(
             )
         } else if ip_vs_loaded {
             match probe.fit(btf, kallsyms) {
-                Fit::Fits { how } => {
-                    fitting += 1;
-                    ("attaches", how)
-                }
+                Fit::Fits { how } => match planned_hook(probe, attach, btf) {
+                    Ok((planned, why)) => {
+                        fitting += 1;
+                        hook = planned;
+                        if why.is_empty() {
+                            ("attaches", how)
+                        } else {
+                            ("attaches", format!("{how}; {why}"))
+                        }
+                    }
+                    Err(why) => {
+                        problems.push(format!("--attach fentry: {}", probe.function));
+                        ("NO TRAMPOLINE", why)
+                    }
+                },
                 Fit::Misfit { why } => {
                     match probe.loses {
-                        None => problems.push(format!("the {} on {}", probe.kind, probe.function)),
+                        None => problems.push(format!("the probe on {}", probe.function)),
                         Some(loses) => {
                             let note = format!("no {loses}");
                             if !degraded.contains(&note) {
@@ -185,8 +261,8 @@ fn write_probes(
         };
         let _ = writeln!(
             out,
-            "  {:<21} {:<9}  {:<13}  {role:<9}  {verdict}: {detail}",
-            probe.function, probe.kind, probe.events
+            "  {:<21} {hook:<9}  {:<13}  {role:<9}  {verdict}: {detail}",
+            probe.function, probe.events
         );
         if shown_signatures.contains(&probe.function) {
             continue;

@@ -40,6 +40,7 @@ pub struct TopConfig {
     pub wait: bool,
     pub btf: Option<PathBuf>,
     pub ring_size: Option<u32>,
+    pub attach: crate::loader::probes::AttachMode,
     pub names: NameSource,
 }
 
@@ -71,6 +72,7 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
+        attach: config.attach,
         // Every kind: their columns need new, reused and no_dest.
         kinds: Vec::new(),
         filter: None,

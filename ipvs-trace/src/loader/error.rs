@@ -31,7 +31,18 @@ pub enum LoadError {
         kind: &'static str,
         function: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// `--attach fentry`, and a probe cannot have its trampoline.
+    #[error(
+        "--attach fentry: no {hook} on kernel function `{function}`: {why}. `--attach auto` \
+         (the default) uses a kprobe where a trampoline cannot be had"
+    )]
+    NoTrampoline {
+        hook: &'static str,
+        function: &'static str,
+        why: String,
     },
 
     /// The mandatory probe does not fit this kernel (checked before attaching).

@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod module_watch;
 pub mod privileges;
 pub mod probes;
+pub mod trampoline;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,7 +36,8 @@ pub use error::LoadError;
 use crate::filter::NamedKeys;
 use crate::{btf::Btf, events::model::EventKind, offsets, output::summary::Losses};
 use module_watch::{ModuleSource as _, ModuleState, SysModule};
-use probes::Attachment;
+use probes::{AttachMode, Attachment, PROBES};
+use trampoline::{TrampolineLink, Trampolines};
 
 /// The compiled eBPF object, built by `build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ipvs-trace"));
@@ -57,6 +59,8 @@ pub struct LoaderOptions {
     pub kinds: Vec<EventKind>,
     /// What the probes deliver ([`crate::filter::Filter::kernel`]); `None`: everything.
     pub filter: Option<KernelFilter>,
+    /// fentry/fexit, kprobes, or each where it works (`--attach`).
+    pub attach: AttachMode,
     /// Test hook: attach the probe for kernel function `.0` to symbol `.1` instead.
     pub kprobe_target_override: Option<(String, String)>,
 }
@@ -65,6 +69,8 @@ pub struct LoaderOptions {
 pub struct Tracer {
     ebpf: Ebpf,
     attachment: Attachment,
+    /// The trampoline programs attached (their kprobe siblings live in `ebpf`).
+    _links: Vec<TrampolineLink>,
     /// The kernel-side filter as written now.
     filter: KernelFilter,
     /// What the named-address maps hold now.
@@ -108,6 +114,9 @@ impl Tracer {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;
+        // Before the logger takes its map out of `ebpf`: the trampoline programs are relocated
+        // against every map.
+        let trampolines = prepare_trampolines(&ebpf, opts.attach, &types.layout);
         let logger = start_kernel_logger(&mut ebpf);
         // The name test is off until names are known (`set_named`).
         let mut filter = opts.filter.unwrap_or(KernelFilter::EVERYTHING);
@@ -121,17 +130,22 @@ impl Tracer {
                 tracing::warn!("cannot read /proc/kallsyms ({err}): probes are not pre-checked");
             })
             .ok();
+        let mut links = Vec::new();
         let attachment = probes::attach_all(
             &mut ebpf,
             &types.btf,
             kallsyms.as_ref(),
             &opts.kinds,
+            opts.attach,
+            &trampolines.as_ref().map_err(String::clone),
             opts.kprobe_target_override.as_ref(),
+            &mut links,
             &mut degraded,
         )?;
         Ok(Tracer {
             ebpf,
             attachment,
+            _links: links,
             filter,
             named: NamedKeys::default(),
             degraded,
@@ -314,6 +328,37 @@ impl KernelTypes {
             Layout::ModuleBtf { .. } => offsets::resolve(&self.btf, release),
             Layout::Builtin { .. } => offsets::builtin(&self.btf, release),
         }
+    }
+}
+
+/// The trampoline programs relocated and the module's BTF object found, or why every probe
+/// gets a kprobe on this start.
+fn prepare_trampolines(
+    ebpf: &Ebpf,
+    mode: AttachMode,
+    layout: &Layout,
+) -> Result<Trampolines, String> {
+    trampoline_path(mode, layout)?;
+    let programs: Vec<&str> = PROBES.iter().map(|p| p.trampoline_program).collect();
+    Trampolines::prepare(ebpf, EBPF_OBJECT, &programs).map_err(|e| e.to_string())
+}
+
+/// Whether the attach mode and the layout's source leave the trampoline path open: a
+/// trampoline attaches to the module's BTF in the kernel, so a `--btf` file or no module BTF
+/// mean kprobes.
+pub fn trampoline_path(mode: AttachMode, layout: &Layout) -> Result<(), String> {
+    match (mode, layout) {
+        (AttachMode::Kprobe, _) => Err("--attach kprobe".to_owned()),
+        (_, Layout::ModuleBtf { given: false, .. }) => Ok(()),
+        (_, Layout::ModuleBtf { given: true, .. }) => Err(
+            "ip_vs's types come from a --btf file: the kernel has no module BTF to attach a \
+             trampoline to"
+                .to_owned(),
+        ),
+        (_, Layout::Builtin { missing }) => Err(format!(
+            "the kernel has no BTF for ip_vs ({} is missing)",
+            missing.display()
+        )),
     }
 }
 

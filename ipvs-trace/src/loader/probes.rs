@@ -1,25 +1,67 @@
 //! The table of probes and attaching them: only those whose events were asked for (`trace
-//! --event`), so that a trace of new connections does not pay the per-packet probe.
+//! --event`), so that a trace of new connections does not pay the per-packet probe; each
+//! through a BPF trampoline (fentry/fexit) where the kernel takes one, a kprobe otherwise
+//! (`--attach`).
 
-use aya::{
-    programs::{KProbe, ProbeKind},
-    Ebpf,
-};
+use aya::{programs::KProbe, Ebpf};
 
 use super::kallsyms::Kallsyms;
+use super::trampoline::{Side, TrampolineLink, Trampolines};
 use super::LoadError;
 use crate::btf::{Btf, Signature};
 use crate::events::model::EventKind;
 
-/// One eBPF program and the kernel function it hooks.
+/// How the probes are attached (`--attach`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// fentry/fexit where the kernel takes them, kprobes for the others.
+    #[default]
+    Auto,
+    /// fentry/fexit for every probe, or fail saying why not.
+    Fentry,
+    /// kprobes/kretprobes only.
+    Kprobe,
+}
+
+/// The kind of hook a probe got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Kprobe,
+    Kretprobe,
+    Fentry,
+    Fexit,
+}
+
+impl Hook {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Kprobe => "kprobe",
+            Hook::Kretprobe => "kretprobe",
+            Hook::Fentry => "fentry",
+            Hook::Fexit => "fexit",
+        }
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A kernel function hooked, and its two programs: a kprobe (or kretprobe) and a trampoline
+/// program (fentry or fexit) for the same events.
 #[derive(Debug)]
 pub struct Probe {
-    /// Program name in the object (the Rust function name in `ipvs-trace-ebpf`).
+    /// The kprobe program's name in the object (the Rust function name in `ipvs-trace-ebpf`).
     pub program: &'static str,
+    /// The fentry/fexit program's name.
+    pub trampoline_program: &'static str,
     /// Kernel function to attach to.
     pub function: &'static str,
-    /// `kprobe` or `kretprobe`, as the program is declared.
-    pub kind: &'static str,
+    /// Whether the programs run at the function's entry or its return.
+    pub side: Side,
     /// The events the probe produces, for people.
     pub events: &'static str,
     /// The same, as kinds: the probe is attached when one of them is asked for.
@@ -49,8 +91,9 @@ const CONN_PTR: &str = "struct ip_vs_conn *";
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "ip_vs_conn_new",
+        trampoline_program: "ip_vs_conn_new_fexit",
         function: "ip_vs_conn_new",
-        kind: "kretprobe",
+        side: Side::Exit,
         events: "new, template",
         kinds: &[EventKind::New, EventKind::Template],
         per_packet: false,
@@ -62,8 +105,9 @@ pub const PROBES: &[Probe] = &[
     },
     Probe {
         program: "tcp_state_transition",
+        trampoline_program: "tcp_state_transition_fentry",
         function: "tcp_state_transition",
-        kind: "kprobe",
+        side: Side::Entry,
         events: "reused",
         kinds: &[EventKind::Reused],
         per_packet: true,
@@ -75,8 +119,9 @@ pub const PROBES: &[Probe] = &[
     },
     Probe {
         program: "ip_vs_leave",
+        trampoline_program: "ip_vs_leave_fentry",
         function: "ip_vs_leave",
-        kind: "kprobe",
+        side: Side::Entry,
         events: "no_dest",
         kinds: &[EventKind::NoDest],
         per_packet: false,
@@ -103,6 +148,24 @@ pub enum Fit {
 }
 
 impl Probe {
+    /// The hook of its kprobe program.
+    #[must_use]
+    pub fn kprobe_hook(&self) -> Hook {
+        match self.side {
+            Side::Entry => Hook::Kprobe,
+            Side::Exit => Hook::Kretprobe,
+        }
+    }
+
+    /// The hook of its trampoline program.
+    #[must_use]
+    pub fn trampoline_hook(&self) -> Hook {
+        match self.side {
+            Side::Entry => Hook::Fentry,
+            Side::Exit => Hook::Fexit,
+        }
+    }
+
     /// Whether the events asked for (`kinds`; empty: all) need this probe.
     #[must_use]
     pub fn wanted(&self, kinds: &[EventKind]) -> bool {
@@ -167,11 +230,21 @@ impl Shape {
     }
 }
 
+/// A probe attached, and how.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    pub probe: &'static Probe,
+    pub hook: Hook,
+    /// Why a kprobe rather than a trampoline (with `--attach auto`); `None` for a trampoline
+    /// or `--attach kprobe`.
+    pub fallback: Option<String>,
+}
+
 /// What a start attached, for the `tracing (...)` line, the summary and `check`.
 #[derive(Clone, Debug, Default)]
 pub struct Attachment {
     /// Attached, in [`PROBES`] order.
-    pub attached: Vec<&'static Probe>,
+    pub attached: Vec<Attached>,
     /// Left out: no event asked for comes from them.
     pub not_asked: Vec<&'static Probe>,
     /// Asked for, but this kernel does not take them (each also a degraded note).
@@ -183,19 +256,24 @@ impl Attachment {
     #[must_use]
     pub fn functions(&self) -> Vec<&'static str> {
         let mut functions: Vec<&'static str> = Vec::new();
-        for probe in &self.attached {
-            if !functions.contains(&probe.function) {
-                functions.push(probe.function);
+        for a in &self.attached {
+            if !functions.contains(&a.probe.function) {
+                functions.push(a.probe.function);
             }
         }
         functions
     }
 
-    /// What the `ipvs-trace: tracing (...)` line says in its parentheses: the functions
-    /// attached, then those left out because no event asked for needs them.
+    /// What the `ipvs-trace: tracing (...)` line says in its parentheses: each function
+    /// attached with its hook, then those left out because no event asked for needs them.
     #[must_use]
     pub fn tracing_list(&self) -> String {
-        let mut out = self.functions().join(", ");
+        let attached: Vec<String> = self
+            .attached
+            .iter()
+            .map(|a| format!("{} ({})", a.probe.function, a.hook))
+            .collect();
+        let mut out = attached.join(", ");
         if !self.not_asked.is_empty() {
             out.push_str("; not attached, as --event does not ask for their events: ");
             out.push_str(&listed(&self.not_asked));
@@ -206,7 +284,29 @@ impl Attachment {
     /// The summary's `probes:` line.
     #[must_use]
     pub fn summary_line(&self) -> String {
-        let mut out = format!("probes: {}", listed(&self.attached));
+        let attached: Vec<String> = self
+            .attached
+            .iter()
+            .map(|a| {
+                let per_packet = if a.probe.per_packet {
+                    ", per packet"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} ({}: {}{per_packet})",
+                    a.probe.function, a.hook, a.probe.events
+                )
+            })
+            .collect();
+        let mut out = format!(
+            "probes: {}",
+            if attached.is_empty() {
+                "none".to_owned()
+            } else {
+                attached.join(", ")
+            }
+        );
         if !self.not_asked.is_empty() {
             out.push_str("   not asked for: ");
             out.push_str(&listed(&self.not_asked));
@@ -219,13 +319,13 @@ impl Attachment {
     }
 }
 
-/// `function (kind: events[, per packet])`, comma separated.
+/// `function (events[, per packet])`, comma separated: probes with no hook chosen.
 fn listed(probes: &[&Probe]) -> String {
     let items: Vec<String> = probes
         .iter()
         .map(|p| {
             let per_packet = if p.per_packet { ", per packet" } else { "" };
-            format!("{} ({}: {}{per_packet})", p.function, p.kind, p.events)
+            format!("{} ({}{per_packet})", p.function, p.events)
         })
         .collect();
     if items.is_empty() {
@@ -235,15 +335,38 @@ fn listed(probes: &[&Probe]) -> String {
     }
 }
 
-/// Loads and attaches the probes the events asked for need (`kinds`; empty: every probe). An
+/// Whether the trampoline path is open at all on this start, before any probe: the
+/// [`Trampolines`] prepared, or why a kprobe is used for every probe.
+pub type TrampolinePath<'a> = Result<&'a Trampolines, String>;
+
+/// The function id a trampoline for `probe` attaches to: its id in the ip_vs module's split
+/// BTF, or why there is none. Past this, only the kernel can say (no trampolines on the
+/// architecture, fexit's `bpf_get_func_ret` before 5.17).
+pub fn trampoline_target(probe: &Probe, ip_vs_btf: &Btf) -> Result<u32, String> {
+    ip_vs_btf
+        .module_function_id(probe.function)
+        .ok_or_else(|| format!("`{}` is not in ip_vs's BTF (inlined?)", probe.function))
+}
+
+/// Loads and attaches the probes the events asked for need (`kinds`; empty: every probe), each
+/// through its trampoline program where `path` allows and the kernel takes it (per `mode`). An
 /// optional probe that fails adds a note to `degraded` and a warning; the mandatory one, when
-/// asked for, fails the start, and so does a start that attaches nothing.
+/// asked for, fails the start, and so does a start that attaches nothing, or `--attach fentry`
+/// where a trampoline cannot be had. The links of the trampolines are pushed to `links`: they
+/// detach when dropped.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, each argument a separate input of the decision"
+)]
 pub fn attach_all(
     ebpf: &mut Ebpf,
     ip_vs_btf: &Btf,
     kallsyms: Option<&Kallsyms>,
     kinds: &[EventKind],
+    mode: AttachMode,
+    path: &TrampolinePath<'_>,
     target_override: Option<&(String, String)>,
+    links: &mut Vec<TrampolineLink>,
     degraded: &mut Vec<String>,
 ) -> Result<Attachment, LoadError> {
     let mut attachment = Attachment::default();
@@ -261,14 +384,14 @@ pub fn attach_all(
             if let Fit::Misfit { why } = probe.fit(Some(ip_vs_btf), kallsyms) {
                 let Some(loses) = probe.loses else {
                     return Err(LoadError::Misfit {
-                        kind: probe.kind,
+                        kind: probe.kprobe_hook().name(),
                         function: probe.function,
                         why,
                     });
                 };
                 let note = format!(
-                    "skipping the {} on `{}`: {why}: no {loses}",
-                    probe.kind, probe.function
+                    "skipping the probe on `{}`: {why}: no {loses}",
+                    probe.function
                 );
                 tracing::warn!("{note}");
                 degraded.push(note);
@@ -276,17 +399,29 @@ pub fn attach_all(
                 continue;
             }
         }
-        match attach_one(ebpf, probe.program, target) {
-            Ok(kind) => {
-                tracing::debug!("attached {kind} {} to {target}", probe.program);
-                attachment.attached.push(probe);
+        let fallback = match trampoline_first(probe, target, mode, ip_vs_btf, path, links)? {
+            First::Attached(attached) => {
+                attachment.attached.push(attached);
+                continue;
             }
-            Err((kind, source)) => {
+            First::Kprobe { fallback } => fallback,
+        };
+        let hook = probe.kprobe_hook();
+        match attach_kprobe(ebpf, probe.program, target) {
+            Ok(()) => {
+                tracing::debug!("attached {hook} {} to {target}", probe.program);
+                attachment.attached.push(Attached {
+                    probe,
+                    hook,
+                    fallback,
+                });
+            }
+            Err(source) => {
                 let Some(loses) = probe.loses else {
                     return Err(LoadError::Attach {
-                        kind,
+                        kind: hook.name(),
                         function: target.to_owned(),
-                        source,
+                        source: Box::new(source),
                     });
                 };
                 // BTF knows whether the function exists at all, which makes the warning precise.
@@ -295,7 +430,7 @@ pub fn attach_all(
                 } else {
                     "the function does not exist in this kernel".to_owned()
                 };
-                let note = format!("cannot attach a {kind} to `{target}` ({why}): no {loses}");
+                let note = format!("cannot attach a {hook} to `{target}` ({why}): no {loses}");
                 tracing::warn!("{note}");
                 degraded.push(note);
                 attachment.unavailable.push(probe);
@@ -311,23 +446,94 @@ pub fn attach_all(
     Ok(attachment)
 }
 
-fn attach_one(
+/// What [`trampoline_first`] did.
+enum First {
+    /// The trampoline is attached.
+    Attached(Attached),
+    /// The kprobe is next; `fallback` says why where a trampoline was tried.
+    Kprobe { fallback: Option<String> },
+}
+
+/// The trampoline of `probe` attached, unless kprobes were asked for or the test hook aims the
+/// kprobe elsewhere (`target`); `--attach fentry` makes a failure an error.
+fn trampoline_first(
+    probe: &'static Probe,
+    target: &str,
+    mode: AttachMode,
+    ip_vs_btf: &Btf,
+    path: &TrampolinePath<'_>,
+    links: &mut Vec<TrampolineLink>,
+) -> Result<First, LoadError> {
+    if mode == AttachMode::Kprobe {
+        return Ok(First::Kprobe { fallback: None });
+    }
+    if target != probe.function {
+        return Ok(First::Kprobe {
+            fallback: Some(
+                "the test hook --debug-kprobe-target aims its kprobe elsewhere".to_owned(),
+            ),
+        });
+    }
+    match attach_trampoline(probe, ip_vs_btf, path) {
+        Ok(link) => {
+            tracing::debug!(
+                "attached {} {} to {}",
+                probe.trampoline_hook(),
+                probe.trampoline_program,
+                probe.function
+            );
+            links.push(link);
+            Ok(First::Attached(Attached {
+                probe,
+                hook: probe.trampoline_hook(),
+                fallback: None,
+            }))
+        }
+        Err(why) if mode == AttachMode::Fentry => Err(LoadError::NoTrampoline {
+            hook: probe.trampoline_hook().name(),
+            function: probe.function,
+            why,
+        }),
+        Err(why) => {
+            tracing::info!(
+                "a {} on `{}` instead of the {}: {why}",
+                probe.kprobe_hook(),
+                probe.function,
+                probe.trampoline_hook()
+            );
+            Ok(First::Kprobe {
+                fallback: Some(why),
+            })
+        }
+    }
+}
+
+fn attach_trampoline(
+    probe: &Probe,
+    ip_vs_btf: &Btf,
+    path: &TrampolinePath<'_>,
+) -> Result<TrampolineLink, String> {
+    let trampolines = path.as_ref().map_err(String::clone)?;
+    trampolines.module_btf().map_err(|e| e.to_string())?;
+    let btf_id = trampoline_target(probe, ip_vs_btf)?;
+    trampolines
+        .attach(probe.trampoline_program, probe.side, btf_id)
+        .map_err(|e| e.to_string())
+}
+
+fn attach_kprobe(
     ebpf: &mut Ebpf,
     program: &str,
     target: &str,
-) -> Result<&'static str, (&'static str, aya::programs::ProgramError)> {
+) -> Result<(), aya::programs::ProgramError> {
     let prog: &mut KProbe = ebpf
         .program_mut(program)
         .unwrap_or_else(|| panic!("program {program} missing from the embedded eBPF object"))
         .try_into()
         .unwrap_or_else(|_| panic!("program {program} in the eBPF object is not a kprobe"));
-    let kind = match prog.kind() {
-        ProbeKind::Return => "kretprobe",
-        ProbeKind::Entry => "kprobe",
-    };
-    prog.load().map_err(|err| (kind, err))?;
-    prog.attach(target, 0).map_err(|err| (kind, err))?;
-    Ok(kind)
+    prog.load()?;
+    prog.attach(target, 0)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -412,31 +618,87 @@ mod tests {
         assert_eq!(wanted(&[EventKind::Reused]), ["tcp_state_transition"]);
     }
 
+    fn attached(function: &str, hook: Hook) -> Attached {
+        Attached {
+            probe: probe(function),
+            hook,
+            fallback: None,
+        }
+    }
+
     #[test]
-    fn the_lines_say_what_was_left_out_and_why() {
+    fn the_lines_say_what_was_attached_how_and_what_was_left_out() {
         let attachment = Attachment {
-            attached: vec![probe("ip_vs_conn_new")],
+            attached: vec![attached("ip_vs_conn_new", Hook::Fexit)],
             not_asked: vec![probe("tcp_state_transition"), probe("ip_vs_leave")],
             unavailable: Vec::new(),
         };
         assert_eq!(
             attachment.tracing_list(),
-            "ip_vs_conn_new; not attached, as --event does not ask for their events: \
-             tcp_state_transition (kprobe: reused, per packet), ip_vs_leave (kprobe: no_dest)"
+            "ip_vs_conn_new (fexit); not attached, as --event does not ask for their events: \
+             tcp_state_transition (reused, per packet), ip_vs_leave (no_dest)"
         );
         assert_eq!(
             attachment.summary_line(),
-            "probes: ip_vs_conn_new (kretprobe: new, template)   not asked for: \
-             tcp_state_transition (kprobe: reused, per packet), ip_vs_leave (kprobe: no_dest)"
+            "probes: ip_vs_conn_new (fexit: new, template)   not asked for: \
+             tcp_state_transition (reused, per packet), ip_vs_leave (no_dest)"
         );
         let all = Attachment {
-            attached: PROBES.iter().collect(),
+            attached: vec![
+                attached("ip_vs_conn_new", Hook::Kretprobe),
+                attached("tcp_state_transition", Hook::Kprobe),
+                attached("ip_vs_leave", Hook::Fentry),
+            ],
             ..Attachment::default()
         };
         assert_eq!(
             all.tracing_list(),
-            "ip_vs_conn_new, tcp_state_transition, ip_vs_leave"
+            "ip_vs_conn_new (kretprobe), tcp_state_transition (kprobe), ip_vs_leave (fentry)"
         );
+        assert_eq!(
+            all.summary_line(),
+            "probes: ip_vs_conn_new (kretprobe: new, template), tcp_state_transition (kprobe: \
+             reused, per packet), ip_vs_leave (fentry: no_dest)"
+        );
+    }
+
+    #[test]
+    fn each_probe_has_a_trampoline_hook_on_its_side() {
+        let hooks: Vec<(Hook, Hook)> = PROBES
+            .iter()
+            .map(|p| (p.kprobe_hook(), p.trampoline_hook()))
+            .collect();
+        assert_eq!(
+            hooks,
+            [
+                (Hook::Kretprobe, Hook::Fexit),
+                (Hook::Kprobe, Hook::Fentry),
+                (Hook::Kprobe, Hook::Fentry)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trampoline_targets_the_functions_id_in_the_module_blob_only() {
+        let mut base = Builder::base();
+        let int = base.int("int", 4);
+        let vproto = base.func_proto(int, &[]);
+        base.func("ip_vs_leave", vproto); // a vmlinux function of the same name: not ours
+        let vmlinux = std::sync::Arc::new(Btf::parse(&base.build()).unwrap());
+        let alone = Btf::parse(&base.build()).unwrap();
+        assert!(trampoline_target(probe("ip_vs_leave"), &alone).is_err());
+
+        let mut split = Builder::split(&base);
+        let int = split.int("int", 4);
+        let proto = split.func_proto(int, &[]);
+        let id = split.func("tcp_state_transition", proto);
+        let module = Btf::parse_split(&split.build(), vmlinux).unwrap();
+        assert_eq!(
+            trampoline_target(probe("tcp_state_transition"), &module),
+            Ok(id)
+        );
+        let why = trampoline_target(probe("ip_vs_leave"), &module).unwrap_err();
+        assert!(why.contains("not in ip_vs's BTF"), "{why}");
     }
 
     #[test]

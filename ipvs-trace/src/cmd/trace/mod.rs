@@ -161,6 +161,7 @@ fn loader_options(config: &TraceConfig) -> LoaderOptions {
         btf: config.btf.clone(),
         wait: config.wait,
         ring_size: config.ring_size,
+        attach: config.attach,
         kinds: config.filter.kinds.clone(),
         filter: Some(config.filter.kernel()),
         kprobe_target_override: config.kprobe_target_override.clone(),
