@@ -162,8 +162,9 @@ mk_pod() {
     _serve "$_pod" "$_podip" "$@"
 }
 
-# _serve POD LISTEN-ADDR PORT[/udp]...: in POD's netns, one `lab-net serve` per port on
-# LISTEN-ADDR (`IP` or `[IP6]`), waiting until each listens.
+# _serve POD LISTEN-ADDR PORT[/udp|/echo]...: in POD's netns, one `lab-net serve` per port on
+# LISTEN-ADDR (`IP` or `[IP6]`), waiting until each listens (/echo: a TCP server that writes
+# back what it reads, for `connect --exchanges`).
 _serve() {
     _spod=$1
     _saddr=$2
@@ -173,6 +174,10 @@ _serve() {
         */udp)
             _port=${_p%/udp}
             _udp=--udp
+            ;;
+        */echo)
+            _port=${_p%/echo}
+            _udp=--echo
             ;;
         *)
             _port=$_p

@@ -33,8 +33,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve forever: each TCP connection is read until EOF and closed; each UDP datagram is
-    /// echoed back to its sender. Prints `lab-net: listening on IP:PORT` once ready.
+    /// Serve forever: each TCP connection is read until EOF and closed (with --echo, what is
+    /// read is written back); each UDP datagram is echoed back to its sender. Prints
+    /// `lab-net: listening on IP:PORT` once ready.
     Serve {
         /// Address to listen on.
         #[arg(long)]
@@ -42,6 +43,9 @@ enum Command {
         /// Serve UDP instead of TCP.
         #[arg(long)]
         udp: bool,
+        /// TCP: write back everything read (for `connect --exchanges`).
+        #[arg(long)]
+        echo: bool,
     },
     /// Make `count` sequential connections (UDP: one datagram from a fresh socket each, waiting
     /// for its echo) and print one line per connection.
@@ -69,6 +73,11 @@ enum Command {
         /// Timeout of each connect, and of each read or UDP echo.
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
+        /// TCP, against a `serve --echo`: on each connection, this many request/response
+        /// exchanges (write the payload, read it back) before the close; many small packets
+        /// through one IPVS entry.
+        #[arg(long, default_value_t = 0)]
+        exchanges: u32,
     },
 }
 
@@ -95,11 +104,11 @@ const PAYLOAD: &[u8] = b"lab-net hello\n";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, udp } => {
+        Command::Serve { listen, udp, echo } => {
             let result = if udp {
                 serve_udp(listen)
             } else {
-                serve_tcp(listen)
+                serve_tcp(listen, echo)
             };
             // Serving only returns on a failure to set up or to accept.
             if let Err(err) = result {
@@ -115,12 +124,14 @@ fn main() -> ExitCode {
             rst,
             interval_ms,
             timeout_ms,
+            exchanges,
         } => {
             let opts = ConnectOpts {
                 to,
                 bind: bind.map(|b| b.0),
                 rst,
                 timeout: Duration::from_millis(timeout_ms),
+                exchanges,
             };
             let mut failed = 0u32;
             // UDP sockets stay open until the run ends: while one holds its ephemeral port the
@@ -159,7 +170,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve_tcp(listen: SocketAddr) -> io::Result<()> {
+fn serve_tcp(listen: SocketAddr, echo: bool) -> io::Result<()> {
     let socket = Socket::new(
         Domain::for_address(listen),
         Type::STREAM,
@@ -177,7 +188,11 @@ fn serve_tcp(listen: SocketAddr) -> io::Result<()> {
         let (stream, _) = listener.accept()?;
         // A thread per connection: connections are short, and a slow or stuck one must not hold
         // up the next client.
-        thread::spawn(move || drain(stream));
+        if echo {
+            thread::spawn(move || echo_back(stream));
+        } else {
+            thread::spawn(move || drain(stream));
+        }
     }
 }
 
@@ -188,6 +203,19 @@ fn drain(mut stream: TcpStream) {
     let mut buf = [0u8; 1024];
     while let Ok(n) = stream.read(&mut buf) {
         if n == 0 {
+            break;
+        }
+    }
+}
+
+/// Writes back what a connection sends until EOF (or error), then closes it.
+fn echo_back(mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    // Each request is answered at once: no Nagle delay on the small replies.
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
             break;
         }
     }
@@ -210,6 +238,8 @@ struct ConnectOpts {
     bind: Option<SocketAddr>,
     rst: bool,
     timeout: Duration,
+    /// Request/response exchanges on each TCP connection (against `serve --echo`).
+    exchanges: u32,
 }
 
 /// One TCP connection; returns the local address used (when known) and the outcome.
@@ -241,6 +271,21 @@ fn tcp_exchange(socket: &Socket, opts: &ConnectOpts) -> io::Result<()> {
     }
     socket.connect_timeout(&SockAddr::from(opts.to), opts.timeout)?;
     let mut stream: &Socket = socket;
+    if opts.exchanges > 0 {
+        socket.set_tcp_nodelay(true)?;
+        socket.set_read_timeout(Some(opts.timeout))?;
+        let mut reply = [0u8; PAYLOAD.len()];
+        for _ in 0..opts.exchanges {
+            stream.write_all(PAYLOAD)?;
+            stream.read_exact(&mut reply)?;
+            if reply != *PAYLOAD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "echo differs from what was sent",
+                ));
+            }
+        }
+    }
     stream.write_all(PAYLOAD)?;
     if opts.rst {
         // Linger 0: close() sends a RST instead of a FIN, leaving no TIME_WAIT on this side.
@@ -311,7 +356,7 @@ mod tests {
     #[test]
     fn serve_and_connect_over_loopback() {
         let tcp = free_port();
-        thread::spawn(move || serve_tcp(tcp));
+        thread::spawn(move || serve_tcp(tcp, false));
         let udp = free_udp_port();
         thread::spawn(move || serve_udp(udp));
         wait_listening(tcp);
@@ -321,6 +366,7 @@ mod tests {
             bind: None,
             rst: false,
             timeout: Duration::from_secs(3),
+            exchanges: 0,
         };
         let (local, result) = connect_tcp(&normal);
         result.expect("a normal connection to the loopback server");
@@ -353,6 +399,26 @@ mod tests {
         let (local, result, _socket) = connect_udp(&echo);
         result.expect("UDP echo from the loopback server");
         assert_ne!(local.expect("local address known").port(), 0);
+
+        // Many request/response exchanges on one connection, against an echo server; against
+        // the draining server the first read times out instead.
+        let echo_tcp = free_port();
+        thread::spawn(move || serve_tcp(echo_tcp, true));
+        wait_listening(echo_tcp);
+        let exchanges = ConnectOpts {
+            to: echo_tcp,
+            exchanges: 200,
+            ..normal
+        };
+        let (_, result) = connect_tcp(&exchanges);
+        result.expect("200 exchanges with the echo server");
+        let no_echo = ConnectOpts {
+            to: tcp,
+            exchanges: 1,
+            timeout: Duration::from_millis(200),
+            ..normal
+        };
+        assert!(connect_tcp(&no_echo).1.is_err(), "a server that does not echo");
     }
 
     fn free_port() -> SocketAddr {
