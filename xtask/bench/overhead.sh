@@ -1,82 +1,121 @@
 #!/bin/sh
-# Benchmark `overhead` (cargo xtask bench): the same TCP connection storm through an IPVS rr
-# service without and with the tracer attached, interleaved (without, with, quiet, stopped,
-# without, with..., without); xtask compares each traced storm with the `without` storms on
-# both sides of it (interpolated), so a drift of the machine cancels. `with`: `trace -o json`
-# into a file, every event printed. `quiet`: the same probes, ring and decoding, but a --vip filter
-# that matches nothing, so no line is formatted. `stopped`: the probes and the ring alone, the
-# tracer stopped (SIGSTOP) once attached, its ring large enough for the whole storm: the
-# kernel-side cost without any userspace. The guest has one vCPU, where the tracer's userspace
-# competes with the storm itself, which on a real node it does on another core.
-# Printed for xtask, one per storm: `bench: overhead round=R mode=M conns=C cs=T` (T
-# centiseconds of guest uptime for C connections, each accepted by a pod and closed), then
-# `bench: overhead round=R traced=N lost=L` from the tracer's summaries (`stopped` prints its
-# lines only after SIGCONT, from the ring). Under QEMU TCG absolute rates mean
-# nothing; the ratios do.
+# Benchmark `overhead` (cargo xtask bench): the same traffic through an IPVS rr service without
+# and with the tracer attached, interleaved; xtask compares each traced run with the `without`
+# runs on both sides of it (interpolated), so a drift of the machine cancels. Two workloads,
+# each run in every mode in every round:
+# - `conn`: a storm of short TCP connections (one small write, closed with a RST): the cost
+#   per connection (ip_vs_conn_new, and tcp_state_transition on its 4 packets);
+# - `packets`: one long TCP connection per client making many small request/response
+#   exchanges: the cost per packet (tcp_state_transition on every packet IPVS handles).
+# Modes, for each --attach path in ATTACH (fentry, kprobe): `with`: `trace -o json` into a
+# file, every event printed. `quiet`: a --vip filter that matches nothing (the probes' filter
+# drops every decision before the ring). `stopped`: the probes and the ring alone, the tracer
+# stopped (SIGSTOP) once attached, its ring large enough for the whole run: the kernel-side
+# cost without any userspace. The guest has one vCPU, where the tracer's userspace competes
+# with the traffic itself, which on a real node it does on another core.
+# Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N cs=T` (T
+# centiseconds of guest uptime for N connections or exchanges), then `bench: overhead round=R
+# traced=N lost=L` from the tracer's summaries (`stopped` prints its lines only after SIGCONT,
+# from the ring), and at the end the packets IPVS counted for the `packets` service
+# (`bench: overhead packets=P exchanges=E`). Under QEMU TCG absolute rates mean nothing; the
+# ratios do.
 set -e
 . /lab/lib.sh
-# STORM and ROUNDS may come from xtask.
+# STORM, EXCHANGES, ROUNDS and ATTACH may come from xtask.
 [ ! -f /lab/bench.env ] || . /lab/bench.env
 STORM=${STORM:-20000}
+EXCHANGES=${EXCHANGES:-20000}
 ROUNDS=${ROUNDS:-3}
+ATTACH=${ATTACH:-fentry kprobe}
 CLIENTS=4
 node_setup
 
 VIP=172.31.0.10
 add_vip $VIP
 ipvsadm -A -t $VIP:80 -s rr
+ipvsadm -A -t $VIP:90 -s rr
 for i in 1 2 3 4; do
-    mk_pod pod$i 10.245.1.$i 8080
+    mk_pod pod$i 10.245.1.$i 8080 9090/echo
     ipvsadm -a -t $VIP:80 -r 10.245.1.$i:8080 -m -w 1
+    ipvsadm -a -t $VIP:90 -r 10.245.1.$i:9090 -m -w 1
 done
 for i in $(seq 1 $CLIENTS); do
     mk_client client$i 198.51.100.1$i
 done
 
-# storm COUNT: COUNT connections from CLIENTS clients at once, each closed with a RST so no
-# TIME_WAIT pins the clients' ports over the rounds; sets STORM_CS to the centiseconds it took.
-storm() {
+# run WORKLOAD COUNT: COUNT connections (conn) or exchanges (packets) from CLIENTS clients at
+# once; sets RUN_CS to the centiseconds it took. Connections close with a RST so no TIME_WAIT
+# pins the clients' ports over the rounds.
+run() {
     _t0=$(uptime_cs)
     for i in $(seq 1 $CLIENTS); do
-        client_start storm$i client$i --to $VIP:80 --count $(($1 / CLIENTS)) --rst
-    done
-    client_wait || {
-        cat "$LAB_TMP"/client-storm*.err | sort | uniq -c | head
-        die "connections failed during the storm"
-    }
-    STORM_CS=$(($(uptime_cs) - _t0))
-}
-
-lab_log "warm-up: $((STORM / 10)) connections"
-storm $((STORM / 10))
-lost_total=0
-for round in $(seq 1 "$ROUNDS"); do
-    storm "$STORM"
-    echo "bench: overhead round=$round mode=without conns=$STORM cs=$STORM_CS"
-    for mode in with quiet stopped; do
-        case $mode in
-        with) start_trace storm$round ;;
-        # TEST-NET-1: no virtual service has it.
-        quiet) start_trace storm$round --vip 192.0.2.1 ;;
-        # 32 MiB holds ~230,000 records: nothing is lost while nobody reads.
-        stopped)
-            start_trace storm$round --ring-size 33554432
-            kill -STOP "$TRACE_PID"
+        case $1 in
+        conn) client_start run$i client$i --to $VIP:80 --count $(($2 / CLIENTS)) --rst ;;
+        packets)
+            client_start run$i client$i --to $VIP:90 --count 1 --exchanges $(($2 / CLIENTS)) \
+                --rst --timeout-ms 20000
             ;;
         esac
-        storm "$STORM"
-        [ $mode != stopped ] || kill -CONT "$TRACE_PID"
-        echo "bench: overhead round=$round mode=$mode conns=$STORM cs=$STORM_CS"
-        TRACE_TO_CONSOLE=1 stop_trace >/dev/null
-        lines=$(wc -l <"$LAB_TMP/storm$round.out")
-        new=$(sed -n 's/.*events: new=\([0-9]*\) .*/\1/p' "$LAB_TMP/storm$round.stderr")
-        lost=$(sed -n 's/^ *lost: \([0-9]*\) .*/\1/p' "$LAB_TMP/storm$round.stderr")
-        echo "bench: overhead round=$round traced=$lines new=$new lost=$lost"
-        rm -f "$LAB_TMP/storm$round.out"
+    done
+    client_wait || {
+        cat "$LAB_TMP"/client-run*.err | sort | uniq -c | head
+        die "connections failed during the $1 run"
+    }
+    RUN_CS=$(($(uptime_cs) - _t0))
+}
+
+units() {
+    case $1 in
+    conn) echo "$STORM" ;;
+    packets) echo "$EXCHANGES" ;;
+    esac
+}
+
+lab_log "warm-up: $((STORM / 10)) connections, $((EXCHANGES / 10)) exchanges"
+run conn $((STORM / 10))
+run packets $((EXCHANGES / 10))
+for round in $(seq 1 "$ROUNDS"); do
+    for workload in conn packets; do
+        n=$(units $workload)
+        run $workload "$n"
+        echo "bench: overhead round=$round workload=$workload mode=without units=$n cs=$RUN_CS"
+        for attach in $ATTACH; do
+            for mode in with quiet stopped; do
+                name=t$round-$workload-$attach-$mode
+                case $mode in
+                with) start_trace "$name" --attach "$attach" ;;
+                # TEST-NET-1: no virtual service has it.
+                quiet) start_trace "$name" --attach "$attach" --vip 192.0.2.1 ;;
+                # 32 MiB holds ~230,000 records: nothing is lost while nobody reads.
+                stopped)
+                    start_trace "$name" --attach "$attach" --ring-size 33554432
+                    kill -STOP "$TRACE_PID"
+                    ;;
+                esac
+                run $workload "$n"
+                [ $mode != stopped ] || kill -CONT "$TRACE_PID"
+                echo "bench: overhead round=$round workload=$workload mode=$attach.$mode units=$n cs=$RUN_CS"
+                TRACE_TO_CONSOLE=1 stop_trace >/dev/null
+                lines=$(wc -l <"$LAB_TMP/$name.out")
+                lost=$(sed -n 's/^ *lost: \([0-9]*\) .*/\1/p' "$LAB_TMP/$name.stderr")
+                echo "bench: overhead round=$round traced=$lines lost=$lost"
+                rm -f "$LAB_TMP/$name.out"
+            done
+        done
     done
 done
-# The closing baseline: xtask compares each traced storm with the rate without the tracer
-# interpolated between the `without` storms before and after it, which cancels the guest's drift.
-storm "$STORM"
-echo "bench: overhead round=$((ROUNDS + 1)) mode=without conns=$STORM cs=$STORM_CS"
+# The closing baselines: xtask compares each traced run with the rate without the tracer
+# interpolated between the `without` runs before and after it, which cancels the guest's drift.
+for workload in conn packets; do
+    n=$(units $workload)
+    run $workload "$n"
+    echo "bench: overhead round=$((ROUNDS + 1)) workload=$workload mode=without units=$n cs=$RUN_CS"
+done
+IPVS_SNAPSHOT_AT=$(uptime_cs)
+ipvs_settle
+# Packets through the exchanges' service, both directions, over every run (warm-up included):
+# what one exchange costs in packets.
+_pkts=$(ipvsadm -Ln --stats --exact -t $VIP:90 | awk '$1 == "TCP" { print $4 + $5 }')
+_runs=$((ROUNDS * (1 + 3 * $(echo $ATTACH | wc -w)) + 1))
+echo "bench: overhead packets=$_pkts exchanges=$((EXCHANGES * _runs + EXCHANGES / 10))"
 dump_stats

@@ -418,7 +418,10 @@ mod tests {
             timeout: Duration::from_millis(200),
             ..normal
         };
-        assert!(connect_tcp(&no_echo).1.is_err(), "a server that does not echo");
+        assert!(
+            connect_tcp(&no_echo).1.is_err(),
+            "a server that does not echo"
+        );
     }
 
     fn free_port() -> SocketAddr {
