@@ -6,13 +6,17 @@
 # - `conn`: a storm of short TCP connections (one small write, closed with a RST): the cost
 #   per connection (ip_vs_conn_new, and tcp_state_transition on its 4 packets);
 # - `packets`: one long TCP connection per client making many small request/response
-#   exchanges: the cost per packet (tcp_state_transition on every packet IPVS handles).
+#   exchanges: the cost per packet (tcp_state_transition on every packet IPVS handles);
+# - `bulk`: an iperf3 stream of BULK_MB MiB through a service with one real server (iperf3's
+#   control and data connections must reach the same server): large packets.
 # Modes, for each --attach path in ATTACH (fentry, kprobe): `with`: `trace -o json` into a
 # file, every event printed. `quiet`: a --vip filter that matches nothing (the probes' filter
 # drops every decision before the ring). `stopped`: the probes and the ring alone, the tracer
 # stopped (SIGSTOP) once attached, its ring large enough for the whole run: the kernel-side
 # cost without any userspace. The guest has one vCPU, where the tracer's userspace competes
-# with the traffic itself, which on a real node it does on another core.
+# with the traffic itself, which on a real node it does on another core. And `peer.bpftrace`:
+# the one-liner a user would write instead, a kretprobe on ip_vs_conn_new counting connections
+# per backend (skipped, saying why, where bpftrace cannot run it).
 # Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N cs=T` (T
 # centiseconds of guest uptime for N connections or exchanges), then `bench: overhead round=R
 # traced=N lost=L` from the tracer's summaries (`stopped` prints its lines only after SIGCONT,
@@ -25,6 +29,7 @@ set -e
 [ ! -f /lab/bench.env ] || . /lab/bench.env
 STORM=${STORM:-20000}
 EXCHANGES=${EXCHANGES:-20000}
+BULK_MB=${BULK_MB:-256}
 ROUNDS=${ROUNDS:-3}
 ATTACH=${ATTACH:-fentry kprobe}
 CLIENTS=4
@@ -34,11 +39,15 @@ VIP=172.31.0.10
 add_vip $VIP
 ipvsadm -A -t $VIP:80 -s rr
 ipvsadm -A -t $VIP:90 -s rr
+ipvsadm -A -t $VIP:5201 -s rr
 for i in 1 2 3 4; do
     mk_pod pod$i 10.245.1.$i 8080 9090/echo
     ipvsadm -a -t $VIP:80 -r 10.245.1.$i:8080 -m -w 1
     ipvsadm -a -t $VIP:90 -r 10.245.1.$i:9090 -m -w 1
 done
+ipvsadm -a -t $VIP:5201 -r 10.245.1.1:5201 -m -w 1
+nsenter --net=/run/netns/pod1 iperf3 -s -p 5201 >"$LAB_TMP/iperf3-server.log" 2>&1 &
+echo $! >>"$LAB_PIDS"
 for i in $(seq 1 $CLIENTS); do
     mk_client client$i 198.51.100.1$i
 done
@@ -46,14 +55,25 @@ done
 # run WORKLOAD COUNT: COUNT connections (conn) or exchanges (packets) from CLIENTS clients at
 # once; sets RUN_CS to the centiseconds it took. Connections close with a RST so no TIME_WAIT
 # pins the clients' ports over the rounds.
+EXCHANGES_DONE=0
 run() {
     _t0=$(uptime_cs)
+    [ "$1" != packets ] || EXCHANGES_DONE=$((EXCHANGES_DONE + $2))
     for i in $(seq 1 $CLIENTS); do
         case $1 in
         conn) client_start run$i client$i --to $VIP:80 --count $(($2 / CLIENTS)) --rst ;;
         packets)
             client_start run$i client$i --to $VIP:90 --count 1 --exchanges $(($2 / CLIENTS)) \
                 --rst --timeout-ms 20000
+            ;;
+        bulk)
+            # One stream: the server takes one test at a time.
+            [ "$i" -eq 1 ] || continue
+            nsenter --net=/run/netns/client1 iperf3 -c $VIP -p 5201 -n "${2}M" -l 64K \
+                >"$LAB_TMP/iperf3.out" 2>&1 || {
+                cat "$LAB_TMP/iperf3.out"
+                die "iperf3 failed"
+            }
             ;;
         esac
     done
@@ -68,14 +88,44 @@ units() {
     case $1 in
     conn) echo "$STORM" ;;
     packets) echo "$EXCHANGES" ;;
+    bulk) echo "$BULK_MB" ;;
     esac
+}
+
+# The peer: bpftrace's one-liner, typed through ip_vs's BTF. PEER_REASON says why not, if not.
+PEER='kretprobe:ip_vs_conn_new { @conns[((struct ip_vs_conn *)retval)->dest] = count(); }'
+PEER_REASON=
+if ! command -v bpftrace >/dev/null; then
+    PEER_REASON="bpftrace is not in the guest"
+fi
+
+# peer_start: bpftrace running the one-liner, attached (up to 300 s: LLVM under TCG is slow).
+peer_start() {
+    bpftrace -e "$PEER" >"$LAB_TMP/peer.out" 2>&1 &
+    PEER_PID=$!
+    if ! wait_for "$LAB_TMP/peer.out" "Attaching 1 probe" 300; then
+        PEER_REASON="bpftrace did not attach: $(head -c 300 "$LAB_TMP/peer.out" | tr '\n' ' ')"
+        kill "$PEER_PID" 2>/dev/null || true
+        wait "$PEER_PID" 2>/dev/null || true
+        return 1
+    fi
+    # "Attaching" comes before the attach is done; the next line (or a second) says it is.
+    sleep 2
+}
+
+peer_stop() {
+    kill -INT "$PEER_PID"
+    wait "$PEER_PID" || true
+    # One map line per backend: the connections it counted.
+    echo "bench: overhead peer-counted=$(awk -F': ' '/^@conns/ { n += $2 } END { print n + 0 }' "$LAB_TMP/peer.out")"
 }
 
 lab_log "warm-up: $((STORM / 10)) connections, $((EXCHANGES / 10)) exchanges"
 run conn $((STORM / 10))
 run packets $((EXCHANGES / 10))
+run bulk $((BULK_MB / 4))
 for round in $(seq 1 "$ROUNDS"); do
-    for workload in conn packets; do
+    for workload in conn packets bulk; do
         n=$(units $workload)
         run $workload "$n"
         echo "bench: overhead round=$round workload=$workload mode=without units=$n cs=$RUN_CS"
@@ -102,11 +152,17 @@ for round in $(seq 1 "$ROUNDS"); do
                 rm -f "$LAB_TMP/$name.out"
             done
         done
+        if [ -z "$PEER_REASON" ] && peer_start; then
+            run $workload "$n"
+            echo "bench: overhead round=$round workload=$workload mode=peer.bpftrace units=$n cs=$RUN_CS"
+            peer_stop
+        fi
     done
 done
+[ -z "$PEER_REASON" ] || echo "bench: overhead peer=none reason=$(echo "$PEER_REASON" | tr ' =' '__')"
 # The closing baselines: xtask compares each traced run with the rate without the tracer
 # interpolated between the `without` runs before and after it, which cancels the guest's drift.
-for workload in conn packets; do
+for workload in conn packets bulk; do
     n=$(units $workload)
     run $workload "$n"
     echo "bench: overhead round=$((ROUNDS + 1)) workload=$workload mode=without units=$n cs=$RUN_CS"
@@ -116,6 +172,5 @@ ipvs_settle
 # Packets through the exchanges' service, both directions, over every run (warm-up included):
 # what one exchange costs in packets.
 _pkts=$(ipvsadm -Ln --stats --exact -t $VIP:90 | awk '$1 == "TCP" { print $4 + $5 }')
-_runs=$((ROUNDS * (1 + 3 * $(echo $ATTACH | wc -w)) + 1))
-echo "bench: overhead packets=$_pkts exchanges=$((EXCHANGES * _runs + EXCHANGES / 10))"
+echo "bench: overhead packets=$_pkts exchanges=$EXCHANGES_DONE"
 dump_stats

@@ -33,7 +33,7 @@ const APT_PACKAGES: &[&str] = &[
 const BPF_LINKER_SERIES: &str = "0.13";
 
 pub fn run() -> Result<()> {
-    apt_packages()?;
+    ensure_packages("Debian packages", APT_PACKAGES)?;
     nightly()?;
     bpf_linker()?;
     kernels()?;
@@ -41,17 +41,19 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn apt_packages() -> Result<()> {
-    println!("setup: Debian packages");
+/// Installs those of `packages` that are missing (Debian's), saying what it checks as `what`;
+/// never removes or downgrades anything.
+pub fn ensure_packages(what: &str, packages: &[&str]) -> Result<()> {
+    println!("setup: {what}");
     let out = cmd::output(
         Command::new("dpkg-query")
             .args(["-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n"])
-            .args(APT_PACKAGES),
+            .args(packages),
     )?;
     // dpkg-query exits 1 when some package is unknown and still lists the others.
     let listing = String::from_utf8_lossy(&out.stdout);
     let mut missing = Vec::new();
-    for package in APT_PACKAGES {
+    for package in packages {
         let installed = listing.lines().find_map(|line| {
             let mut fields = line.split('\t');
             let (name, status, version) = (fields.next()?, fields.next()?, fields.next()?);

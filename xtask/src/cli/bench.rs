@@ -283,19 +283,30 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
+    // The peer (the bpftrace one-liner a user would write instead) and the bulk stream
+    // (iperf3): Debian's packages, copied into this boot only.
+    crate::setup::ensure_packages(
+        "the overhead benchmark's peer and bulk stream",
+        &["bpftrace", "iperf3"],
+    )?;
+    let mut extra = Vec::new();
+    for program in ["/usr/bin/bpftrace", "/usr/bin/iperf3"] {
+        extra.extend(lab::host_program(Path::new(program))?);
+    }
     let output = lab_run_with(
         args,
         dir,
         "overhead",
         &env,
-        &[],
-        Duration::from_mins(90),
+        &extra,
+        Duration::from_hours(2),
         clock,
     )?;
     // Every run in the order it ran, per workload: (mode, units/s).
     let mut runs: Vec<(String, Vec<(String, f64)>)> = Vec::new();
     let mut traced = Vec::new();
     let mut packets_per_exchange = None;
+    let mut peer_counted = Vec::new();
     for line in bench_lines(&output, "overhead") {
         let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
@@ -308,6 +319,10 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
         } else if text_of("packets").is_some() {
             packets_per_exchange =
                 Some(float(field(&line, "packets")?) / float(field(&line, "exchanges")?));
+        } else if let Some(counted) = text_of("peer-counted") {
+            peer_counted.push(counted);
+        } else if let Some(reason) = text_of("reason") {
+            println!("overhead: no bpftrace peer: {}", reason.replace('_', " "));
         } else {
             traced.push((field(&line, "traced")?, field(&line, "lost")?));
         }
@@ -335,7 +350,8 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
         json,
         "{{\n  \"bench\": \"overhead\",\n  \"kernel\": \"{}\",\n  \"guest\": \"QEMU TCG, -smp 1\",\n  \
          \"clock\": \"{clock_name}\",\n  \"conns_per_run\": {},\n  \"exchanges_per_run\": {},\n  \
-         \"packets_per_exchange\": {},\n  \"workloads\": {{\n{}\n  }},\n  \"traced_lost\": [{}]\n}}\n",
+         \"packets_per_exchange\": {},\n  \"workloads\": {{\n{}\n  }},\n  \"traced_lost\": [{}],\n  \
+         \"peer_counted\": [{}]\n}}\n",
         args.kernel,
         args.storm,
         args.exchanges,
@@ -346,6 +362,7 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
             .map(|(t, l)| format!("[{t}, {l}]"))
             .collect::<Vec<_>>()
             .join(", "),
+        peer_counted.join(", "),
     )?;
     write(dir, "overhead.json", &json)
 }

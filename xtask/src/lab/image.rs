@@ -287,7 +287,7 @@ fn base_manifest(tree: &KernelTree) -> Result<Manifest> {
 }
 
 /// The libraries and the dynamic loader `ldd` names for `binary`.
-fn shared_libraries(binary: &Path) -> Result<Vec<String>> {
+pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<String>> {
     let listing = cmd::stdout(Command::new("ldd").arg(binary))?;
     Ok(parse_ldd(&listing))
 }

@@ -106,6 +106,17 @@ pub struct LabRun<'a> {
     pub icount: bool,
 }
 
+/// A host program and the libraries it loads, as `(host path, guest path)` pairs for
+/// [`LabRun::extra_files`]: tools only some runs need (the benchmarks' bpftrace and iperf3),
+/// kept out of the base image every boot carries.
+pub fn host_program(path: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut files = vec![(path.to_path_buf(), path.display().to_string())];
+    for library in image::shared_libraries(path)? {
+        files.push((PathBuf::from(&library), library));
+    }
+    Ok(files)
+}
+
 /// What a finished script left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabOutput {
