@@ -447,6 +447,23 @@ trace_ready() {
     die "ipvs-trace did not start"
 }
 
+# trace_try NAME ARGS...: trace_bg, then wait until it is tracing (status 0) or has exited
+# (status 1, its stderr in $LAB_TMP/NAME.stderr): for a start that may fail by design.
+trace_try() {
+    trace_bg "$@"
+    _n=1200
+    while [ "$_n" -gt 0 ]; do
+        grep -q '^ipvs-trace: tracing' "$LAB_TMP/$TRACE_NAME.stderr" 2>/dev/null && return 0
+        if ! kill -0 "$TRACE_PID" 2>/dev/null; then
+            wait "$TRACE_PID" || true
+            return 1
+        fi
+        usleep 50000
+        _n=$((_n - 1))
+    done
+    die "ipvs-trace $TRACE_NAME neither traced nor exited in 60 s"
+}
+
 # start_trace NAME ARGS...: trace_bg, then wait until it is tracing.
 start_trace() {
     trace_bg "$@"

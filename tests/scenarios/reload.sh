@@ -12,7 +12,8 @@
 # Conns (ipvsadm -Ln --stats) before the unload, and its growth after each reload equal to the
 # kernel's Conns of the reloaded module (its counters restart with it); nothing lost,
 # unreadable or malformed over the three tracers; the unload warning said once per unload;
-# SIGTERM ends serve with status 0 and the summary.
+# SIGTERM ends serve with status 0 and the summary. serve runs with --attach kprobe: a
+# trampoline would keep ip_vs from being unloaded at all.
 set -e
 . /lab/lib.sh
 node_setup
@@ -64,7 +65,9 @@ module() {
 }
 
 rr_service
-serve_start serve --metrics-addr $METRICS --no-kube
+# Kprobes: a BPF trampoline on a module's function holds a reference to the module (6.2+), so
+# with fentry/fexit ip_vs cannot be unloaded at all while serve runs (`attach` checks that).
+serve_start serve --metrics-addr $METRICS --no-kube --attach kprobe
 dump healthz-before wget -q -O - "http://$METRICS/healthz"
 module before
 client_start before rclient --to $VIP:80 --count 6

@@ -179,9 +179,17 @@ fn planned_hook(
     (mode, path): (AttachMode, Result<(), &str>),
     btf: Option<&Btf>,
 ) -> Result<(String, String), String> {
-    let trampoline = path
-        .map_err(str::to_owned)
-        .and_then(|()| btf.ok_or_else(|| "no BTF".to_owned()))
+    if let Err(why) = path {
+        // Shared by every probe, and said once on the `attach` line.
+        return match mode {
+            AttachMode::Fentry => Err(why.to_owned()),
+            AttachMode::Auto | AttachMode::Kprobe => {
+                Ok((probe.kprobe_hook().name().to_owned(), String::new()))
+            }
+        };
+    }
+    let trampoline = btf
+        .ok_or_else(|| "no BTF".to_owned())
         .and_then(|btf| trampoline_target(probe, btf));
     match (trampoline, mode) {
         (Ok(_), _) => Ok((
