@@ -30,7 +30,7 @@ set -e
 # STORM, EXCHANGES, ROUNDS and ATTACH may come from xtask.
 [ ! -f /lab/bench.env ] || . /lab/bench.env
 STORM=${STORM:-20000}
-EXCHANGES=${EXCHANGES:-20000}
+EXCHANGES=${EXCHANGES:-100000}
 BULK_MB=${BULK_MB:-256}
 ROUNDS=${ROUNDS:-3}
 ATTACH=${ATTACH:-fentry kprobe}
