@@ -137,7 +137,7 @@ impl Tracer {
             kallsyms.as_ref(),
             &opts.kinds,
             opts.attach,
-            &trampolines.as_ref().map_err(String::clone),
+            &trampolines.as_ref().map_err(String::as_str),
             opts.kprobe_target_override.as_ref(),
             &mut links,
             &mut degraded,

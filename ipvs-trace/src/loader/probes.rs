@@ -337,7 +337,7 @@ fn listed(probes: &[&Probe]) -> String {
 
 /// Whether the trampoline path is open at all on this start, before any probe: the
 /// [`Trampolines`] prepared, or why a kprobe is used for every probe.
-pub type TrampolinePath<'a> = Result<&'a Trampolines, String>;
+pub type TrampolinePath<'a> = Result<&'a Trampolines, &'a str>;
 
 /// The function id a trampoline for `probe` attaches to: its id in the ip_vs module's split
 /// BTF, or why there is none. Past this, only the kernel can say (no trampolines on the
@@ -513,8 +513,8 @@ fn attach_trampoline(
     ip_vs_btf: &Btf,
     path: &TrampolinePath<'_>,
 ) -> Result<TrampolineLink, String> {
-    let trampolines = path.as_ref().map_err(String::clone)?;
-    trampolines.module_btf().map_err(|e| e.to_string())?;
+    let trampolines = (*path).map_err(str::to_owned)?;
+    trampolines.module_btf().map_err(str::to_owned)?;
     let btf_id = trampoline_target(probe, ip_vs_btf)?;
     trampolines
         .attach(probe.trampoline_program, probe.side, btf_id)

@@ -81,6 +81,10 @@ pub enum TrampolineError {
     NoModuleBtf,
     #[error("listing the kernel's BTF objects: {0}")]
     ListBtf(#[source] io::Error),
+    /// The module's BTF object was not found when the programs were prepared (one of the three
+    /// above, as text).
+    #[error("{0}")]
+    Module(String),
     #[error("the kernel refused to load the {side} program ({source}){log}")]
     Load {
         side: &'static str,
@@ -101,28 +105,8 @@ pub struct Trampolines {
     license: CString,
     /// Duplicates of the maps' fds, the numbers the relocated instructions name.
     _maps: Vec<OwnedFd>,
-    /// The module's kernel BTF object, or why there is none.
-    module_btf: Result<OwnedFd, ModuleBtfError>,
-}
-
-/// [`TrampolineError`]'s module part, kept to be reported once per probe.
-#[derive(Debug)]
-enum ModuleBtfError {
-    NeedsSysAdmin,
-    Missing,
-    List(io::Error),
-}
-
-impl ModuleBtfError {
-    fn to_error(&self) -> TrampolineError {
-        match self {
-            ModuleBtfError::NeedsSysAdmin => TrampolineError::NeedsSysAdmin,
-            ModuleBtfError::Missing => TrampolineError::NoModuleBtf,
-            ModuleBtfError::List(err) => {
-                TrampolineError::ListBtf(io::Error::new(err.kind(), err.to_string()))
-            }
-        }
-    }
+    /// The module's kernel BTF object, or why there is none (shown as text, once per probe).
+    module_btf: Result<OwnedFd, String>,
 }
 
 /// A program attached through a trampoline; dropping it detaches it.
@@ -187,16 +171,16 @@ impl Trampolines {
             images,
             license: obj.license.clone(),
             _maps: fds,
-            module_btf: find_module_btf(MODULE),
+            module_btf: find_module_btf(MODULE).map_err(|err| err.to_string()),
         })
     }
 
-    /// Whether the module's BTF object was found; the reason it was not otherwise.
-    pub fn module_btf(&self) -> Result<(), TrampolineError> {
-        self.module_btf
-            .as_ref()
-            .map(|_| ())
-            .map_err(ModuleBtfError::to_error)
+    /// The module's BTF object, or why it was not found.
+    pub fn module_btf(&self) -> Result<BorrowedFd<'_>, &str> {
+        match &self.module_btf {
+            Ok(fd) => Ok(fd.as_fd()),
+            Err(why) => Err(why),
+        }
     }
 
     /// Loads `program` for the `side` of the function with split BTF id `btf_id`, and attaches
@@ -207,7 +191,9 @@ impl Trampolines {
         side: Side,
         btf_id: u32,
     ) -> Result<TrampolineLink, TrampolineError> {
-        let module_btf = self.module_btf.as_ref().map_err(ModuleBtfError::to_error)?;
+        let module_btf = self
+            .module_btf()
+            .map_err(|why| TrampolineError::Module(why.to_owned()))?;
         let insns = self
             .images
             .get(program)
@@ -217,15 +203,7 @@ impl Trampolines {
             Side::Exit => "fexit",
         };
         let load = |log: Option<&mut Vec<u8>>| {
-            prog_load(
-                program,
-                insns,
-                &self.license,
-                side,
-                btf_id,
-                module_btf.as_fd(),
-                log,
-            )
+            prog_load(program, insns, &self.license, side, btf_id, module_btf, log)
         };
         let prog = match load(None) {
             Ok(fd) => fd,
@@ -255,9 +233,7 @@ impl Trampolines {
 /// Whether the ip_vs module's kernel BTF object can be found (what `check` reports; nothing
 /// is loaded).
 pub fn find_module() -> Result<(), TrampolineError> {
-    find_module_btf(MODULE)
-        .map(drop)
-        .map_err(|err| err.to_error())
+    find_module_btf(MODULE).map(drop)
 }
 
 /// The last lines of a verifier log (NUL-terminated in `buf`), each indented, after a newline.
@@ -450,7 +426,7 @@ fn raw_tracepoint_open(prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// The kernel BTF object of `module`: every BTF object in turn, by id, until one is a kernel
 /// BTF of that name.
-fn find_module_btf(module: &str) -> Result<OwnedFd, ModuleBtfError> {
+fn find_module_btf(module: &str) -> Result<OwnedFd, TrampolineError> {
     let mut id = 0;
     loop {
         let mut next = IdAttr {
@@ -460,12 +436,12 @@ fn find_module_btf(module: &str) -> Result<OwnedFd, ModuleBtfError> {
         match sys_bpf(BPF_BTF_GET_NEXT_ID, &mut next) {
             Ok(_) => id = next.next_id,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
-                return Err(ModuleBtfError::Missing)
+                return Err(TrampolineError::NoModuleBtf)
             }
             Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
-                return Err(ModuleBtfError::NeedsSysAdmin)
+                return Err(TrampolineError::NeedsSysAdmin)
             }
-            Err(err) => return Err(ModuleBtfError::List(err)),
+            Err(err) => return Err(TrampolineError::ListBtf(err)),
         }
         let mut by_id = IdAttr {
             start_id: id,
@@ -476,9 +452,9 @@ fn find_module_btf(module: &str) -> Result<OwnedFd, ModuleBtfError> {
             // Freed between the two calls (a module unloaded): go on with the next.
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
-                return Err(ModuleBtfError::NeedsSysAdmin)
+                return Err(TrampolineError::NeedsSysAdmin)
             }
-            Err(err) => return Err(ModuleBtfError::List(err)),
+            Err(err) => return Err(TrampolineError::ListBtf(err)),
         };
         // Module names are at most 56 bytes (MODULE_NAME_LEN); the name is all we read.
         let mut name = [0u8; 64];
