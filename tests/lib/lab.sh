@@ -429,39 +429,44 @@ trace_bg() {
 # trace_ready TIMEOUT_SECONDS: until the tracer prints its `ipvs-trace: tracing` line; fails
 # the scenario, showing the tracer's stderr, if it exits first or the line does not come.
 trace_ready() {
+    _trace_started "$1" && return 0
+    case $? in
+    1)
+        echo "lab: ipvs-trace exited with status $_trace_exit before tracing; its stderr:"
+        cat "$LAB_TMP/$TRACE_NAME.stderr"
+        ;;
+    *)
+        echo "lab: no 'ipvs-trace: tracing' line after $1 s; stderr so far:"
+        cat "$LAB_TMP/$TRACE_NAME.stderr"
+        ;;
+    esac
+    die "ipvs-trace did not start"
+}
+
+# _trace_started TIMEOUT_SECONDS: 0 once the tracer prints its `ipvs-trace: tracing` line, 1 if
+# it exits first (its status in _trace_exit), 2 if neither happens in time.
+_trace_started() {
     _n=$(($1 * 20))
     while [ "$_n" -gt 0 ]; do
         grep -q '^ipvs-trace: tracing' "$LAB_TMP/$TRACE_NAME.stderr" 2>/dev/null && return 0
         if ! kill -0 "$TRACE_PID" 2>/dev/null; then
-            _st=0
-            wait "$TRACE_PID" || _st=$?
-            echo "lab: ipvs-trace exited with status $_st before tracing; its stderr:"
-            cat "$LAB_TMP/$TRACE_NAME.stderr"
-            die "ipvs-trace did not start"
+            _trace_exit=0
+            wait "$TRACE_PID" || _trace_exit=$?
+            return 1
         fi
         usleep 50000
         _n=$((_n - 1))
     done
-    echo "lab: no 'ipvs-trace: tracing' line after $1 s; stderr so far:"
-    cat "$LAB_TMP/$TRACE_NAME.stderr"
-    die "ipvs-trace did not start"
+    return 2
 }
 
 # trace_try NAME ARGS...: trace_bg, then wait until it is tracing (status 0) or has exited
 # (status 1, its stderr in $LAB_TMP/NAME.stderr): for a start that may fail by design.
 trace_try() {
     trace_bg "$@"
-    _n=1200
-    while [ "$_n" -gt 0 ]; do
-        grep -q '^ipvs-trace: tracing' "$LAB_TMP/$TRACE_NAME.stderr" 2>/dev/null && return 0
-        if ! kill -0 "$TRACE_PID" 2>/dev/null; then
-            wait "$TRACE_PID" || true
-            return 1
-        fi
-        usleep 50000
-        _n=$((_n - 1))
-    done
-    die "ipvs-trace $TRACE_NAME neither traced nor exited in 60 s"
+    _trace_started 60 && return 0
+    [ $? -eq 1 ] || die "ipvs-trace $TRACE_NAME neither traced nor exited in 60 s"
+    return 1
 }
 
 # start_trace NAME ARGS...: trace_bg, then wait until it is tracing.
