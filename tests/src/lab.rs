@@ -77,8 +77,9 @@ pub const SCENARIOS_7_2: &[&str] = &[
 /// The boot whose every ipvs-trace runs with `--attach kprobe` (`IPVS_TRACE_ATTACH=kprobe`):
 /// the kprobe path by the flag on a kernel with module BTF, beside 5.10 (kprobes for want of
 /// module BTF). 6.12 and 7.2 run the trampoline path. Debian's 6.1 refuses the trampolines'
-/// attach on ip_vs (EINVAL), so `auto` would give it kprobes too: `attach` checks that fallback
-/// there, in a round that names its mode.
+/// attach on ip_vs_conn_new and tcp_state_transition (EINVAL; on ip_vs_leave only sometimes),
+/// so `auto` gives it mostly kprobes anyway: `attach` checks that per-probe fallback there, in
+/// a round that names its mode.
 pub const FORCED_KPROBE: Kernel = Kernel::V6_1;
 
 /// The scenarios a kernel's boot runs, in [`SCENARIOS`] order.
