@@ -94,6 +94,11 @@ impl KernelOffsets {
 }
 
 /// Bits of [`KernelOffsets::flags`].
+/// Number of arguments of `ip_vs_conn_new` (`p`, `dest_af`, `daddr`, `dport`, `flags`, `dest`,
+/// `fwmark`; the same from 4.x to 7.2): its fexit program finds the return value in the context
+/// slot after them, which userspace checks against the prototype in BTF before loading.
+pub const CONN_NEW_ARGS: usize = 7;
+
 pub mod flags {
     /// `ip_vs_dest` counts `totalconns` (active + inactive) instead of `inactconns`.
     pub const DEST_TOTALCONNS: u32 = 1 << 0;

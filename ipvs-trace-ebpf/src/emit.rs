@@ -17,7 +17,7 @@ use aya_log_ebpf::warn;
 use ipvs_trace_common::{drop, event::valid, offsets::flags, ConnEvent, EventKind};
 
 use crate::{
-    kernel::KPtr,
+    kernel::{addr_bytes, KernelPtr},
     maps::{count_drop, offset, EVENTS},
 };
 
@@ -75,11 +75,11 @@ fn wakeup() -> u64 {
 
 /// Fills a record from a `struct ip_vs_conn`: the tuple is mandatory, the destination's
 /// counters, the scheduler name and the netns are best effort (flagged in `valid`).
-pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
-    event.conn = cp.addr();
-    cp.bytes(offset!(conn_caddr), &mut event.client_addr)?;
-    cp.bytes(offset!(conn_vaddr), &mut event.vip_addr)?;
-    cp.bytes(offset!(conn_daddr), &mut event.backend_addr)?;
+pub fn fill_from_conn<K: KernelPtr>(event: &mut ConnEvent, cp: K) -> Option<()> {
+    event.conn = cp.addr_value();
+    event.client_addr = addr_bytes(cp.addr(offset!(conn_caddr))?);
+    event.vip_addr = addr_bytes(cp.addr(offset!(conn_vaddr))?);
+    event.backend_addr = addr_bytes(cp.addr(offset!(conn_daddr))?);
     event.client_port = cp.be16(offset!(conn_cport))?;
     event.vip_port = cp.be16(offset!(conn_vport))?;
     event.backend_port = cp.be16(offset!(conn_dport))?;
@@ -104,7 +104,7 @@ pub fn fill_from_conn(event: &mut ConnEvent, cp: KPtr) -> Option<()> {
 
 /// An address family member of `ip_vs_conn`: a `u16` until 6.x, a `u8` in 7.x, as userspace
 /// found in BTF and flagged with `u8_flag`.
-pub fn conn_family(cp: KPtr, offset: u32, u8_flag: u32) -> Option<u16> {
+pub fn conn_family<K: KernelPtr>(cp: K, offset: u32, u8_flag: u32) -> Option<u16> {
     if offset!(flags) & u8_flag != 0 {
         cp.read::<u8>(offset).map(u16::from)
     } else {
@@ -113,7 +113,7 @@ pub fn conn_family(cp: KPtr, offset: u32, u8_flag: u32) -> Option<u16> {
 }
 
 /// Counters of the chosen real server and, through its service, the scheduler's name.
-fn fill_dest(event: &mut ConnEvent, dest: KPtr) {
+fn fill_dest<K: KernelPtr>(event: &mut ConnEvent, dest: K) {
     let counters = (|| {
         let weight = dest.read::<i32>(offset!(dest_weight))?;
         let active = dest.read::<i32>(offset!(dest_activeconns))?;
@@ -136,13 +136,13 @@ fn fill_dest(event: &mut ConnEvent, dest: KPtr) {
 }
 
 /// `svc->scheduler->name`, NUL-padded into `event.scheduler`, when that layout is known.
-pub fn fill_scheduler(event: &mut ConnEvent, svc: KPtr) {
+pub fn fill_scheduler<K: KernelPtr>(event: &mut ConnEvent, svc: K) {
     if offset!(flags) & flags::SCHEDULER == 0 {
         return;
     }
     let Some(name) = svc
         .ptr(offset!(svc_scheduler))
-        .and_then(|sched| sched.ptr(offset!(sched_name)))
+        .and_then(|sched| sched.bytes_ptr(offset!(sched_name)))
     else {
         return;
     };
@@ -154,7 +154,7 @@ pub fn fill_scheduler(event: &mut ConnEvent, svc: KPtr) {
 
 /// `owner->ipvs->net->ns.inum` (owner a connection or a service, `ipvs` at `ipvs_offset`): the
 /// network namespace that owns the IPVS table. Best effort, flagged in `valid`.
-pub fn fill_netns(event: &mut ConnEvent, owner: KPtr, ipvs_offset: u32) {
+pub fn fill_netns<K: KernelPtr>(event: &mut ConnEvent, owner: K, ipvs_offset: u32) {
     if offset!(flags) & flags::NETNS == 0 {
         return;
     }

@@ -16,7 +16,7 @@ use ipvs_trace_common::{
 
 use crate::{
     emit::conn_family,
-    kernel::KPtr,
+    kernel::KernelPtr,
     maps::{count_drop, offset, FILTER, NAMED_IPS, NAMED_VIPS},
 };
 
@@ -41,7 +41,7 @@ pub fn wants(kind: EventKind) -> bool {
 
 /// Whether the connection entry `cp` passes the address and protocol tests; counts the ones
 /// that do not.
-pub fn conn_passes(cp: KPtr) -> bool {
+pub fn conn_passes<K: KernelPtr>(cp: K) -> bool {
     let Some(filter) = get() else { return true };
     if filter.tests == 0 {
         return true;
@@ -53,7 +53,7 @@ pub fn conn_passes(cp: KPtr) -> bool {
     passes
 }
 
-fn conn_test(filter: &KernelFilter, cp: KPtr) -> Option<bool> {
+fn conn_test<K: KernelPtr>(filter: &KernelFilter, cp: K) -> Option<bool> {
     let tests = filter.tests;
     if tests & test::PROTO != 0 && cp.read::<u16>(offset!(conn_protocol))? != filter.proto {
         return Some(false);
@@ -85,10 +85,10 @@ fn conn_test(filter: &KernelFilter, cp: KPtr) -> Option<bool> {
         // The dearest test, last: three addresses and up to four hash lookups.
         let af = conn_family(cp, offset!(conn_af), flags::CONN_AF_U8)?;
         let daf = conn_family(cp, offset!(conn_daf), flags::CONN_DAF_U8)?;
-        let vip = cp.read::<[u32; 4]>(offset!(conn_vaddr))?;
+        let vip = cp.addr(offset!(conn_vaddr))?;
         let vport = cp.be16(offset!(conn_vport))?;
-        let backend = cp.read::<[u32; 4]>(offset!(conn_daddr))?;
-        let client = cp.read::<[u32; 4]>(offset!(conn_caddr))?;
+        let backend = cp.addr(offset!(conn_daddr))?;
+        let client = cp.addr(offset!(conn_caddr))?;
         return Some(named(af, &client, &vip, vport, Some((daf, &backend))));
     }
     Some(true)
@@ -148,12 +148,12 @@ pub fn leave_passes(af: u16, proto: u16, client: &[u32; 4], vip: &[u32; 4], vpor
 }
 
 /// Whether the address at `offset` of `p` (a `union nf_inet_addr` of family `af`) is `want`.
-fn addr_at(p: KPtr, offset: u32, af: u16, want: &FilterAddr) -> Option<bool> {
+fn addr_at<K: KernelPtr>(p: K, offset: u32, af: u16, want: &FilterAddr) -> Option<bool> {
     if af != want.af {
         return Some(false);
     }
     if af == AF_INET6 {
-        let words = p.read::<[u32; 4]>(offset)?;
+        let words = p.addr(offset)?;
         Some(addr_eq(want, af, &words))
     } else {
         Some(p.read::<u32>(offset)? == want.addr[0])

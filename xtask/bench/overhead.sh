@@ -18,7 +18,8 @@
 # without any userspace. The guest has one vCPU, where the tracer's userspace competes
 # with the traffic itself, which on a real node it does on another core. And `peer.bpftrace`:
 # the one-liner a user would write instead, a kretprobe on ip_vs_conn_new counting connections
-# per backend (skipped, saying why, where bpftrace cannot run it).
+# per backend (skipped, saying why, where bpftrace cannot run it); and `floor`, per attach path:
+# empty programs on the same hooks, the price of the hooks alone.
 # Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N cs=T` (T
 # centiseconds of guest uptime for N connections or exchanges), then `bench: overhead round=R
 # traced=N lost=L` from the tracer's summaries (`stopped` prints its lines only after SIGCONT,
@@ -106,26 +107,47 @@ if ! command -v bpftrace >/dev/null; then
     PEER_REASON="bpftrace is not in the guest"
 fi
 
-# peer_start: bpftrace running the one-liner, attached (up to 300 s: LLVM under TCG is slow).
-peer_start() {
-    bpftrace -e "$PEER" >"$LAB_TMP/peer.out" 2>&1 &
-    PEER_PID=$!
-    if ! wait_for "$LAB_TMP/peer.out" "Attaching 1 probe" 300; then
-        PEER_REASON="bpftrace did not attach: $(head -c 300 "$LAB_TMP/peer.out" | tr '\n' ' ')"
-        kill "$PEER_PID" 2>/dev/null || true
-        wait "$PEER_PID" 2>/dev/null || true
+# bpftrace_start PROGRAM: bpftrace running PROGRAM, attached (up to 300 s: LLVM under TCG is
+# slow); sets BT_PID, or BT_REASON (why not) and fails.
+bpftrace_start() {
+    bpftrace -e "$1" >"$LAB_TMP/bpftrace.out" 2>&1 &
+    BT_PID=$!
+    if ! wait_for "$LAB_TMP/bpftrace.out" "Attaching" 300; then
+        BT_REASON="bpftrace did not attach: $(head -c 300 "$LAB_TMP/bpftrace.out" | tr '\n' ' ')"
+        kill "$BT_PID" 2>/dev/null || true
+        wait "$BT_PID" 2>/dev/null || true
         return 1
     fi
     # "Attaching" comes before the attach is done; the next line (or a second) says it is.
     sleep 2
+    if ! kill -0 "$BT_PID" 2>/dev/null; then
+        BT_REASON="bpftrace exited: $(head -c 300 "$LAB_TMP/bpftrace.out" | tr '\n' ' ')"
+        return 1
+    fi
+}
+
+peer_start() {
+    bpftrace_start "$PEER" || {
+        PEER_REASON=$BT_REASON
+        return 1
+    }
+    PEER_PID=$BT_PID
 }
 
 peer_stop() {
     kill -INT "$PEER_PID"
     wait "$PEER_PID" || true
     # One map line per backend: the connections it counted.
-    echo "bench: overhead peer-counted=$(awk -F': ' '/^@conns/ { n += $2 } END { print n + 0 }' "$LAB_TMP/peer.out")"
+    echo "bench: overhead peer-counted=$(awk -F': ' '/^@conns/ { n += $2 } END { print n + 0 }' "$LAB_TMP/bpftrace.out")"
 }
+
+# The floor of each attach path: empty programs (bpftrace's, which return at once) on the same
+# three hooks. What a run costs over `without` here is the trampolines' or the kprobes' own
+# price, before any code of ours runs; ours over the floor is what our programs do.
+FLOOR_fentry='kretfunc:ip_vs:ip_vs_conn_new {} kfunc:ip_vs:tcp_state_transition {} kfunc:ip_vs:ip_vs_leave {}'
+FLOOR_kprobe='kretprobe:ip_vs_conn_new {} kprobe:tcp_state_transition {} kprobe:ip_vs_leave {}'
+FLOOR_REASON=
+[ -z "$PEER_REASON" ] || FLOOR_REASON=$PEER_REASON
 
 lab_log "warm-up: $((STORM / 10)) connections, $((EXCHANGES / 10)) exchanges"
 run conn $((STORM / 10))
@@ -173,8 +195,26 @@ for round in $(seq 1 "$ROUNDS"); do
             peer_stop
         fi
     done
+    # One bpftrace start per path and round (each takes minutes under TCG) serves both
+    # per-connection and per-packet workloads.
+    for attach in $ATTACH; do
+        [ -z "$FLOOR_REASON" ] || break
+        eval "floor=\$FLOOR_$attach"
+        if ! bpftrace_start "$floor"; then
+            FLOOR_REASON="$attach: $BT_REASON"
+            break
+        fi
+        for workload in conn packets; do
+            n=$(units $workload)
+            run $workload "$n"
+            echo "bench: overhead round=$round workload=$workload mode=$attach.floor units=$n cs=$RUN_CS"
+        done
+        kill -INT "$BT_PID"
+        wait "$BT_PID" || true
+    done
 done
 [ -z "$PEER_REASON" ] || echo "bench: overhead peer=none reason=$(echo "$PEER_REASON" | tr ' =' '__')"
+[ -z "$FLOOR_REASON" ] || echo "bench: overhead floor=none reason=$(echo "$FLOOR_REASON" | tr ' =' '__')"
 # The closing baselines: xtask compares each traced run with the rate without the tracer
 # interpolated between the `without` runs before and after it, which cancels the guest's drift.
 for workload in conn packets bulk; do

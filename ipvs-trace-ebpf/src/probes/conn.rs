@@ -7,10 +7,15 @@ use aya_ebpf::{
 };
 use ipvs_trace_common::{
     event::{ConnEvent, CONN_F_TEMPLATE},
+    offsets::CONN_NEW_ARGS,
     EventKind,
 };
 
-use crate::{emit, filter, kernel::KPtr, maps::offset};
+use crate::{
+    emit, filter,
+    kernel::{BtfPtr, KPtr, KernelPtr},
+    maps::offset,
+};
 
 /// Return of
 /// `struct ip_vs_conn *ip_vs_conn_new(const struct ip_vs_conn_param *p, int dest_af,
@@ -39,12 +44,18 @@ pub fn ip_vs_conn_new(ctx: RetProbeContext) -> u32 {
 /// The same function through a BPF trampoline (`fexit`): no trap, and the arguments as well as
 /// the return value. `flags` (argument 4) carries `IP_VS_CONN_F_TEMPLATE` from the caller
 /// (`ip_vs_sched_persist`); the entry only adds the destination's forwarding method to it, so
-/// the kind costs no read here. The return value comes from `bpf_get_func_ret` (5.17+), which,
-/// unlike a fixed slot, does not depend on the number of arguments.
+/// the kind costs no read here.
+///
+/// The return value is taken from its context slot, right after the arguments, rather than
+/// from `bpf_get_func_ret`: the slot gives the verifier the pointer's type (`struct
+/// ip_vs_conn *`), so every member is then one load ([`BtfPtr`]), where the helper's copy would
+/// be a bare number read through a helper call each time. The slot's index is the number of
+/// arguments, which userspace checks against the prototype in BTF before loading
+/// (`loader/probes.rs`); a kernel with another count would be refused by the verifier anyway.
 #[fexit(function = "ip_vs_conn_new")]
 pub fn ip_vs_conn_new_fexit(ctx: FExitContext) -> u32 {
     let flags: u32 = ctx.arg(4);
-    if let Some(cp) = ctx.ret::<*const u8>().ok().and_then(KPtr::new) {
+    if let Some(cp) = BtfPtr::new(ctx.arg(CONN_NEW_ARGS)) {
         conn_new(&ctx, cp, kind_of(flags));
     }
     0
@@ -58,7 +69,7 @@ fn kind_of(flags: u32) -> EventKind {
     }
 }
 
-fn conn_new<C: EbpfContext>(ctx: &C, cp: KPtr, kind: EventKind) {
+fn conn_new<C: EbpfContext, K: KernelPtr>(ctx: &C, cp: K, kind: EventKind) {
     if !filter::wants(kind) || !filter::conn_passes(cp) {
         return;
     }

@@ -7,7 +7,11 @@ use aya_ebpf::{
 };
 use ipvs_trace_common::{event::valid, EventKind};
 
-use crate::{emit, filter, kernel::KPtr, maps::offset};
+use crate::{
+    emit, filter,
+    kernel::{addr_bytes, BtfPtr, KPtr, KernelPtr},
+    maps::offset,
+};
 
 /// `int ip_vs_leave(struct ip_vs_service *svc, struct sk_buff *skb,
 ///     struct ip_vs_proto_data *pd, struct ip_vs_iphdr *iph)`
@@ -23,30 +27,35 @@ use crate::{emit, filter, kernel::KPtr, maps::offset};
 #[kprobe]
 pub fn ip_vs_leave(ctx: ProbeContext) -> u32 {
     if let (Some(svc), Some(skb), Some(iph)) = (ctx.arg(0), ctx.arg(1), ctx.arg(3)) {
-        let _ = leave(&ctx, svc, skb, iph);
+        let _ = leave::<_, KPtr>(&ctx, svc, skb, iph);
     }
     0
 }
 
-/// The same through a BPF trampoline (`fentry`).
+/// The same through a BPF trampoline (`fentry`): the arguments are typed, read by loads.
 #[fentry(function = "ip_vs_leave")]
 pub fn ip_vs_leave_fentry(ctx: FEntryContext) -> u32 {
-    let _ = leave(&ctx, ctx.arg(0), ctx.arg(1), ctx.arg(3));
+    let _ = leave::<_, BtfPtr>(&ctx, ctx.arg(0), ctx.arg(1), ctx.arg(3));
     0
 }
 
-fn leave<C: EbpfContext>(ctx: &C, svc: *const u8, skb: *const u8, iph: *const u8) -> Option<()> {
-    let svc = KPtr::new(svc)?;
-    let skb = KPtr::new(skb)?;
-    let iph = KPtr::new(iph)?;
+fn leave<C: EbpfContext, K: KernelPtr>(
+    ctx: &C,
+    svc: *const u8,
+    skb: *const u8,
+    iph: *const u8,
+) -> Option<()> {
+    let svc = K::new(svc)?;
+    let skb = K::new(skb)?;
+    let iph = K::new(iph)?;
     if !filter::wants(EventKind::NoDest) || !passes_filter(svc, skb, iph) {
         return Some(());
     }
     emit::record(ctx, EventKind::NoDest, |event| {
         // The addresses the client used, as IPVS parsed them (for a fwmark service the
         // service has no address of its own).
-        iph.bytes(offset!(iph_saddr), &mut event.client_addr)?;
-        iph.bytes(offset!(iph_daddr), &mut event.vip_addr)?;
+        event.client_addr = addr_bytes(iph.addr(offset!(iph_saddr))?);
+        event.vip_addr = addr_bytes(iph.addr(offset!(iph_daddr))?);
         event.af = svc.read::<u16>(offset!(svc_af))?;
         event.daf = event.af;
         event.protocol = svc.read::<u16>(offset!(svc_protocol))?;
@@ -65,23 +74,23 @@ fn leave<C: EbpfContext>(ctx: &C, svc: *const u8, skb: *const u8, iph: *const u8
 
 /// Ports from the transport header, which starts `iph->len` bytes after skb->data (network
 /// order).
-fn ports(skb: KPtr, iph: KPtr) -> Option<[u16; 2]> {
-    let data = skb.ptr(offset!(skb_data))?;
+fn ports<K: KernelPtr>(skb: K, iph: K) -> Option<[u16; 2]> {
+    let data = skb.bytes_ptr(offset!(skb_data))?;
     let l4 = iph.read::<i32>(offset!(iph_len))?;
     data.read::<[u16; 2]>(u32::try_from(l4).ok()?)
 }
 
 /// The kernel-side filter on what the record would hold; reads only when a test is set, and
 /// lets the decision through when a read fails (the record then counts it as unreadable).
-fn passes_filter(svc: KPtr, skb: KPtr, iph: KPtr) -> bool {
+fn passes_filter<K: KernelPtr>(svc: K, skb: K, iph: K) -> bool {
     if !filter::active() {
         return true;
     }
     let read = || {
         let af = svc.read::<u16>(offset!(svc_af))?;
         let proto = svc.read::<u16>(offset!(svc_protocol))?;
-        let client = iph.read::<[u32; 4]>(offset!(iph_saddr))?;
-        let vip = iph.read::<[u32; 4]>(offset!(iph_daddr))?;
+        let client = iph.addr(offset!(iph_saddr))?;
+        let vip = iph.addr(offset!(iph_daddr))?;
         let vport = match ports(skb, iph) {
             Some([_, dport]) => u16::from_be(dport),
             None => svc.be16(offset!(svc_port))?,

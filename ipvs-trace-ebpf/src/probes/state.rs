@@ -12,7 +12,11 @@ use aya_ebpf::{
 };
 use ipvs_trace_common::EventKind;
 
-use crate::{emit, filter, kernel::KPtr, maps::offset};
+use crate::{
+    emit, filter,
+    kernel::{BtfPtr, KPtr, KernelPtr},
+    maps::offset,
+};
 
 /// `IP_VS_DIR_INPUT`: a packet from the client.
 const DIR_INPUT: i32 = 0;
@@ -36,36 +40,36 @@ const TCP_FLAGS_OFFSET: u32 = 13;
 /// Runs for every TCP packet IPVS handles (in both directions), so it filters on what costs
 /// least first, and each read below is there because the test before it could not decide:
 /// 1. the direction: an argument, a register, no read; replies (half the packets) stop here;
-/// 2. `cp->state` (one `bpf_probe_read_kernel`): the SYN that created the entry (`NONE`) and
-///    its retransmissions (`SYN_RECV`) are `new`, not reuse; every other state goes on, since a
-///    SYN on an entry in any of them (`ESTABLISHED` included: a client that reused a port the
-///    server still holds) is forwarded unscheduled;
+/// 2. `cp->state` (one read): the SYN that created the entry (`NONE`) and its retransmissions
+///    (`SYN_RECV`) are `new`, not reuse; every other state goes on, since a SYN on an entry in
+///    any of them (`ESTABLISHED` included: a client that reused a port the server still holds)
+///    is forwarded unscheduled;
 /// 3. `skb->data` (one read): where the packet starts;
-/// 4. the packet's first byte (one read): the IP version and, for IPv4, the header length,
-///    which says where the TCP header is (the entry's family would be one read more);
-/// 5. the TCP flags byte (one read): only a SYN without ACK is a new connection.
+/// 4. the packet's headers (one helper read, [`is_bare_syn`]): only a SYN without ACK is a new
+///    connection.
 ///
-/// So a packet in the client's direction of an existing entry costs four reads, a reply none;
-/// only a reused SYN goes on to the filter and the record.
+/// So a packet in the client's direction of an existing entry costs two member reads (loads
+/// in the fentry program, helper calls in the kprobe) and one helper read of the packet, a
+/// reply none; only a reused SYN goes on to the filter and the record.
 #[kprobe]
 pub fn tcp_state_transition(ctx: ProbeContext) -> u32 {
     if let Some(direction) = ctx.arg::<i32>(1) {
-        let _ = state_transition(&ctx, direction, || Some((ctx.arg(0)?, ctx.arg(2)?)));
+        let _ = state_transition::<_, KPtr>(&ctx, direction, || Some((ctx.arg(0)?, ctx.arg(2)?)));
     }
     0
 }
 
-/// The same through a BPF trampoline (`fentry`): no trap per packet, and the arguments are
-/// loads from the context, not registers saved by the trap.
+/// The same through a BPF trampoline (`fentry`): no trap per packet, the arguments are loads
+/// from the context, and `cp` and `skb` are typed, so their members are loads too.
 #[fentry(function = "tcp_state_transition")]
 pub fn tcp_state_transition_fentry(ctx: FEntryContext) -> u32 {
     let direction: i32 = ctx.arg(1);
-    let _ = state_transition(&ctx, direction, || Some((ctx.arg(0), ctx.arg(2))));
+    let _ = state_transition::<_, BtfPtr>(&ctx, direction, || Some((ctx.arg(0), ctx.arg(2))));
     0
 }
 
 /// `args` gives `cp` and `skb`, taken only once the direction is the client's.
-fn state_transition<C: EbpfContext>(
+fn state_transition<C: EbpfContext, K: KernelPtr>(
     ctx: &C,
     direction: i32,
     args: impl FnOnce() -> Option<(*const u8, *const u8)>,
@@ -74,24 +78,13 @@ fn state_transition<C: EbpfContext>(
         return None;
     }
     let (cp, skb) = args()?;
-    let cp = KPtr::new(cp)?;
+    let cp = K::new(cp)?;
     let state = cp.read::<u16>(offset!(conn_state))?;
     if state == TCP_S_NONE || state == TCP_S_SYN_RECV {
         return None;
     }
-    let skb = KPtr::new(skb)?;
-    // At the IPVS hooks skb->data points at the network header; the kernel finds the TCP
-    // header the same way (ip_hdrlen for IPv4, a fixed 40 bytes for IPv6). In the client's
-    // direction the packet's family is the entry's.
-    let data = skb.ptr(offset!(skb_data))?;
-    let first = data.read::<u8>(0)?;
-    let header_len = if first >> 4 == IP_VERSION_6 {
-        40
-    } else {
-        u32::from(first & 0x0f) * 4
-    };
-    let tcp_flags = data.read::<u8>(header_len + TCP_FLAGS_OFFSET)?;
-    if tcp_flags & TCP_FLAG_SYN == 0 || tcp_flags & TCP_FLAG_ACK != 0 {
+    let data = K::new(skb)?.bytes_ptr(offset!(skb_data))?;
+    if !is_bare_syn(data)? {
         return None;
     }
     // A reused connection now: a decision, filtered like the others (after the tests above,
@@ -103,4 +96,29 @@ fn state_transition<C: EbpfContext>(
         emit::fill_from_conn(event, cp)
     });
     Some(())
+}
+
+/// How many bytes of the packet [`is_bare_syn`] reads at once: enough for the TCP flags after
+/// an IPv4 header without options (byte 33) and after an IPv6 header (byte 53). Past the
+/// packet's own bytes in a short packet, the read stays in the skb's head buffer, which
+/// always ends with its `skb_shared_info`.
+const HEADERS: usize = 56;
+
+/// Whether the packet whose network header is at `data` is a TCP SYN without ACK. At the IPVS
+/// hooks `skb->data` points at the network header; the kernel finds the TCP header the same
+/// way (`ip_hdrlen` for IPv4, a fixed 40 bytes for IPv6; in the client's direction the
+/// packet's family is the entry's). One helper read for the common headers, a second for an
+/// IPv4 header with options; the indices are constants, which the 5.10 verifier needs on the
+/// stack.
+fn is_bare_syn(data: KPtr) -> Option<bool> {
+    let headers = data.read::<[u8; HEADERS]>(0)?;
+    let first = headers[0];
+    let flags = if first >> 4 == IP_VERSION_6 {
+        headers[40 + TCP_FLAGS_OFFSET as usize]
+    } else if first & 0x0f == 5 {
+        headers[20 + TCP_FLAGS_OFFSET as usize]
+    } else {
+        data.read::<u8>(u32::from(first & 0x0f) * 4 + TCP_FLAGS_OFFSET)?
+    };
+    Some(flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0)
 }

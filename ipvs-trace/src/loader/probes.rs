@@ -71,20 +71,45 @@ pub struct Probe {
     pub per_packet: bool,
     /// What is lost when this probe cannot be attached; `None` for the mandatory probe.
     pub loses: Option<&'static str>,
-    /// The prototype the program was written for.
+    /// The prototype the kprobe program was written for.
     pub shape: Shape,
+    /// The prototype the trampoline program was written for (it may read more: arguments a
+    /// kretprobe does not have, or a return value found by the number of arguments).
+    pub trampoline_shape: Shape,
 }
 
-/// What a program reads of its function's prototype: the return type (kretprobes) and the
-/// parameters it takes by position (`None`: not read, any type). Types as
+/// What a program reads of its function's prototype: the return type (kretprobes and fexit)
+/// and the parameters it takes by position (`None`: not read, any type). Types as
 /// [`Signature`](crate::btf::Signature) renders them.
 #[derive(Debug)]
 pub struct Shape {
     pub ret: Option<&'static str>,
     pub params: &'static [Option<&'static str>],
+    /// The exact number of parameters, for a program that finds the return value in the
+    /// context slot after them (an fexit that keeps the value's type).
+    pub arity: Option<usize>,
 }
 
 const CONN_PTR: &str = "struct ip_vs_conn *";
+
+/// What `tcp_state_transition`'s programs read: `cp`, `direction` and `skb`.
+const STATE_TRANSITION: Shape = Shape {
+    ret: None,
+    params: &[Some(CONN_PTR), Some("int"), Some("const struct sk_buff *")],
+    arity: None,
+};
+
+/// What `ip_vs_leave`'s programs read: `svc`, `skb` and `iph`.
+const LEAVE: Shape = Shape {
+    ret: None,
+    params: &[
+        Some("struct ip_vs_service *"),
+        Some("struct sk_buff *"),
+        None,
+        Some("struct ip_vs_iphdr *"),
+    ],
+    arity: None,
+};
 
 /// In the order of attaching and of the `tracing (...)` line: the mandatory probe first, so a
 /// kernel without it fails the start before anything else is attached.
@@ -101,6 +126,13 @@ pub const PROBES: &[Probe] = &[
         shape: Shape {
             ret: Some(CONN_PTR),
             params: &[],
+            arity: None,
+        },
+        // `flags` (argument 4) gives the kind; the entry is in the slot after the arguments.
+        trampoline_shape: Shape {
+            ret: Some(CONN_PTR),
+            params: &[None, None, None, None, Some("unsigned int")],
+            arity: Some(ipvs_trace_common::offsets::CONN_NEW_ARGS),
         },
     },
     Probe {
@@ -112,10 +144,8 @@ pub const PROBES: &[Probe] = &[
         kinds: &[EventKind::Reused],
         per_packet: true,
         loses: Some("`reused` events (TCP connections that hit an existing entry)"),
-        shape: Shape {
-            ret: None,
-            params: &[Some(CONN_PTR), Some("int"), Some("const struct sk_buff *")],
-        },
+        shape: STATE_TRANSITION,
+        trampoline_shape: STATE_TRANSITION,
     },
     Probe {
         program: "ip_vs_leave",
@@ -126,15 +156,8 @@ pub const PROBES: &[Probe] = &[
         kinds: &[EventKind::NoDest],
         per_packet: false,
         loses: Some("`no_dest` events (services without a usable real server)"),
-        shape: Shape {
-            ret: None,
-            params: &[
-                Some("struct ip_vs_service *"),
-                Some("struct sk_buff *"),
-                None,
-                Some("struct ip_vs_iphdr *"),
-            ],
-        },
+        shape: LEAVE,
+        trampoline_shape: LEAVE,
     },
 ];
 
@@ -217,6 +240,13 @@ impl Shape {
         if let Some(ret) = self.ret {
             if signature.ret != ret {
                 return Some(format!("the probe reads a return value of type `{ret}`"));
+            }
+        }
+        if let Some(arity) = self.arity {
+            if signature.params.len() != arity {
+                return Some(format!(
+                    "the program finds the return value after exactly {arity} arguments"
+                ));
             }
         }
         for (i, want) in self.params.iter().enumerate() {
@@ -340,12 +370,20 @@ fn listed(probes: &[&Probe]) -> String {
 pub type TrampolinePath<'a> = Result<&'a Trampolines, &'a str>;
 
 /// The function id a trampoline for `probe` attaches to: its id in the ip_vs module's split
-/// BTF, or why there is none. Past this, only the kernel can say (no trampolines on the
-/// architecture, fexit's `bpf_get_func_ret` before 5.17).
+/// BTF, or why there is none (not described, or a prototype its program was not written for).
+/// Past this, only the kernel can say (no trampolines on the architecture, or a refusal).
 pub fn trampoline_target(probe: &Probe, ip_vs_btf: &Btf) -> Result<u32, String> {
-    ip_vs_btf
+    let id = ip_vs_btf
         .module_function_id(probe.function)
-        .ok_or_else(|| format!("`{}` is not in ip_vs's BTF (inlined?)", probe.function))
+        .ok_or_else(|| format!("`{}` is not in ip_vs's BTF (inlined?)", probe.function))?;
+    match ip_vs_btf.function_signature(probe.function) {
+        Ok(Some(signature)) => match probe.trampoline_shape.mismatch(&signature) {
+            None => Ok(id),
+            Some(what) => Err(format!("its prototype is `{signature}`: {what}")),
+        },
+        Ok(None) => Ok(id),
+        Err(err) => Err(format!("its prototype is unreadable in BTF: {err}")),
+    }
 }
 
 /// Loads and attaches the probes the events asked for need (`kinds`; empty: every probe), each
@@ -690,7 +728,12 @@ mod tests {
 
         let mut split = Builder::split(&base);
         let int = split.int("int", 4);
-        let proto = split.func_proto(int, &[]);
+        let conn = split.fwd("ip_vs_conn");
+        let conn_ptr = split.ptr(conn);
+        let skb = split.fwd("sk_buff");
+        let const_skb = split.constant(skb);
+        let skb_ptr = split.ptr(const_skb);
+        let proto = split.func_proto(0, &[("cp", conn_ptr), ("direction", int), ("skb", skb_ptr)]);
         let id = split.func("tcp_state_transition", proto);
         let module = Btf::parse_split(&split.build(), vmlinux).unwrap();
         assert_eq!(
@@ -699,6 +742,45 @@ mod tests {
         );
         let why = trampoline_target(probe("ip_vs_leave"), &module).unwrap_err();
         assert!(why.contains("not in ip_vs's BTF"), "{why}");
+    }
+
+    /// `ip_vs_conn_new(p, dest_af, daddr, dport, flags, dest, fwmark)`, less `drop` trailing
+    /// arguments, in a module blob.
+    fn conn_new_module(drop: usize) -> (Btf, u32) {
+        let base = Builder::base();
+        let vmlinux = std::sync::Arc::new(Btf::parse(&base.build()).unwrap());
+        let mut split = Builder::split(&base);
+        let int = split.int("int", 4);
+        let uint = split.int("unsigned int", 4);
+        let conn = split.fwd("ip_vs_conn");
+        let conn_ptr = split.ptr(conn);
+        let params = [
+            ("p", int),
+            ("dest_af", int),
+            ("daddr", int),
+            ("dport", int),
+            ("flags", uint),
+            ("dest", int),
+            ("fwmark", uint),
+        ];
+        let proto = split.func_proto(conn_ptr, &params[..params.len() - drop]);
+        let id = split.func("ip_vs_conn_new", proto);
+        (Btf::parse_split(&split.build(), vmlinux).unwrap(), id)
+    }
+
+    #[test]
+    fn the_fexit_needs_the_number_of_arguments_it_was_written_for() {
+        let (module, id) = conn_new_module(0);
+        assert_eq!(trampoline_target(probe("ip_vs_conn_new"), &module), Ok(id));
+        // One argument fewer moves the return value's slot: the program would read `fwmark`.
+        let (module, _) = conn_new_module(1);
+        let why = trampoline_target(probe("ip_vs_conn_new"), &module).unwrap_err();
+        assert!(why.contains("after exactly 7 arguments"), "{why}");
+        // The kretprobe reads the return register only: it still fits.
+        assert!(matches!(
+            probe("ip_vs_conn_new").fit(Some(&module), None),
+            Fit::Fits { .. }
+        ));
     }
 
     #[test]

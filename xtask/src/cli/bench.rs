@@ -27,16 +27,20 @@ use crate::{cmd, paths};
 /// - `loss` (lab): a burst of connections into a one-page ring while the tracer is stopped
 ///   (SIGSTOP): delivered + counted lost must equal the connections IPVS created (ipvsadm
 ///   --stats). The one check here: exits 1 if the accounting is not exact.
-/// - `overhead` (lab): the same TCP connection storm through an IPVS rr service without and
-///   with the tracer attached, interleaved; the throughput ratio with/without (goal 0.95), for
-///   the tracer printing every event (`with`), for one whose filter matches nothing (`quiet`:
-///   probes, ring and decoding only) and for one stopped once attached (`stopped`: probes and
-///   ring only, the kernel-side cost; the guest's single vCPU also runs the tracer's
-///   userspace, which a real node runs on another core). Each traced storm is compared with
-///   the rate interpolated between the `without` storms on both sides of it. The guest's clocks
-///   count executed instructions (QEMU -icount), so the host's load does not move the figures;
-///   `--wall-clock` times by the host's clock instead. Under QEMU TCG absolute rates mean
-///   nothing; the ratios do.
+/// - `overhead` (lab): the same traffic through IPVS rr/Masq services without and with the
+///   tracer attached, interleaved: a storm of short connections (`conn`, the cost per
+///   connection), one long connection per client of small request/response exchanges
+///   (`packets`, the cost per packet) and an iperf3 stream (`bulk`). Modes per attach path
+///   (`fentry`, `kprobe`): `with` (`trace -o json`, every event printed), `quiet` (a `--vip`
+///   filter matching nothing: the kernel drops every decision before the ring), `stopped`
+///   (the tracer stopped once attached: probes and ring only, the kernel side alone) and
+///   `floor` (bpftrace's empty programs on the same hooks: the hooks' own price); and the peer,
+///   `peer.bpftrace`, the one-liner a user would write instead. Each traced run is compared
+///   with the rate interpolated between the `without` runs on both sides of it; ratios and
+///   instructions per unit with their spread, against the goals of issue 15. The guest's
+///   clocks count executed instructions (QEMU -icount), so the host's load does not move the
+///   figures; `--wall-clock` times by the host's clock instead. Under QEMU TCG absolute rates
+///   mean nothing; the ratios do.
 ///
 /// - `memory` (lab): peak and settled RSS (/proc/PID/status VmHWM, VmRSS) of `ipvs-trace
 ///   serve` with a cluster of 100k pods, 20k Services (two ports each), their 20k
@@ -323,7 +327,12 @@ fn overhead(args: &Args, dir: &Path) -> Result<()> {
         } else if let Some(counted) = text_of("peer-counted") {
             peer_counted.push(counted);
         } else if let Some(reason) = text_of("reason") {
-            println!("overhead: no bpftrace peer: {}", reason.replace('_', " "));
+            let what = if text_of("floor").is_some() {
+                "floor (empty programs on the same hooks)"
+            } else {
+                "peer"
+            };
+            println!("overhead: no bpftrace {what}: {}", reason.replace('_', " "));
         } else {
             traced.push((field(&line, "traced")?, field(&line, "lost")?));
         }
