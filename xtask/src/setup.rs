@@ -69,15 +69,7 @@ pub fn ensure_packages(what: &str, packages: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    cmd::run(Command::new("apt-get").args(["update", "-q"]))
-        .context("refreshing the apt lists (run as root)")?;
-    cmd::run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing),
-    )
-    .context("installing the missing packages (run as root)")
+    crate::apt::install(&missing)
 }
 
 fn nightly() -> Result<()> {
