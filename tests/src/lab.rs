@@ -2,14 +2,17 @@
 //!
 //! Booting Debian's kernel under TCG and building the image cost far more than a scenario, so
 //! all scenarios run in one boot (`tests/scenarios/run-all.sh`, each scenario cleaning up after
-//! itself) and each `#[test]` only reads its own section of the output. The first test of a
-//! kernel boots it; the others wait for that boot (a `OnceLock` per kernel); two kernels boot in
-//! parallel when the test harness runs their tests on two threads.
+//! itself) and each `#[test]` only reads its own section of the output. The first test to ask
+//! for a boot also starts, in the background, the boots of every kernel the harness's filters
+//! select, at most [`parallel_boots`] at once in [`Kernel::ALL`] order; each test waits for its
+//! kernel's (a `OnceLock` per kernel). Without that, the harness's threads all take the first
+//! kernel's tests, wait on its boot together, and the kernels boot one after another.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use xtask::lab::{self, Kernel, LabOutput, LabRun};
@@ -95,8 +98,8 @@ pub fn scenarios_of(kernel: Kernel) -> Vec<&'static str> {
     }
 }
 
-/// Upper bound of one boot with every scenario: measured at about 2 minutes under TCG with both
-/// kernels booting at once on 2 busy cores; the margin covers a machine several times slower.
+/// Upper bound of one boot with every scenario: about 5 minutes of guest time under TCG (CI,
+/// 2026-12-07: 207-314 s a kernel); the margin covers two guests sharing a slower machine.
 const BOOT_TIMEOUT: Duration = Duration::from_mins(15);
 
 /// A boot's outcome.
@@ -157,13 +160,95 @@ impl Boot {
 /// The shared boot of `kernel`, running every scenario of [`SCENARIOS`].
 #[must_use]
 pub fn boot(kernel: Kernel) -> &'static Boot {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        start_boots(selected_kernels(&args), parallel_boots());
+    });
+    // A boot a worker has started is waited for; one not started yet (a kernel the filters
+    // did not seem to select) runs here.
+    slot(kernel).get_or_init(|| run_boot(kernel))
+}
+
+fn slot(kernel: Kernel) -> &'static OnceLock<Boot> {
     static BOOTS: [OnceLock<Boot>; Kernel::ALL.len()] =
         [const { OnceLock::new() }; Kernel::ALL.len()];
     let at = Kernel::ALL
         .iter()
         .position(|k| *k == kernel)
         .expect("every kernel is in Kernel::ALL");
-    BOOTS[at].get_or_init(|| run_boot(kernel))
+    &BOOTS[at]
+}
+
+/// How many guests boot at once: `LAB_PARALLEL`, else one per host CPU up to 2. Each guest is
+/// one TCG vCPU, a host thread that keeps one CPU busy; more guests than CPUs only slows all.
+fn parallel_boots() -> usize {
+    std::env::var("LAB_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
+}
+
+/// `workers` threads booting `kernels` in order, each boot into its kernel's slot.
+fn start_boots(kernels: Vec<Kernel>, workers: usize) {
+    static QUEUE: Mutex<VecDeque<Kernel>> = Mutex::new(VecDeque::new());
+    QUEUE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(kernels);
+    for _ in 0..workers {
+        std::thread::spawn(|| loop {
+            let next = QUEUE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front();
+            let Some(kernel) = next else { break };
+            slot(kernel).get_or_init(|| run_boot(kernel));
+        });
+    }
+}
+
+/// The kernels whose tests the harness will run, judged from its command line the way libtest
+/// filters (`v6_12::rr` is run when a filter is a substring of it, or equal with `--exact`; no
+/// filter runs all). Over-selecting costs a boot; under-selecting only the parallelism.
+#[must_use]
+pub fn selected_kernels(args: &[String]) -> Vec<Kernel> {
+    // libtest's options that take a separate value.
+    const WITH_VALUE: &[&str] = &[
+        "--skip",
+        "--test-threads",
+        "--logfile",
+        "--color",
+        "--format",
+        "-Z",
+        "--shuffle-seed",
+    ];
+    let mut filters = Vec::new();
+    let mut exact = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if arg == "--exact" {
+            exact = true;
+        } else if !arg.starts_with('-') {
+            filters.push(arg.as_str());
+        }
+    }
+    Kernel::ALL
+        .into_iter()
+        .filter(|kernel| {
+            let module = format!("v{}", kernel.to_string().replace('.', "_"));
+            filters.is_empty()
+                || scenarios_of(*kernel).iter().any(|scenario| {
+                    let test = format!("{module}::{scenario}");
+                    filters
+                        .iter()
+                        .any(|f| if exact { test == *f } else { test.contains(f) })
+                })
+        })
+        .collect()
 }
 
 fn run_boot(kernel: Kernel) -> Boot {
@@ -394,5 +479,30 @@ ipvs-trace summary
             figures.line(),
             "2 connections (1 failed), 2 events, lost 4, 1.50 s"
         );
+    }
+
+    #[test]
+    fn the_kernels_booted_are_those_the_filters_select() {
+        let args = |a: &[&str]| -> Vec<String> { a.iter().map(|s| (*s).to_owned()).collect() };
+        assert_eq!(selected_kernels(&args(&[])), Kernel::ALL);
+        assert_eq!(
+            selected_kernels(&args(&["--test-threads", "2", "v6_12::", "v7_2::rr"])),
+            [Kernel::V6_12, Kernel::V7_2]
+        );
+        // `6_1` is part of `v6_1::` and of `v6_12::`.
+        assert_eq!(
+            selected_kernels(&args(&["6_1"])),
+            [Kernel::V6_1, Kernel::V6_12]
+        );
+        assert_eq!(
+            selected_kernels(&args(&["--exact", "v6_1::rr"])),
+            [Kernel::V6_1]
+        );
+        // 7.2 does not run `balance`; a value of --skip is no filter.
+        assert_eq!(
+            selected_kernels(&args(&["balance", "--skip", "v7_2"])),
+            [Kernel::V5_10, Kernel::V6_1, Kernel::V6_12]
+        );
+        assert!(selected_kernels(&args(&["every_scenario_is_tested"])).is_empty());
     }
 }
