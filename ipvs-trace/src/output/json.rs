@@ -10,25 +10,13 @@
 //! output is byte-for-byte what serde_json gives for the same line as a struct (kept in the
 //! tests as the reference); the tests check that over many varied events.
 use std::cell::RefCell;
-use std::fmt::Display;
 use std::io;
-
-use serde::{Serialize, Serializer};
 
 use super::json_text::{hex_string, opt_int, opt_string, plain, socket_addr, u64_digits};
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatView;
 use crate::events::{Event, FwdMethod, Proto};
 use crate::kube::Names;
-
-/// Serialises any `Display` value as a JSON string without an intermediate `String`.
-pub(super) struct AsString<T>(pub(super) T);
-
-impl<T: Display> Serialize for AsString<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
@@ -209,7 +197,7 @@ mod tests {
 
     use serde::Serialize;
 
-    use super::AsString;
+    use crate::output::json_text::AsString;
     use crate::clock::WallClock;
     use crate::conntrack::nat::NatView;
     use crate::conntrack::{Entry, Status, Tuple};

@@ -4,7 +4,20 @@
 //! as serde_json escapes them, addresses as their `Display`), so the hand-written line in
 //! [`super::json`] is byte-for-byte the serde one; its tests check that over many events.
 
+use std::fmt::Display;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::{Serialize, Serializer};
+
+/// Serialises any `Display` value as a JSON string without an intermediate `String` (for the
+/// parts of a line written through serde: `nat`).
+pub(super) struct AsString<T>(pub(super) T);
+
+impl<T: Display> Serialize for AsString<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::json::AsString;
+use super::json_text::AsString;
 use crate::conntrack::nat::NatView;
 use crate::conntrack::{Entry, Tuple};
 
