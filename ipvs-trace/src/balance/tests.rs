@@ -2,9 +2,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::events::FwdMethod;
-use crate::ipvs::live::ServiceKey;
-use crate::ipvs::{Family, Info, Netmask, ServiceFlags, Stats};
+use crate::events::{model::EventKind, Event, FwdMethod, Proto};
+use crate::ipvs::live::{ChangeKind, ServiceKey};
+use crate::ipvs::{Dest, Family, Info, Netmask, ServiceFlags, Stats};
 
 const VIP: &str = "172.31.0.70:80";
 
