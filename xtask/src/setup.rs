@@ -27,6 +27,9 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
     "libxml2-dev",
+    // promtool: the tests check deploy/prometheus's rules and the dashboard's queries with it,
+    // and the lab's metrics scenario checks a real scrape with it (copied into that boot only).
+    "prometheus",
 ];
 
 /// bpf-linker 0.13 is the series verified against LLVM 22 with these toolchains.
