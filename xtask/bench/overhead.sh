@@ -19,7 +19,8 @@
 # with the traffic itself, which on a real node it does on another core. And `peer.bpftrace`:
 # the one-liner a user would write instead, a kretprobe on ip_vs_conn_new counting connections
 # per backend (skipped, saying why, where bpftrace cannot run it); and `floor`, per attach path:
-# empty programs on the same hooks, the price of the hooks alone.
+# empty programs on the same hooks, the price of the hooks alone. Last, each of our programs'
+# own instructions a run (bpftool, with the kernel's BPF run statistics).
 # Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N cs=T` (T
 # centiseconds of guest uptime for N connections or exchanges), then `bench: overhead round=R
 # traced=N lost=L` from the tracer's summaries (`stopped` prints its lines only after SIGCONT,
@@ -233,4 +234,36 @@ ipvs_settle
 # what one exchange costs in packets.
 _pkts=$(ipvsadm -Ln --stats --exact -t $VIP:90 | awk '$1 == "TCP" { print $4 + $5 }')
 echo "bench: overhead packets=$_pkts exchanges=$EXCHANGES_DONE"
+
+# Each program's own cost, after the ratios (and apart from them: the statistics cost two
+# clock reads a run themselves). With kernel.bpf_stats_enabled the kernel adds up every
+# program's run time and runs; under -icount shift=0 a nanosecond of guest time is one
+# instruction, so run_time_ns / run_cnt is what a program executes a run, its trampoline's
+# or kprobe's entry and exit not included (the floor holds those). Printed for xtask as
+# `bench: overhead profile=ATTACH program=NAME runs=N ns=T`, from bpftool.
+if command -v bpftool >/dev/null; then
+    for attach in $ATTACH; do
+        start_trace "profile-$attach" --attach "$attach" --ring-size 33554432
+        kill -STOP "$TRACE_PID"
+        sysctl -q -w kernel.bpf_stats_enabled=1
+        run conn $((STORM / 10))
+        run packets $((EXCHANGES / 10))
+        sysctl -q -w kernel.bpf_stats_enabled=0
+        # `ID: TYPE  name NAME  tag ... run_time_ns T run_cnt N`: the programs of this trace.
+        bpftool prog show | awk -v a="$attach" '
+            / name / && /run_time_ns/ {
+                for (i = 1; i < NF; i++) {
+                    if ($i == "name") n = $(i + 1)
+                    if ($i == "run_time_ns") t = $(i + 1)
+                    if ($i == "run_cnt") c = $(i + 1)
+                }
+                if (n ~ /^(ip_vs|tcp_state)/)
+                    print "bench: overhead profile=" a " program=" n " runs=" c " ns=" t
+            }'
+        kill -CONT "$TRACE_PID"
+        stop_trace >/dev/null
+    done
+else
+    lab_log "no bpftool in the guest: no per-program profile"
+fi
 dump_stats
