@@ -2,9 +2,10 @@
 //! `deploy/prometheus/ipvs-trace.rules.yml` passes `promtool check rules` and its unit tests
 //! (`deploy/prometheus/tests/*.yml`: every alert fires in one case and stays quiet in another,
 //! every recording rule gives the values it should); `prometheusrule.yaml` is that file as a
-//! prometheus-operator object, generated from it; every metric the rules and their tests read
-//! is one `serve` exports; every query of the Grafana dashboard (`deploy/grafana/`) is PromQL
-//! that promtool accepts and reads recording rules only.
+//! prometheus-operator object, generated from it, and `podmonitor.yaml` scrapes the
+//! DaemonSet's pods on their metrics port; every metric the rules and their tests read is one
+//! `serve` exports; every query of the Grafana dashboard (`deploy/grafana/`) is PromQL that
+//! promtool accepts and reads recording rules only.
 //!
 //! promtool comes with Debian's `prometheus` package, which `cargo xtask setup` installs: a
 //! missing promtool fails these tests (naming the command) rather than skipping them.
@@ -23,6 +24,8 @@ use serde_json::Value;
 const RULES: &str = "deploy/prometheus/ipvs-trace.rules.yml";
 const PROMETHEUS_RULE: &str = "deploy/prometheus/prometheusrule.yaml";
 const RULE_TESTS: &str = "deploy/prometheus/tests";
+const POD_MONITOR: &str = "deploy/prometheus/podmonitor.yaml";
+const DAEMONSET: &str = "deploy/daemonset.yaml";
 const DASHBOARD: &str = "deploy/grafana/ipvs-trace.json";
 /// The scrape-time metrics are encoded here (see [`exported_metrics`]).
 const COLLECTOR_SOURCE: &str = "ipvs-trace/src/metrics/collect.rs";
@@ -168,6 +171,50 @@ fn prometheus_rule_is_the_rules_file() {
         "PrometheusRule's spec has groups only"
     );
     assert_eq!(spec["groups"], yaml(RULES)["groups"]);
+}
+
+#[test]
+fn pod_monitor_scrapes_the_daemonsets_metrics_port() {
+    let monitor = yaml(POD_MONITOR);
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["kind"], "PodMonitor");
+    let daemonset = yaml(DAEMONSET);
+    assert_eq!(
+        monitor["metadata"]["namespace"], daemonset["metadata"]["namespace"],
+        "a PodMonitor selects pods of its own namespace by default"
+    );
+    let pod = &daemonset["spec"]["template"];
+    let labels = pod["metadata"]["labels"].as_object().expect("pod labels");
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(
+            labels.get(key),
+            Some(value),
+            "{POD_MONITOR} selects {key}={value}, which the DaemonSet's pods do not carry"
+        );
+    }
+    let ports: BTreeSet<&str> = pod["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let endpoints = monitor["spec"]["podMetricsEndpoints"]
+        .as_array()
+        .expect("podMetricsEndpoints");
+    assert!(!endpoints.is_empty());
+    for endpoint in endpoints {
+        let port = endpoint["port"].as_str().expect("a port name");
+        assert!(
+            ports.contains(port),
+            "{POD_MONITOR} scrapes port {port}, the DaemonSet names {ports:?}"
+        );
+        assert_eq!(endpoint["path"], "/metrics");
+    }
 }
 
 #[test]

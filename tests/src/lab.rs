@@ -296,7 +296,11 @@ fn prepare(kernel: Kernel) -> Result<(PathBuf, Vec<(PathBuf, String)>), String> 
         script.push_str("export IPVS_TRACE_ATTACH=kprobe\n");
     }
     script.push_str("exec /bin/sh /lab/run-all.sh");
-    for scenario in selected(kernel)? {
+    let scenarios = selected(kernel)?;
+    if scenarios.contains(&"metrics") {
+        extra_files.extend(promtool()?);
+    }
+    for scenario in scenarios {
         let guest = format!("/lab/scenarios/{scenario}.sh");
         extra_files.push((
             tests.join("scenarios").join(format!("{scenario}.sh")),
@@ -309,6 +313,23 @@ fn prepare(kernel: Kernel) -> Result<(PathBuf, Vec<(PathBuf, String)>), String> 
     let path = dir.join(format!("run-{kernel}.sh"));
     fs::write(&path, script).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok((path, extra_files))
+}
+
+/// Where Debian's `prometheus` package puts promtool.
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// promtool and the libraries it loads, added to a boot only when it runs `metrics` (which
+/// checks a real scrape of `serve` with it), as the benchmarks add theirs: 46 MiB that a boot
+/// without that scenario need not carry.
+fn promtool() -> Result<Vec<(PathBuf, String)>, String> {
+    let path = Path::new(PROMTOOL);
+    if !path.is_file() {
+        return Err(format!(
+            "{PROMTOOL} is missing: the metrics scenario checks serve's /metrics with it. It \
+             comes with Debian's prometheus package: run `cargo xtask setup`"
+        ));
+    }
+    lab::host_program(path).map_err(|e| format!("{e:#}"))
 }
 
 /// The scenarios this boot runs: the kernel's ([`scenarios_of`]), or those of them in `LAB_ONLY`
