@@ -1,0 +1,255 @@
+//! `overhead`: the same traffic through IPVS without and with the tracer in each mode and
+//! attach path, each traced run compared with the untraced rate around it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::figures::{bench_lines, field, float, listed, spread, write};
+use super::guest::{lab_run_with, GuestClock};
+use super::Args;
+use crate::lab;
+
+pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
+    let env = format!(
+        "STORM={}\nEXCHANGES={}\nROUNDS={}\n",
+        args.storm, args.exchanges, args.rounds
+    );
+    let clock = if args.wall_clock {
+        GuestClock::Wall
+    } else {
+        GuestClock::Instructions
+    };
+    // The peer (the bpftrace one-liner a user would write instead) and the bulk stream
+    // (iperf3): Debian's packages, copied into this boot only.
+    crate::setup::ensure_packages(
+        "the overhead benchmark's peer and bulk stream",
+        &["bpftrace", "iperf3"],
+    )?;
+    let mut extra = Vec::new();
+    for program in ["/usr/bin/bpftrace", "/usr/bin/iperf3"] {
+        extra.extend(lab::host_program(Path::new(program))?);
+    }
+    let output = lab_run_with(
+        args,
+        dir,
+        "overhead",
+        &env,
+        &extra,
+        Duration::from_hours(2),
+        clock,
+    )?;
+    // Every run in the order it ran, per workload: (mode, units/s).
+    let mut runs: Vec<(String, Vec<(String, f64)>)> = Vec::new();
+    let mut traced = Vec::new();
+    let mut packets_per_exchange = None;
+    let mut peer_counted = Vec::new();
+    for line in bench_lines(&output, "overhead") {
+        let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
+            let small = |key| -> Result<f64> { Ok(f64::from(u32::try_from(field(&line, key)?)?)) };
+            let rate = small("units")? / (small("cs")? / 100.0);
+            match runs.iter_mut().find(|(w, _)| *w == workload) {
+                Some((_, list)) => list.push((mode, rate)),
+                None => runs.push((workload, vec![(mode, rate)])),
+            }
+        } else if text_of("packets").is_some() {
+            packets_per_exchange =
+                Some(float(field(&line, "packets")?) / float(field(&line, "exchanges")?));
+        } else if let Some(counted) = text_of("peer-counted") {
+            peer_counted.push(counted);
+        } else if let Some(reason) = text_of("reason") {
+            let what = if text_of("floor").is_some() {
+                "floor (empty programs on the same hooks)"
+            } else {
+                "peer"
+            };
+            println!("overhead: no bpftrace {what}: {}", reason.replace('_', " "));
+        } else {
+            traced.push((field(&line, "traced")?, field(&line, "lost")?));
+        }
+    }
+    let clock_name = match clock {
+        GuestClock::Wall => "wall clock",
+        GuestClock::Instructions => "instructions, 1 ns each",
+    };
+    println!(
+        "overhead: {} rounds on {} (QEMU TCG, one vCPU, guest time = {clock_name}: only the \
+         ratios mean something); {} connections a `conn` run, {} request/response exchanges a \
+         `packets` run ({} packets each)",
+        args.rounds,
+        args.kernel,
+        args.storm,
+        args.exchanges,
+        packets_per_exchange.map_or_else(|| "?".to_owned(), |p| format!("{p:.2}")),
+    );
+    let workloads = runs
+        .iter()
+        .map(|(workload, list)| overhead_workload(workload, list))
+        .collect::<Result<Vec<_>>>()?;
+    let mut json = String::new();
+    write!(
+        json,
+        "{{\n  \"bench\": \"overhead\",\n  \"kernel\": \"{}\",\n  \"guest\": \"QEMU TCG, -smp 1\",\n  \
+         \"clock\": \"{clock_name}\",\n  \"conns_per_run\": {},\n  \"exchanges_per_run\": {},\n  \
+         \"packets_per_exchange\": {},\n  \"workloads\": {{\n{}\n  }},\n  \"traced_lost\": [{}],\n  \
+         \"peer_counted\": [{}]\n}}\n",
+        args.kernel,
+        args.storm,
+        args.exchanges,
+        packets_per_exchange.map_or_else(|| "null".to_owned(), |p| format!("{p:.3}")),
+        workloads.join(",\n"),
+        traced
+            .iter()
+            .map(|(t, l)| format!("[{t}, {l}]"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        peer_counted.join(", "),
+    )?;
+    write(dir, "overhead.json", &json)
+}
+
+/// One workload's report: printed, and its JSON member returned.
+fn overhead_workload(workload: &str, list: &[(String, f64)]) -> Result<String> {
+    let (without, rates) = bracketed(list)?;
+    let goals = overhead_goals(workload);
+    println!(
+        "{workload}: units/s without the tracer [{}]",
+        listed(&without, 0)
+    );
+    let mut modes = Vec::new();
+    for (mode, storms) in &rates {
+        let ratios: Vec<f64> = storms.iter().map(|(rate, base)| rate / base).collect();
+        // At one instruction a nanosecond, the time a unit took more is what it cost.
+        let extra: Vec<f64> = storms
+            .iter()
+            .map(|(rate, base)| (1.0 / rate - 1.0 / base) * 1e9)
+            .collect();
+        let with: Vec<f64> = storms.iter().map(|(rate, _)| *rate).collect();
+        let (median, min, max) = spread(&ratios);
+        let (extra_median, extra_min, extra_max) = spread(&extra);
+        let goal = goals
+            .iter()
+            .find(|(m, _)| mode.ends_with(&format!(".{m}")))
+            .map(|(_, g)| *g);
+        let goal_text = goal.map_or_else(String::new, |g| {
+            format!(
+                ", goal >= {g} {}",
+                if median >= g { "met" } else { "NOT met" }
+            )
+        });
+        println!(
+            "  {mode}/without: ratio median {median:.3} (min {min:.3}, max {max:.3}){goal_text}; \
+             +{extra_median:.0} instructions a unit ({extra_min:.0}..{extra_max:.0}); units/s [{}]",
+            listed(&with, 0)
+        );
+        modes.push(format!(
+            "      \"{mode}\": {{ \"ratio_median\": {median:.4}, \"ratio_min\": {min:.4}, \
+             \"ratio_max\": {max:.4}, \"ratios\": [{}], \"extra_instructions_median\": \
+             {extra_median:.0}, \"extra_instructions\": [{}], \"rate\": [{}], \"goal\": {} }}",
+            listed(&ratios, 4),
+            listed(&extra, 0),
+            listed(&with, 1),
+            goal.map_or_else(|| "null".to_owned(), |g| g.to_string()),
+        ));
+    }
+    Ok(format!(
+        "    \"{workload}\": {{\n      \"rate_without\": [{}],\n{}\n    }}",
+        listed(&without, 1),
+        modes.join(",\n")
+    ))
+}
+
+/// The issue's goals for a workload's modes (the ratio with/without, 6.12): per connection
+/// `stopped` 0.985 and `with` 0.975; per packet `stopped` 0.99; a filter matching nothing
+/// (`quiet`) 0.99 on both.
+fn overhead_goals(workload: &str) -> &'static [(&'static str, f64)] {
+    match workload {
+        "conn" => &[("stopped", 0.985), ("with", 0.975), ("quiet", 0.99)],
+        "packets" => &[("stopped", 0.99), ("quiet", 0.99)],
+        _ => &[],
+    }
+}
+
+/// A traced mode's storms: (connections/s, connections/s without the tracer at that moment).
+type ModeStorms = (String, Vec<(f64, f64)>);
+
+/// The `without` rates in order, and per other mode each storm's rate with the rate without
+/// the tracer at its moment: interpolated between the `without` storms run just before and
+/// just after it, by position in the sequence.
+///
+/// The guest's speed drifts over a run (up to 20% between early and late storms of one boot:
+/// TCG's translation caches, the host), and with a fixed order within a round a plain
+/// per-round ratio hands that drift to whichever mode runs last. A bracketing baseline cancels
+/// any linear drift.
+fn bracketed(storms: &[(String, f64)]) -> Result<(Vec<f64>, Vec<ModeStorms>)> {
+    let without: Vec<(usize, f64)> = storms
+        .iter()
+        .enumerate()
+        .filter(|(_, (mode, _))| mode == "without")
+        .map(|(at, (_, rate))| (at, *rate))
+        .collect();
+    if without.is_empty() {
+        bail!("no `bench: overhead ... mode=without` line from the script");
+    }
+    let mut modes: Vec<ModeStorms> = Vec::new();
+    for (at, (mode, rate)) in storms.iter().enumerate() {
+        if mode == "without" {
+            continue;
+        }
+        let before = without.iter().rev().find(|(w, _)| *w < at);
+        let after = without.iter().find(|(w, _)| *w > at);
+        let (Some(&(b, before)), Some(&(a, after))) = (before, after) else {
+            bail!(
+                "storm {} (`{mode}`) has no `without` storm on both sides (the script's order \
+                 changed?)",
+                at + 1
+            );
+        };
+        // Positions in a list of a few dozen storms: exact in f64.
+        #[allow(clippy::cast_precision_loss)]
+        let baseline = before + (after - before) * (at - b) as f64 / (a - b) as f64;
+        match modes.iter_mut().find(|(m, _)| m == mode) {
+            Some((_, list)) => list.push((*rate, baseline)),
+            None => modes.push((mode.clone(), vec![(*rate, baseline)])),
+        }
+    }
+    Ok((without.into_iter().map(|(_, rate)| rate).collect(), modes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bracketing_baselines_cancel_a_linear_drift() {
+        // The guest speeds up by 10 connections/s per storm; the tracer costs nothing in
+        // `with` and 10% in `stopped`.
+        let storms: Vec<(String, f64)> = ["without", "with", "stopped", "without", "with"]
+            .iter()
+            .zip([100.0, 110.0, 0.9 * 120.0, 130.0, 140.0])
+            .map(|(mode, rate)| ((*mode).to_owned(), rate))
+            .chain([("without".to_owned(), 150.0)])
+            .collect();
+        let (without, modes) = bracketed(&storms).unwrap();
+        assert_eq!(without, [100.0, 130.0, 150.0]);
+        let ratios = |name: &str| -> Vec<f64> {
+            let (_, list) = modes.iter().find(|(m, _)| m == name).unwrap();
+            list.iter().map(|(rate, base)| rate / base).collect()
+        };
+        for ratio in ratios("with") {
+            assert!((ratio - 1.0).abs() < 1e-12, "{ratio}");
+        }
+        assert!((ratios("stopped")[0] - 0.9).abs() < 1e-12);
+        // A plain ratio to the round's first storm would have said 1.10 and 1.08.
+    }
+
+    #[test]
+    fn a_storm_without_a_baseline_after_it_is_an_error() {
+        let storms = vec![("without".to_owned(), 100.0), ("with".to_owned(), 90.0)];
+        let err = bracketed(&storms).unwrap_err().to_string();
+        assert!(err.contains("storm 2 (`with`)"), "{err}");
+    }
+}
