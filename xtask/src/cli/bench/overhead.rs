@@ -22,14 +22,14 @@ pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
-    // The peer (the bpftrace one-liner a user would write instead) and the bulk stream
-    // (iperf3): Debian's packages, copied into this boot only.
+    // The peer and the floor (bpftrace), the bulk stream (iperf3) and the per-program profile
+    // (bpftool): Debian's packages, copied into this boot only.
     crate::setup::ensure_packages(
-        "the overhead benchmark's peer and bulk stream",
-        &["bpftrace", "iperf3"],
+        "the overhead benchmark's peer, floor, bulk stream and profile",
+        &["bpftrace", "iperf3", "bpftool"],
     )?;
     let mut extra = Vec::new();
-    for program in ["/usr/bin/bpftrace", "/usr/bin/iperf3"] {
+    for program in ["/usr/bin/bpftrace", "/usr/bin/iperf3", "/usr/sbin/bpftool"] {
         extra.extend(lab::host_program(Path::new(program))?);
     }
     let output = lab_run_with(
@@ -41,36 +41,7 @@ pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
         Duration::from_hours(2),
         clock,
     )?;
-    // Every run in the order it ran, per workload: (mode, units/s).
-    let mut runs: Vec<(String, Vec<(String, f64)>)> = Vec::new();
-    let mut traced = Vec::new();
-    let mut packets_per_exchange = None;
-    let mut peer_counted = Vec::new();
-    for line in bench_lines(&output, "overhead") {
-        let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-        if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
-            let small = |key| -> Result<f64> { Ok(f64::from(u32::try_from(field(&line, key)?)?)) };
-            let rate = small("units")? / (small("cs")? / 100.0);
-            match runs.iter_mut().find(|(w, _)| *w == workload) {
-                Some((_, list)) => list.push((mode, rate)),
-                None => runs.push((workload, vec![(mode, rate)])),
-            }
-        } else if text_of("packets").is_some() {
-            packets_per_exchange =
-                Some(float(field(&line, "packets")?) / float(field(&line, "exchanges")?));
-        } else if let Some(counted) = text_of("peer-counted") {
-            peer_counted.push(counted);
-        } else if let Some(reason) = text_of("reason") {
-            let what = if text_of("floor").is_some() {
-                "floor (empty programs on the same hooks)"
-            } else {
-                "peer"
-            };
-            println!("overhead: no bpftrace {what}: {}", reason.replace('_', " "));
-        } else {
-            traced.push((field(&line, "traced")?, field(&line, "lost")?));
-        }
-    }
+    let parsed = Parsed::read(&output)?;
     let clock_name = match clock {
         GuestClock::Wall => "wall clock",
         GuestClock::Instructions => "instructions, 1 ns each",
@@ -83,32 +54,135 @@ pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
         args.kernel,
         args.storm,
         args.exchanges,
-        packets_per_exchange.map_or_else(|| "?".to_owned(), |p| format!("{p:.2}")),
+        parsed
+            .packets_per_exchange
+            .map_or_else(|| "?".to_owned(), |p| format!("{p:.2}")),
     );
-    let workloads = runs
+    let workloads = parsed
+        .runs
         .iter()
         .map(|(workload, list)| overhead_workload(workload, list))
         .collect::<Result<Vec<_>>>()?;
-    let mut json = String::new();
-    write!(
-        json,
-        "{{\n  \"bench\": \"overhead\",\n  \"kernel\": \"{}\",\n  \"guest\": \"QEMU TCG, -smp 1\",\n  \
-         \"clock\": \"{clock_name}\",\n  \"conns_per_run\": {},\n  \"exchanges_per_run\": {},\n  \
-         \"packets_per_exchange\": {},\n  \"workloads\": {{\n{}\n  }},\n  \"traced_lost\": [{}],\n  \
-         \"peer_counted\": [{}]\n}}\n",
-        args.kernel,
-        args.storm,
-        args.exchanges,
-        packets_per_exchange.map_or_else(|| "null".to_owned(), |p| format!("{p:.3}")),
-        workloads.join(",\n"),
-        traced
-            .iter()
-            .map(|(t, l)| format!("[{t}, {l}]"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        peer_counted.join(", "),
-    )?;
-    write(dir, "overhead.json", &json)
+    for p in &parsed.profile {
+        println!(
+            "profile {}: {} executes {} instructions a run ({} runs; kernel.bpf_stats_enabled, \
+             its hook's entry and exit not included)",
+            p.attach,
+            p.program,
+            p.per_run(),
+            p.runs
+        );
+    }
+    write(
+        dir,
+        "overhead.json",
+        &parsed.json(args, clock_name, &workloads)?,
+    )
+}
+
+/// A program's run statistics (`bench: overhead profile=... program=... runs=... ns=...`).
+struct Profile {
+    attach: String,
+    program: String,
+    runs: u64,
+    ns: u64,
+}
+
+impl Profile {
+    /// Instructions a run: under icount a nanosecond of a program's run time is one.
+    fn per_run(&self) -> u64 {
+        self.ns.checked_div(self.runs).unwrap_or(0)
+    }
+}
+
+/// What the script printed.
+#[derive(Default)]
+struct Parsed {
+    /// Every run in the order it ran, per workload: (mode, units/s).
+    runs: Vec<(String, Vec<(String, f64)>)>,
+    /// (records traced, lost) per traced run.
+    traced: Vec<(u64, u64)>,
+    packets_per_exchange: Option<f64>,
+    peer_counted: Vec<String>,
+    profile: Vec<Profile>,
+}
+
+impl Parsed {
+    fn read(output: &str) -> Result<Parsed> {
+        let mut parsed = Parsed::default();
+        for line in bench_lines(output, "overhead") {
+            let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
+                let small =
+                    |key| -> Result<f64> { Ok(f64::from(u32::try_from(field(&line, key)?)?)) };
+                let rate = small("units")? / (small("cs")? / 100.0);
+                match parsed.runs.iter_mut().find(|(w, _)| *w == workload) {
+                    Some((_, list)) => list.push((mode, rate)),
+                    None => parsed.runs.push((workload, vec![(mode, rate)])),
+                }
+            } else if text_of("packets").is_some() {
+                parsed.packets_per_exchange =
+                    Some(float(field(&line, "packets")?) / float(field(&line, "exchanges")?));
+            } else if let Some(counted) = text_of("peer-counted") {
+                parsed.peer_counted.push(counted);
+            } else if let (Some(attach), Some(program)) = (text_of("profile"), text_of("program")) {
+                parsed.profile.push(Profile {
+                    attach,
+                    program,
+                    runs: field(&line, "runs")?,
+                    ns: field(&line, "ns")?,
+                });
+            } else if let Some(reason) = text_of("reason") {
+                let what = if text_of("floor").is_some() {
+                    "floor (empty programs on the same hooks)"
+                } else {
+                    "peer"
+                };
+                println!("overhead: no bpftrace {what}: {}", reason.replace('_', " "));
+            } else {
+                parsed
+                    .traced
+                    .push((field(&line, "traced")?, field(&line, "lost")?));
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn json(&self, args: &Args, clock_name: &str, workloads: &[String]) -> Result<String> {
+        let mut json = String::new();
+        write!(
+            json,
+            "{{\n  \"bench\": \"overhead\",\n  \"kernel\": \"{}\",\n  \"guest\": \"QEMU TCG, -smp 1\",\n  \
+             \"clock\": \"{clock_name}\",\n  \"conns_per_run\": {},\n  \"exchanges_per_run\": {},\n  \
+             \"packets_per_exchange\": {},\n  \"workloads\": {{\n{}\n  }},\n  \"traced_lost\": [{}],\n  \
+             \"peer_counted\": [{}],\n  \"profile\": [{}]\n}}\n",
+            args.kernel,
+            args.storm,
+            args.exchanges,
+            self.packets_per_exchange
+                .map_or_else(|| "null".to_owned(), |p| format!("{p:.3}")),
+            workloads.join(",\n"),
+            self.traced
+                .iter()
+                .map(|(t, l)| format!("[{t}, {l}]"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.peer_counted.join(", "),
+            self.profile
+                .iter()
+                .map(|p| format!(
+                    "{{ \"attach\": \"{}\", \"program\": \"{}\", \"runs\": {}, \
+                     \"instructions_per_run\": {} }}",
+                    p.attach,
+                    p.program,
+                    p.runs,
+                    p.per_run()
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )?;
+        Ok(json)
+    }
 }
 
 /// One workload's report: printed, and its JSON member returned.
