@@ -1,5 +1,5 @@
 //! `balance` output: a table for people, one JSON document for scripts (its field names are a
-//! stable contract, see README).
+//! stable contract, see docs/balance.md).
 
 use std::fmt::Write as _;
 

@@ -1,6 +1,6 @@
 //! What `balance` reports per virtual service and real server: the verdict, the named causes,
 //! the cross-check against the kernel's counters and the figures of each mode. Their field
-//! names are `balance -o json`'s contract (see README).
+//! names are `balance -o json`'s contract (see docs/balance.md).
 
 use std::net::SocketAddr;
 

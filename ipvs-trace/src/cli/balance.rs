@@ -54,7 +54,7 @@ Exit status with --check:
 )]
 pub struct BalanceArgs {
     /// Output format: table (for people) or json (one document; the field names are a stable
-    /// contract, see README).
+    /// contract, see docs/balance.md).
     #[arg(
         short,
         long,

@@ -40,7 +40,7 @@ node's (host) namespace.";
 )]
 pub struct RulesArgs {
     /// Output format: table (for people) or json (one document with every field; the field
-    /// names are a stable contract, see README).
+    /// names are a stable contract, see docs/rules.md).
     #[arg(
         short,
         long,

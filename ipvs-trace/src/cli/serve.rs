@@ -37,7 +37,7 @@ are never served on the metrics address.
 
 In a DaemonSet (deploy/ in the source tree) it finds the API server through the pod's service
 account. /healthz answers 503 until every probe is attached (ip_vs may load after the pod
-starts: serve waits for it), then 200. The metric names and labels are in the README.";
+starts: serve waits for it), then 200. The metric names and labels are in docs/metrics.md.";
 
 /// Where `serve` listens unless told: the loopback address, like `trace --metrics-addr PORT`;
 /// the DaemonSet passes 0.0.0.0:9808 so that Prometheus reaches it on the node's address.

@@ -39,7 +39,7 @@ Who answers (one line on stderr says which did):
   --server        that serve, and no other (an error if it cannot be reached)
   --history-dir   the files serve --history-dir wrote, read here
   --cluster       every pod of the ipvs-trace DaemonSet, through the Kubernetes API (needs
-                  `create` on pods/exec and `list` on pods in its namespace; see README)
+                  `create` on pods/exec and `list` on pods in its namespace; see docs/history.md)
 
 Columns: TIME is UTC (- when the source has no time); the last column names the client pod,
 the Service port, the backend pod (marked (terminating) when Kubernetes was already taking it

@@ -50,7 +50,7 @@ pub enum OffsetError {
          missing) and is not a 5.x or 6.x kernel, whose ip_vs_conn layout ipvs-trace knows \
          ({why}). Pass `--btf FILE` with the module's split BTF (e.g. the .BTF of this kernel's \
          ip_vs.ko, or one made with `pahole --btf_encode_detached` from its debug symbols; \
-         README: \"Kernels without module BTF\")"
+         docs/kernels.md: \"Kernels without module BTF\")"
     )]
     NoBuiltinLayout { release: String, why: String },
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::select::Named;
 use crate::ipvs::{Stats, Tables};
 
-/// `rules -o json`: one document; field names and order are a stable contract (README).
+/// `rules -o json`: one document; field names and order are a stable contract (docs/rules.md).
 #[derive(Serialize)]
 struct JsonTables<'a> {
     version: String,

@@ -1,4 +1,4 @@
-//! One decision as a JSON line of the contract (README "The JSON line contract"), read back.
+//! One decision as a JSON line of the contract (docs/json.md), read back.
 //!
 //! `who` passes the lines it receives through unchanged for `-o json`; the table and the merge
 //! of `--cluster` read them into [`Line`]. Every field is optional on reading, so that a line
