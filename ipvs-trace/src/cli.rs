@@ -24,17 +24,19 @@ mod balance;
 mod rules;
 mod serve;
 mod top;
+mod version;
 mod who;
 pub use balance::BalanceArgs;
 pub use rules::RulesArgs;
 pub use serve::ServeArgs;
 pub use top::TopArgs;
+pub use version::VERSION;
 pub use who::WhoArgs;
 
 /// Live view of the connections the kernel's IPVS schedules (kube-proxy IPVS mode): which
 /// client was sent to which real server (pod), by which scheduler, as it happens.
 #[derive(Debug, Parser)]
-#[command(name = "ipvs-trace", version, propagate_version = true)]
+#[command(name = "ipvs-trace", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod fuzz;
 mod lab;
 mod setup;
@@ -31,6 +32,7 @@ enum Command {
     Test(test::Args),
     Bench(bench::Args),
     Fuzz(fuzz::Args),
+    Dist(dist::Args),
 }
 
 /// What a failure of the lab itself (not of the script) exits with, so callers can tell them
@@ -47,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::Dist(args) => dist::run(&args),
     };
     match result {
         Ok(code) => code,

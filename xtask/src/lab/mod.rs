@@ -22,7 +22,7 @@
 //! tree), `images/base-<kernel>-<hash>.cpio` (everything but the per-run files), and `runs/`
 //! (the per-run image, deleted after the boot).
 
-mod binaries;
+pub(crate) mod binaries;
 mod console;
 mod cpio;
 mod image;
