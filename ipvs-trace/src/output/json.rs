@@ -203,9 +203,9 @@ mod tests {
     use crate::events::model::EventKind;
     use crate::events::{DestCounters, Event, FwdMethod, Proto};
     use crate::kube::{BackendName, ClientName, Names, OwnedNames, ServiceName, ServiceType};
-    use crate::output::json_text::AsString;
     use crate::output::json_text::tests::Rng;
-    use crate::output::tests::{CLOCK, assert_golden, render, render_with, seed_index};
+    use crate::output::json_text::AsString;
+    use crate::output::tests::{assert_golden, render, render_with, seed_index, CLOCK};
     use crate::output::{OutputFormat, Printer};
 
     /// Formats a connection id as `0x…`.
