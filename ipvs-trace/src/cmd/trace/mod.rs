@@ -6,6 +6,7 @@
 //! without a syscall per line. On a stop, whatever the kernel already wrote to the ring is still
 //! printed (up to `--count`), then the summary goes to stderr.
 
+mod config;
 mod named;
 mod reattach;
 mod session;
@@ -19,9 +20,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use reattach::{Next, Probes};
 use session::{Flow, Session};
 
+pub use config::TraceConfig;
+
 use super::{notice, tables_for_builtin_layout};
 use crate::api::ApiServer;
-use crate::cli::TraceConfig;
 use crate::clock::WallClock;
 use crate::conntrack::nat::NatStage;
 use crate::conntrack::worker::Answer;
