@@ -316,6 +316,13 @@ impl Btf {
             || self.base.as_ref().is_some_and(|b| b.has_function(name))
     }
 
+    /// The type id of function `name` in this blob alone, whatever its base (for vmlinux's own
+    /// BTF, the id the kernel expects with no BTF object).
+    #[must_use]
+    pub fn function_id(&self, name: &str) -> Option<u32> {
+        self.index().functions.get(name).copied()
+    }
+
     /// The type id of function `name` in this blob alone (not its base): for a module's split
     /// BTF, the id in the split numbering the kernel expects with the module's BTF object.
     #[must_use]

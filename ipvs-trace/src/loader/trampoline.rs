@@ -203,7 +203,15 @@ impl Trampolines {
             Side::Exit => "fexit",
         };
         let load = |log: Option<&mut Vec<u8>>| {
-            prog_load(program, insns, &self.license, side, btf_id, module_btf, log)
+            prog_load(
+                program,
+                insns,
+                &self.license,
+                side,
+                btf_id,
+                Some(module_btf),
+                log,
+            )
         };
         let prog = match load(None) {
             Ok(fd) => fd,
@@ -228,6 +236,60 @@ impl Trampolines {
             _program: prog,
         })
     }
+}
+
+/// What [`probe_vmlinux_fentry`] found wrong.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The kernel refused to load the program (no JIT, no BTF support, privileges), with the
+    /// verifier log's last lines when it wrote any.
+    Load(io::Error, String),
+    /// It loaded, but the kernel refused to attach it (no trampolines).
+    Attach(io::Error),
+}
+
+/// Whether this kernel attaches BPF trampolines at all: an fentry program that returns at
+/// once, loaded on the vmlinux function with BTF id `btf_id`, attached, then detached and
+/// closed. `check` aims it at `bpf_fentry_test1`, which only `BPF_PROG_TEST_RUN` calls, so
+/// nothing else ever runs through the trampoline for the moment it exists.
+pub fn probe_vmlinux_fentry(btf_id: u32) -> Result<(), ProbeError> {
+    // r0 = 0; exit
+    const MOV64_IMM: u8 = 0xb7;
+    const EXIT: u8 = 0x95;
+    let insn = |code: u8| bpf_insn {
+        code,
+        _bitfield_align_1: [],
+        _bitfield_1: bpf_insn::new_bitfield_1(0, 0),
+        off: 0,
+        imm: 0,
+    };
+    let license = CString::from(c"GPL");
+    let insns = [insn(MOV64_IMM), insn(EXIT)];
+    let load = |log| {
+        prog_load(
+            "ipvs_trace_chk",
+            &insns,
+            &license,
+            Side::Entry,
+            btf_id,
+            None,
+            log,
+        )
+    };
+    let prog = match load(None) {
+        Ok(prog) => prog,
+        Err(err) => {
+            // Again with the verifier's log, which may say why.
+            let mut log = vec![0u8; LOG_SIZE];
+            let tail = match load(Some(&mut log)) {
+                Ok(_) => String::new(),
+                Err(_) => log_tail(&log),
+            };
+            return Err(ProbeError::Load(err, tail));
+        }
+    };
+    let _link = raw_tracepoint_open(prog.as_fd()).map_err(ProbeError::Attach)?;
+    Ok(())
 }
 
 /// Whether the ip_vs module's kernel BTF object can be found (what `check` reports; nothing
@@ -391,7 +453,7 @@ fn prog_load(
     license: &CString,
     side: Side,
     btf_id: u32,
-    btf_obj: BorrowedFd<'_>,
+    btf_obj: Option<BorrowedFd<'_>>,
     log: Option<&mut Vec<u8>>,
 ) -> io::Result<OwnedFd> {
     let mut attr = ProgLoadAttr {
@@ -401,7 +463,8 @@ fn prog_load(
         license: license.as_ptr() as u64,
         expected_attach_type: side.attach_type(),
         attach_btf_id: btf_id,
-        attach_btf_obj_fd: btf_obj.as_raw_fd().cast_unsigned(),
+        // 0: an id in vmlinux's BTF.
+        attach_btf_obj_fd: btf_obj.map_or(0, |fd| fd.as_raw_fd().cast_unsigned()),
         ..ProgLoadAttr::default()
     };
     // The kernel takes up to 15 characters of [A-Za-z0-9_.]: program names qualify.
