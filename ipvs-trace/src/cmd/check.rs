@@ -3,8 +3,12 @@
 //!
 //! It goes through what `trace` needs in the order `trace` needs it — privileges, the ip_vs
 //! module, BTF, the struct offsets, every probe against the symbol table and its prototype —
-//! and prints each finding instead of stopping at the first problem. Nothing is loaded into the
-//! kernel. The output is stable (no addresses, no times), so it can be compared between nodes.
+//! and prints each finding instead of stopping at the first problem. Nothing stays in the
+//! kernel: the map, the program and the perf event it opens to ask whether this process may
+//! are closed at once (`syscalls`). The output is stable (no addresses, no times), so it can be
+//! compared between nodes.
+
+mod syscalls;
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -58,13 +62,18 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     // Writing into a String cannot fail.
     let _ = writeln!(out, "kernel      {release}");
 
-    match privileges::check() {
-        Ok(()) => out.push_str("privileges  ok\n"),
+    let privileged = match privileges::check() {
+        Ok(()) => {
+            out.push_str("privileges  ok\n");
+            true
+        }
         Err(err) => {
             let _ = writeln!(out, "privileges  NOT OK: {err}");
             problems.push("privileges".into());
+            false
         }
-    }
+    };
+    syscalls::write(&mut out, privileged, &mut problems);
 
     let ip_vs_loaded = Path::new("/sys/module/ip_vs").exists();
     if ip_vs_loaded {
