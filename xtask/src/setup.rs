@@ -27,6 +27,10 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
     "libxml2-dev",
+    // tests/tests/image.rs: the DaemonSet's image run with its privileges. runc, as crun 1.8
+    // refuses these machines' hybrid cgroup hierarchy.
+    "podman",
+    "runc",
     // promtool: the tests check deploy/prometheus's rules and the dashboard's queries with it,
     // and the lab's metrics scenario checks a real scrape with it (copied into that boot only).
     "prometheus",

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod dist;
 mod fuzz;
+pub mod image;
 mod lab;
 mod setup;
 mod test;
@@ -33,6 +34,7 @@ enum Command {
     Bench(bench::Args),
     Fuzz(fuzz::Args),
     Dist(dist::Args),
+    Image(image::Args),
 }
 
 /// What a failure of the lab itself (not of the script) exits with, so callers can tell them
@@ -50,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Dist(args) => dist::run(&args),
+        Command::Image(args) => image::run(&args),
     };
     match result {
         Ok(code) => code,
