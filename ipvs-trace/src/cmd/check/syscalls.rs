@@ -10,10 +10,11 @@
 //!   12's containers-common 0.50, CRI-O's before containers-common 0.60; containerd's since
 //!   1.6.9 and Docker's since 23.0 allow them with the named capabilities), a lockdown LSM, or
 //!   a user namespace (capabilities there do not count for either call);
-//! - Debian's and Ubuntu's kernels, which read `kernel.perf_event_paranoid=3` (their default)
-//!   as "perf_event_open() for CAP_SYS_ADMIN only", CAP_PERFMON or not: kprobes attach through
-//!   perf_event_open(), so with the DaemonSet's capabilities the probes cannot attach there
-//!   (seen on Debian 6.12 in the lab: EACCES) although the program loads.
+//! - Debian's kernels (and others with the same patch), which read
+//!   `kernel.perf_event_paranoid=3`, their default, as "perf_event_open() for CAP_SYS_ADMIN
+//!   only", CAP_PERFMON or not: kprobes attach through perf_event_open(), so with the
+//!   DaemonSet's capabilities the probes cannot attach there (EACCES in the lab on Debian's
+//!   5.10, 6.1, 6.12 and 7.2) although the program loads.
 //!
 //! That is what a DaemonSet's named capabilities meet on a node, so `check` run in the pod
 //! answers for the pod.
@@ -152,10 +153,10 @@ fn perf_event() -> io::Result<()> {
 fn perf_refusal(err: &io::Error, privileged: bool, paranoid: Option<i32>) -> String {
     match (err.raw_os_error(), paranoid) {
         (Some(libc::EACCES), Some(level)) if privileged && level >= 3 => format!(
-            "`perf_event_open`: {err}: kernel.perf_event_paranoid is {level}, which Debian's and \
-             Ubuntu's kernels read as CAP_SYS_ADMIN only, so kprobes cannot attach; add \
-             SYS_ADMIN (which also gives the cheaper trampolines), or set \
-             `sysctl kernel.perf_event_paranoid=2` on the node"
+            "`perf_event_open`: {err}: kernel.perf_event_paranoid is {level}, where Debian's \
+             kernels (and others with the same patch) allow perf events to CAP_SYS_ADMIN only, \
+             CAP_PERFMON or not, so kprobes cannot attach; add SYS_ADMIN (which also gives the \
+             cheaper trampolines), or set `sysctl kernel.perf_event_paranoid=2` on the node"
         ),
         (Some(libc::EPERM), _) if privileged => format!(
             "`perf_event_open`: {err}, although the capabilities are there: a seccomp profile \
@@ -195,7 +196,7 @@ mod tests {
         assert!(perf.contains("seccomp"), "{perf}");
         let perf = perf_refusal(&eacces, false, Some(3));
         assert!(perf.contains("privileges above"), "{perf}");
-        // Debian's and Ubuntu's paranoid 3: CAP_PERFMON is not enough.
+        // Debian's paranoid 3: CAP_PERFMON is not enough.
         let perf = perf_refusal(&eacces, true, Some(3));
         assert!(
             perf.contains("perf_event_paranoid is 3") && perf.contains("SYS_ADMIN"),
