@@ -151,10 +151,14 @@ pub fn build() -> Result<Image> {
 
     let timestamp = git(&["log", "-1", "--format=%ct"])?;
     let labels = labels(version)?;
+    // The image this build replaces under the name, removed once it is untagged.
+    let previous = image_id(&name).ok();
     let mut build = Command::new("podman");
     build
         .arg("build")
         .args(["--format", "oci"])
+        // One image, no intermediate one per instruction left behind in podman's storage.
+        .arg("--layers=false")
         // FROM scratch needs no base image: nothing is pulled, from anywhere.
         .arg("--pull=never")
         // The commit's time, not the clock's: creation time and file times are part of the
@@ -183,6 +187,10 @@ pub fn build() -> Result<Image> {
     let size = size
         .parse()
         .with_context(|| format!("podman's image size `{size}`"))?;
+    if let Some(previous) = previous.filter(|previous| previous != id) {
+        // Still tagged otherwise, or used by a container: then it stays, and that is fine.
+        let _ = cmd::output(Command::new("podman").args(["image", "rm", &previous]));
+    }
 
     let archive = dir.join(format!("ipvs-trace-{version}.oci.tar"));
     write_archive(&name, &dir.join("layout"), &archive, &timestamp)?;
@@ -194,6 +202,17 @@ pub fn build() -> Result<Image> {
         archive,
         labels,
     })
+}
+
+/// podman's id of the image `name`.
+fn image_id(name: &str) -> Result<String> {
+    Ok(
+        cmd::stdout(
+            Command::new("podman").args(["image", "inspect", "--format", "{{.Id}}", name]),
+        )?
+        .trim()
+        .to_owned(),
+    )
 }
 
 /// The OCI labels: what the image is, which release, which commit (`-dirty` when the working
