@@ -8,6 +8,7 @@
 //! are closed at once (`syscalls`). The output is stable (no addresses, no times), so it can be
 //! compared between nodes.
 
+mod features;
 mod syscalls;
 
 use std::fmt::Write as _;
@@ -74,6 +75,7 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
         }
     };
     syscalls::write(&mut out, privileged, &mut problems);
+    features::write(&mut out, privileged, &mut problems);
 
     let ip_vs_loaded = Path::new("/sys/module/ip_vs").exists();
     if ip_vs_loaded {
