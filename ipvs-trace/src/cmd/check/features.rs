@@ -158,8 +158,9 @@ fn trampolines(privileged: bool) -> Finding {
             ))
         }
         Err(ProbeError::Attach(err)) => Finding::missing(format!(
-            "an fentry program loaded but did not attach ({err}): the kernel needs \
-             CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS and an architecture with trampolines"
+            "an fentry program loaded, but the kernel refused to attach it ({err}): no BPF \
+             trampolines here (they need CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS; Debian's 5.10 \
+             and 6.1 have it and refuse all the same, for any function); the probes use kprobes"
         )),
     }
 }
