@@ -213,22 +213,11 @@ impl Trampolines {
                 log,
             )
         };
-        let prog = match load(None) {
-            Ok(fd) => fd,
-            Err(source) => {
-                // Again with the verifier's log, which says why.
-                let mut log = vec![0u8; LOG_SIZE];
-                let log = match load(Some(&mut log)) {
-                    Ok(_) => String::new(),
-                    Err(_) => log_tail(&log),
-                };
-                return Err(TrampolineError::Load {
-                    side: side_name,
-                    source,
-                    log,
-                });
-            }
-        };
+        let prog = load_with_log(load).map_err(|(source, log)| TrampolineError::Load {
+            side: side_name,
+            source,
+            log,
+        })?;
         let link = raw_tracepoint_open(prog.as_fd())
             .map_err(|err| TrampolineError::Attach(err, side_name))?;
         Ok(TrampolineLink {
@@ -265,7 +254,7 @@ pub fn probe_vmlinux_fentry(btf_id: u32) -> Result<(), ProbeError> {
     };
     let license = CString::from(c"GPL");
     let insns = [insn(MOV64_IMM), insn(EXIT)];
-    let load = |log| {
+    let load = |log: Option<&mut Vec<u8>>| {
         prog_load(
             "ipvs_trace_chk",
             &insns,
@@ -276,20 +265,24 @@ pub fn probe_vmlinux_fentry(btf_id: u32) -> Result<(), ProbeError> {
             log,
         )
     };
-    let prog = match load(None) {
-        Ok(prog) => prog,
-        Err(err) => {
-            // Again with the verifier's log, which may say why.
-            let mut log = vec![0u8; LOG_SIZE];
-            let tail = match load(Some(&mut log)) {
-                Ok(_) => String::new(),
-                Err(_) => log_tail(&log),
-            };
-            return Err(ProbeError::Load(err, tail));
-        }
-    };
+    let prog = load_with_log(load).map_err(|(err, log)| ProbeError::Load(err, log))?;
     let _link = raw_tracepoint_open(prog.as_fd()).map_err(ProbeError::Attach)?;
     Ok(())
+}
+
+/// Runs `load` without a verifier log (the fast path); on a refusal runs it again with one,
+/// which says why, and returns the error with the log's last lines.
+fn load_with_log(
+    load: impl Fn(Option<&mut Vec<u8>>) -> io::Result<OwnedFd>,
+) -> Result<OwnedFd, (io::Error, String)> {
+    load(None).map_err(|err| {
+        let mut log = vec![0u8; LOG_SIZE];
+        let tail = match load(Some(&mut log)) {
+            Ok(_) => String::new(),
+            Err(_) => log_tail(&log),
+        };
+        (err, tail)
+    })
 }
 
 /// Whether the ip_vs module's kernel BTF object can be found (what `check` reports; nothing
