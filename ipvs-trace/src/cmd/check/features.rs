@@ -33,32 +33,49 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// (`net/bpf/test_run.c`, there whenever BPF and networking are).
 const TEST_FUNCTION: &str = "bpf_fentry_test1";
 
-/// A feature's state: the text after its label, and whether its absence is a problem.
+/// What a line found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ok,
+    Missing,
+    /// Not decided here (privileges): neither ok nor a problem of its own.
+    Unknown,
+    /// Said for the reader, never a problem (a module not loaded yet, an optional mount).
+    Note,
+}
+
+/// A feature's state and the text after its label.
 struct Finding {
-    ok: bool,
+    state: State,
     text: String,
 }
 
 impl Finding {
     fn ok(text: impl Into<String>) -> Self {
         Finding {
-            ok: true,
+            state: State::Ok,
             text: format!("ok: {}", text.into()),
         }
     }
 
     fn missing(text: impl Into<String>) -> Self {
         Finding {
-            ok: false,
+            state: State::Missing,
             text: format!("MISSING: {}", text.into()),
         }
     }
 
-    /// Not decided here (privileges): neither ok nor a problem of its own.
     fn unknown(text: impl Into<String>) -> Self {
         Finding {
-            ok: false,
+            state: State::Unknown,
             text: format!("unknown: {}", text.into()),
+        }
+    }
+
+    fn note(text: impl Into<String>) -> Self {
+        Finding {
+            state: State::Note,
+            text: text.into(),
         }
     }
 }
@@ -67,8 +84,9 @@ impl Finding {
 /// ring buffer). `privileged`: whether the capabilities are there, which decides what a
 /// refusal means.
 pub(super) fn write(out: &mut String, privileged: bool, problems: &mut Vec<String>) {
-    let tracefs = tracefs();
-    let kprobes = kprobes(tracefs.ok);
+    let tracefs_dir = tracefs_dir();
+    let tracefs = tracefs(tracefs_dir);
+    let kprobes = kprobes(tracefs_dir.is_some());
     let trampolines = trampolines(privileged);
     let ring = ring_buffer(privileged);
     let module_btf = module_btf();
@@ -84,11 +102,10 @@ pub(super) fn write(out: &mut String, privileged: bool, problems: &mut Vec<Strin
         let _ = writeln!(out, "  {label:<12} {}", finding.text);
     }
     out.push('\n');
-    let decided = |f: &Finding| f.ok || f.text.starts_with("MISSING");
-    if !kprobes.ok && !trampolines.ok && decided(&kprobes) && decided(&trampolines) {
+    if kprobes.state == State::Missing && trampolines.state == State::Missing {
         problems.push("no kprobes and no BPF trampolines: no way to attach a probe".into());
     }
-    if !ring.ok && decided(&ring) {
+    if ring.state == State::Missing {
         problems.push("no BPF ring buffer".into());
     }
 }
@@ -172,20 +189,16 @@ fn module_btf() -> Finding {
     }
     if !Path::new("/sys/module/ip_vs").exists() {
         // Not a verdict: the module's BTF appears when it is loaded.
-        return Finding {
-            ok: true,
-            text: "not known until ip_vs is loaded (/sys/kernel/btf/ip_vs; \
-                   CONFIG_DEBUG_INFO_BTF_MODULES)"
-                .into(),
-        };
+        return Finding::note(
+            "not known until ip_vs is loaded (/sys/kernel/btf/ip_vs; \
+             CONFIG_DEBUG_INFO_BTF_MODULES)",
+        );
     }
     // The BTF line and the probes say what this costs (kprobes, `--btf`).
-    Finding {
-        ok: true,
-        text: "none: ip_vs is loaded without BTF (the kernel needs \
-               CONFIG_DEBUG_INFO_BTF_MODULES; `--btf` gives it from a file)"
-            .into(),
-    }
+    Finding::note(
+        "none: ip_vs is loaded without BTF (the kernel needs CONFIG_DEBUG_INFO_BTF_MODULES; \
+         `--btf` gives it from a file)",
+    )
 }
 
 fn ring_buffer(privileged: bool) -> Finding {
@@ -199,21 +212,24 @@ fn ring_buffer(privileged: bool) -> Finding {
     }
 }
 
-fn tracefs() -> Finding {
-    // A mounted tracefs has `events`; the mount point alone is an empty directory.
-    match TRACEFS
-        .iter()
+/// Where tracefs is mounted: a mounted tracefs has `events`; the mount point alone is an
+/// empty directory.
+fn tracefs_dir() -> Option<&'static str> {
+    TRACEFS
+        .into_iter()
         .find(|dir| Path::new(dir).join("events").is_dir())
-    {
-        Some(dir) => Finding::ok(*dir),
-        None => Finding {
-            // aya needs it only where the kernel has no perf kprobe PMU.
-            ok: Path::new(KPROBE_PMU).exists(),
-            text: "not mounted: `mount -t tracefs nodev /sys/kernel/tracing` (in a pod: the \
-                   DaemonSet's tracefs hostPath volume); kprobes need it only without the perf \
-                   kprobe PMU"
-                .into(),
-        },
+}
+
+fn tracefs(dir: Option<&str>) -> Finding {
+    match dir {
+        Some(dir) => Finding::ok(dir),
+        // aya needs it only where the kernel has no perf kprobe PMU (the kprobes line then
+        // says so).
+        None => Finding::note(
+            "not mounted: `mount -t tracefs nodev /sys/kernel/tracing` (in a pod: the \
+             DaemonSet's tracefs hostPath volume); kprobes need it only without the perf \
+             kprobe PMU",
+        ),
     }
 }
 
