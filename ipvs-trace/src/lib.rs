@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod conntrack;
+pub mod dataplane;
 pub mod duration;
 pub mod events;
 pub mod filter;
