@@ -90,20 +90,22 @@ impl DecodeError {
 
 /// One attribute: its type (flags masked off) and its payload.
 #[derive(Clone, Copy, Debug)]
-struct Attr<'a> {
-    kind: u16,
-    value: &'a [u8],
+pub(crate) struct Attr<'a> {
+    pub(crate) kind: u16,
+    pub(crate) value: &'a [u8],
 }
 
-/// The attributes of a buffer, in order.
-struct Attrs<'a> {
+/// The attributes of a buffer, in order. Also the walker of [`crate::netfilter`]'s nf_tables
+/// decoder, whose lists (`NFTA_LIST_ELEM`) repeat one type and so cannot be read as a
+/// [`Table`].
+pub(crate) struct Attrs<'a> {
     rest: &'a [u8],
     /// Where they are (e.g. `service`, `dest stats`), for error messages.
     context: &'static str,
 }
 
 impl<'a> Attrs<'a> {
-    fn new(buf: &'a [u8], context: &'static str) -> Attrs<'a> {
+    pub(crate) fn new(buf: &'a [u8], context: &'static str) -> Attrs<'a> {
         Attrs { rest: buf, context }
     }
 }
