@@ -17,6 +17,9 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "ipvsadm",
     "conntrack",
+    // kube-proxy's nftables and iptables modes in the lab: nft, iptables-nft and -legacy.
+    "nftables",
+    "iptables",
     "iproute2",
     "kmod",
     "xz-utils",
