@@ -216,6 +216,14 @@ impl Index {
         self.backend_ref(proto, backend).cloned()
     }
 
+    /// The endpoint at a real server address as the EndpointSlices list it, without
+    /// [`Self::backend_for`]'s fallback to the pod: `None` says no slice lists it (any more),
+    /// which is how `balance` knows an endpoint left a Service.
+    #[must_use]
+    pub fn endpoint_for(&self, proto: Proto, backend: SocketAddr) -> Option<BackendName> {
+        newest(self.backends.get(&(proto, backend.ip(), backend.port()))).cloned()
+    }
+
     /// The pod with this IP, or the node when it is a node address (hostNetwork pods share
     /// it).
     #[must_use]

@@ -417,6 +417,15 @@ fn backend_from_slice_with_ports_and_conditions() {
         .backend_for(Proto::Tcp, addr("10.245.112.32:8080"))
         .expect("endpoint");
     assert_eq!(backend.terminating, Some(true));
+    assert_eq!(
+        index.endpoint_for(Proto::Tcp, addr("10.245.112.32:8080")),
+        Some(backend)
+    );
+    assert_eq!(
+        index.endpoint_for(Proto::Tcp, addr("10.245.112.32:9999")),
+        None,
+        "known from the pod only"
+    );
     // The slice goes away: the pod still names the address.
     index.apply(Change::Delete(ObjectKey::new(
         Kind::EndpointSlice,
@@ -427,6 +436,11 @@ fn backend_from_slice_with_ports_and_conditions() {
         .backend_for(Proto::Tcp, addr("10.245.112.32:8080"))
         .expect("pod");
     assert_eq!(by_pod.terminating, None);
+    assert_eq!(
+        index.endpoint_for(Proto::Tcp, addr("10.245.112.32:8080")),
+        None,
+        "no slice lists it any more"
+    );
     assert!(index.backends.is_empty());
     assert_eq!(index.backend_for(Proto::Tcp, addr("10.9.9.9:8080")), None);
 }
