@@ -55,9 +55,15 @@ pub struct EventHeader {
     pub timestamp_ns: u64,
     /// Inode number of the network namespace owning the IPVS table (`cp->ipvs->net->ns.inum`).
     pub netns: u32,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// Which hook made the record: [`DATAPLANE_IPVS`] or [`DATAPLANE_NETFILTER`] (userspace
+    /// tells kube-proxy's nftables and iptables modes apart).
+    pub dataplane: u32,
 }
+
+/// [`EventHeader::dataplane`]: an IPVS connection entry.
+pub const DATAPLANE_IPVS: u32 = 0;
+/// [`EventHeader::dataplane`]: a netfilter DNAT binding (`nf_nat_setup_info`).
+pub const DATAPLANE_NETFILTER: u32 = 1;
 
 /// Bits of [`ConnEvent::valid`]: which optional parts the kernel could fill.
 pub mod valid {
@@ -121,7 +127,7 @@ impl ConnEvent {
                 cpu: 0,
                 timestamp_ns: 0,
                 netns: 0,
-                pad: 0,
+                dataplane: 0,
             },
             conn: 0,
             client_addr: [0; 16],

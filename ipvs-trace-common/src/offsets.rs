@@ -49,6 +49,22 @@ pub struct KernelOffsets {
     pub iph_daddr: u32,
     // struct sk_buff
     pub skb_data: u32,
+    // struct nf_conn (vmlinux BTF): the netfilter dataplanes' decision, a new DNAT binding
+    pub ct_status: u32,
+    /// `tuplehash[IP_CT_DIR_ORIGINAL].tuple`: client -> VIP.
+    pub ct_orig: u32,
+    /// `tuplehash[IP_CT_DIR_REPLY].tuple`: backend -> client once the binding is set up.
+    pub ct_reply: u32,
+    /// `ct_net.net`: the conntrack entry's network namespace.
+    pub ct_net: u32,
+    // struct nf_conntrack_tuple, relative to the tuple
+    pub tuple_src_u3: u32,
+    /// `src.u.all`: the source port (TCP, UDP, SCTP), network order.
+    pub tuple_src_port: u32,
+    pub tuple_l3num: u32,
+    pub tuple_dst_u3: u32,
+    pub tuple_dst_port: u32,
+    pub tuple_protonum: u32,
     /// Bits from [`flags`].
     pub flags: u32,
 }
@@ -88,17 +104,39 @@ impl KernelOffsets {
             iph_saddr: 0,
             iph_daddr: 0,
             skb_data: 0,
+            ct_status: 0,
+            ct_orig: 0,
+            ct_reply: 0,
+            ct_net: 0,
+            tuple_src_u3: 0,
+            tuple_src_port: 0,
+            tuple_l3num: 0,
+            tuple_dst_u3: 0,
+            tuple_dst_port: 0,
+            tuple_protonum: 0,
             flags: 0,
         }
     }
 }
 
-/// Bits of [`KernelOffsets::flags`].
 /// Number of arguments of `ip_vs_conn_new` (`p`, `dest_af`, `daddr`, `dport`, `flags`, `dest`,
 /// `fwmark`; the same from 4.x to 7.2): its fexit program finds the return value in the context
 /// slot after them, which userspace checks against the prototype in BTF before loading.
 pub const CONN_NEW_ARGS: usize = 7;
 
+/// Number of arguments of `nf_nat_setup_info` (`ct`, `range`, `maniptype`; the same from 4.18
+/// to 7.2): its fexit program finds the return value after them.
+pub const NAT_SETUP_ARGS: usize = 3;
+
+/// `NF_NAT_MANIP_DST`: the `maniptype` of a destination NAT binding (`NF_NAT_MANIP_SRC` is 0).
+pub const NF_NAT_MANIP_DST: u32 = 1;
+/// `NF_ACCEPT`: what `nf_nat_setup_info` returns when the binding is set up.
+pub const NF_ACCEPT: u32 = 1;
+/// `IPS_DST_NAT` in `nf_conn.status`: set by `nf_nat_setup_info` only when the binding changed
+/// the destination, so a null binding (no rule matched) leaves it clear.
+pub const IPS_DST_NAT: u64 = 1 << 5;
+
+/// Bits of [`KernelOffsets::flags`].
 pub mod flags {
     /// `ip_vs_dest` counts `totalconns` (active + inactive) instead of `inactconns`.
     pub const DEST_TOTALCONNS: u32 = 1 << 0;
@@ -114,6 +152,10 @@ pub mod flags {
     /// `ip_vs_service.scheduler` and `ip_vs_scheduler.name` resolved: events carry the
     /// scheduler's name. Unset in the built-in layout.
     pub const SCHEDULER: u32 = 1 << 5;
+    /// Every `nf_conn` / `nf_conntrack_tuple` member resolved: the NAT probe may run.
+    pub const NAT: u32 = 1 << 6;
+    /// `nf_conn.ct_net` resolved: netfilter events carry the netns inode.
+    pub const NAT_NETNS: u32 = 1 << 7;
 }
 
 #[cfg(feature = "user")]

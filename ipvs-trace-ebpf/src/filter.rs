@@ -89,20 +89,29 @@ fn conn_test<K: KernelPtr>(filter: &KernelFilter, cp: K) -> Option<bool> {
         let vport = cp.be16(offset!(conn_vport))?;
         let backend = cp.addr(offset!(conn_daddr))?;
         let client = cp.addr(offset!(conn_caddr))?;
-        return Some(named(af, &client, &vip, vport, Some((daf, &backend))));
+        return Some(named(&Decision {
+            af,
+            proto: 0,
+            client: &client,
+            vip: &vip,
+            vport,
+            backend: Some((daf, &backend, 0)),
+        }));
     }
     Some(true)
 }
 
 /// Whether the VIP (or its port as a NodePort), the backend's IP or the client's IP is among
 /// the addresses the name filters resolve to.
-fn named(
-    af: u16,
-    client: &[u32; 4],
-    vip: &[u32; 4],
-    vport: u16,
-    backend: Option<(u16, &[u32; 4])>,
-) -> bool {
+fn named(decision: &Decision<'_>) -> bool {
+    let Decision {
+        af,
+        client,
+        vip,
+        vport,
+        backend,
+        ..
+    } = *decision;
     let node_port = NamedKey {
         addr: [0; 4],
         af: 0,
@@ -114,7 +123,7 @@ fn named(
         NAMED_VIPS.get(key(af, vip, vport)).is_some()
             || NAMED_VIPS.get(node_port).is_some()
             || backend
-                .is_some_and(|(daf, addr)| NAMED_IPS.get(key(daf, addr, ROLE_BACKEND)).is_some())
+                .is_some_and(|(daf, addr, _)| NAMED_IPS.get(key(daf, addr, ROLE_BACKEND)).is_some())
             || NAMED_IPS.get(key(af, client, ROLE_CLIENT)).is_some()
     }
 }
@@ -130,17 +139,44 @@ fn key(af: u16, addr: &[u32; 4], port: u16) -> NamedKey {
     NamedKey { addr, af, port }
 }
 
-/// A decision without an entry (`no_dest`): family, protocol, client and VIP as the packet and
-/// the service have them; no backend, so a backend test never passes. Counts what it leaves out.
-pub fn leave_passes(af: u16, proto: u16, client: &[u32; 4], vip: &[u32; 4], vport: u16) -> bool {
+/// What [`values_pass`] tests (one argument: BPF calls take five at most).
+#[derive(Clone, Copy)]
+pub struct Decision<'a> {
+    pub af: u16,
+    pub proto: u16,
+    pub client: &'a [u32; 4],
+    pub vip: &'a [u32; 4],
+    pub vport: u16,
+    /// Family, address and port of the chosen backend, if any.
+    pub backend: Option<(u16, &'a [u32; 4], u16)>,
+}
+
+/// A decision known by its values rather than by an IPVS entry: `no_dest` (family, protocol,
+/// client and VIP as the packet and the service have them, no `backend`, so a backend test
+/// never passes) and a netfilter binding (read from its conntrack tuples). Counts what it
+/// leaves out.
+pub fn values_pass(decision: &Decision<'_>) -> bool {
+    let Decision {
+        af,
+        proto,
+        client,
+        vip,
+        vport,
+        backend,
+    } = *decision;
     let Some(filter) = get() else { return true };
     let tests = filter.tests;
-    let passes = !(tests & test::BACKEND != 0
+    let backend_fails = tests & test::BACKEND != 0
+        && backend.is_none_or(|(daf, addr, port)| {
+            !addr_eq(&filter.backend, daf, addr)
+                || tests & test::BACKEND_PORT != 0 && port != filter.backend.port
+        });
+    let passes = !(backend_fails
         || tests & test::PROTO != 0 && proto != filter.proto
         || tests & test::CLIENT != 0 && !addr_eq(&filter.client, af, client)
         || tests & test::VIP != 0 && !addr_eq(&filter.vip, af, vip)
         || tests & test::VIP_PORT != 0 && vport != filter.vip.port
-        || tests & test::NAMES != 0 && !named(af, client, vip, vport, None));
+        || tests & test::NAMES != 0 && !named(decision));
     if !passes {
         count_drop(drop::FILTERED);
     }

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use ipvs_trace_common::{
     drop,
@@ -35,6 +35,12 @@ pub static NAMED_VIPS: HashMap<NamedKey, u8> =
 #[map(name = "NAMED_IPS")]
 pub static NAMED_IPS: HashMap<NamedKey, u8> =
     HashMap::with_max_entries(NAMED_MAX, BPF_F_NO_PREALLOC);
+
+/// The kprobe path of the NAT probe: the `struct nf_conn *` of a destination binding being set
+/// up, by task (`pid_tgid`), from `nf_nat_setup_info`'s entry to its return. LRU: an entry
+/// whose return was missed ages out instead of filling the map.
+#[map(name = "NAT_PENDING")]
+pub static NAT_PENDING: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// Field offsets, filled by userspace from BTF before the programs are loaded.
 #[unsafe(no_mangle)]

@@ -143,3 +143,34 @@ fn the_builtin_layout_is_the_5_and_6_kernels_layout() {
         }
     }
 }
+
+/// The NAT probe's members (`nf_conn` and its tuples) resolve from every lab kernel's vmlinux
+/// BTF alone, 5.10 included, at the places `bpftool btf dump` shows (`tuplehash` at 16 and
+/// `status` at 128 since 5.x; the tuple 16 bytes into its hash node; 40 bytes a tuple).
+#[test]
+fn nat_members_resolve_from_vmlinux_on_every_kernel() {
+    for kernel in KERNELS {
+        let btf = vmlinux_btf(kernel);
+        let mut offsets = ipvs_trace_common::KernelOffsets::default();
+        offsets::nat::resolve(&btf, &mut offsets)
+            .unwrap_or_else(|why| panic!("kernel {kernel}: {why}"));
+        let got = (
+            offsets.ct_status,
+            offsets.ct_orig,
+            offsets.ct_reply,
+            offsets.tuple_src_u3,
+            offsets.tuple_src_port,
+            offsets.tuple_l3num,
+            offsets.tuple_dst_u3,
+            offsets.tuple_dst_port,
+            offsets.tuple_protonum,
+        );
+        println!("{kernel}: {got:?} ct_net {}", offsets.ct_net);
+        assert_eq!(got, (128, 32, 88, 0, 16, 18, 20, 36, 38), "kernel {kernel}");
+        assert_ne!(
+            offsets.flags & ipvs_trace_common::offsets::flags::NAT_NETNS,
+            0,
+            "kernel {kernel}: ct_net"
+        );
+    }
+}

@@ -95,7 +95,14 @@ fn passes_filter<K: KernelPtr>(svc: K, skb: K, iph: K) -> bool {
             Some([_, dport]) => u16::from_be(dport),
             None => svc.be16(offset!(svc_port))?,
         };
-        Some(filter::leave_passes(af, proto, &client, &vip, vport))
+        Some(filter::values_pass(&filter::Decision {
+            af,
+            proto,
+            client: &client,
+            vip: &vip,
+            vport,
+            backend: None,
+        }))
     };
     read().unwrap_or(true)
 }

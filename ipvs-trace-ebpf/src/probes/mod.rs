@@ -3,4 +3,5 @@
 
 pub mod conn;
 pub mod leave;
+pub mod nat;
 pub mod state;

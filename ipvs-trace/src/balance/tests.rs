@@ -44,6 +44,7 @@ fn tables(scheduler: &str, flags: u32, dests: Vec<Dest>) -> Tables {
 fn event(kind: EventKind, at_ns: u64, client: &str, backend: &str) -> Event {
     Event {
         kind,
+        dataplane: crate::dataplane::Dataplane::Ipvs,
         timestamp_ns: at_ns,
         cpu: 0,
         netns: Some(4_026_531_840),

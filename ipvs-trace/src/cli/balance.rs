@@ -124,6 +124,7 @@ impl BalanceArgs {
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
             attach: self.loader.attach,
+            dataplanes: self.loader.dataplane,
             names: self.names.into_source(),
         }
     }
@@ -206,6 +207,7 @@ mod tests {
                 btf: Some("/tmp/ip_vs.btf".into()),
                 ring_size: Some(1 << 20),
                 attach: crate::loader::probes::AttachMode::Auto,
+                dataplanes: Vec::new(),
                 names: NameSource::Snapshots(vec!["a.json".into()]),
             }
         );

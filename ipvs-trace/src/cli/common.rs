@@ -82,6 +82,21 @@ pub struct LoaderArgs {
         env = "IPVS_TRACE_ATTACH"
     )]
     pub attach: AttachMode,
+
+    /// The dataplanes to trace, comma separated: ipvs (kube-proxy's IPVS mode: virtual
+    /// services), nftables and iptables (kube-proxy's netfilter modes: the DNAT binding of each
+    /// new connection, whose endpoint a random rule chose). Default: every dataplane the node
+    /// has, so a node half-way through a migration shows both; each event says its
+    /// `dataplane`. Without ipvs no IPVS probe is attached; without nftables and iptables, no
+    /// netfilter one.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_enum,
+        value_delimiter = ',',
+        env = "IPVS_TRACE_DATAPLANE"
+    )]
+    pub dataplane: Vec<crate::dataplane::Dataplane>,
 }
 
 pub(super) fn parse_positive_duration(text: &str) -> Result<Duration, String> {

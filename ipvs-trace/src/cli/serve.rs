@@ -155,6 +155,7 @@ impl ServeArgs {
             btf: self.loader.btf,
             ring_size: self.loader.ring_size,
             attach: self.loader.attach,
+            dataplanes: self.loader.dataplane,
             kprobe_target_override: None,
             numeric: false,
             names: self.names.into_source(),

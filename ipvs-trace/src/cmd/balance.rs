@@ -54,6 +54,8 @@ pub struct BalanceConfig {
     pub btf: Option<PathBuf>,
     pub ring_size: Option<u32>,
     pub attach: crate::loader::probes::AttachMode,
+    /// `--dataplane`: empty, every one.
+    pub dataplanes: Vec<crate::dataplane::Dataplane>,
     pub names: NameSource,
 }
 
@@ -93,6 +95,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         wait: config.wait,
         ring_size: config.ring_size,
         attach: config.attach,
+        dataplanes: config.dataplanes.clone(),
         // Every kind: their columns need new, reused and no_dest.
         kinds: Vec::new(),
         filter: None,

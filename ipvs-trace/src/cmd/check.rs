@@ -170,7 +170,7 @@ fn attach_path(
         None => Err("no BTF".to_owned()),
         Some(_) if !ip_vs_loaded => Err("ip_vs is not loaded".to_owned()),
         Some(types) => trampoline_path(mode, &types.layout)
-            .and_then(|()| trampoline::find_module().map_err(|e| e.to_string())),
+            .and_then(|()| trampoline::find_module("ip_vs").map_err(|e| e.to_string())),
     };
     let _ = match (&path, mode) {
         (Ok(()), _) => writeln!(
@@ -235,7 +235,7 @@ fn write_probes(
     let mut fitting = 0;
     for probe in PROBES {
         let mut hook = "-".to_owned();
-        let (verdict, detail) = if !probe.wanted(kinds) {
+        let (verdict, detail) = if !probe.wanted(kinds, &[]) {
             (
                 "not attached",
                 "--event asks for none of its events".to_owned(),

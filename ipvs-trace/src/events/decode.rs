@@ -7,9 +7,12 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ipvs_trace_common::{event::valid, ConnEvent, EventKind};
+use ipvs_trace_common::{
+    event::{valid, DATAPLANE_IPVS, DATAPLANE_NETFILTER},
+    ConnEvent, EventKind,
+};
 
-use super::model::{DestCounters, Event, FwdMethod, Proto};
+use super::model::{Dataplane, DestCounters, Event, FwdMethod, Proto};
 
 /// Size of one record in the ring buffer.
 pub const RECORD_LEN: usize = size_of::<ConnEvent>();
@@ -26,6 +29,8 @@ pub enum DecodeError {
     Kind(u32),
     #[error("unknown address family {0} (expected 2 for IPv4 or 10 for IPv6)")]
     AddressFamily(u16),
+    #[error("unknown dataplane {0} (expected 0 for IPVS or 1 for netfilter)")]
+    Dataplane(u32),
 }
 
 /// Decodes one ring-buffer record.
@@ -44,6 +49,11 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 pub fn from_raw(raw: &ConnEvent) -> Result<Event, DecodeError> {
     let kind = EventKind::from_u32(raw.header.kind).ok_or(DecodeError::Kind(raw.header.kind))?;
     let has = |bit: u32| raw.valid & bit != 0;
+    let netfilter = match raw.header.dataplane {
+        DATAPLANE_IPVS => false,
+        DATAPLANE_NETFILTER => true,
+        other => return Err(DecodeError::Dataplane(other)),
+    };
 
     let client_port = if has(valid::CLIENT_PORT) {
         raw.client_port
@@ -57,22 +67,36 @@ pub fn from_raw(raw: &ConnEvent) -> Result<Event, DecodeError> {
     } else {
         None
     };
-    // Without a connection entry (`no_dest`) there are no entry flags to take a method from.
+    // Without a connection entry (`no_dest`) there are no entry flags to take a method from,
+    // and netfilter has none at all.
     let conn = (raw.conn != 0).then_some(raw.conn);
-    let fwd = conn.map(|_| FwdMethod::from_flags(raw.flags));
+    let fwd = conn
+        .filter(|_| !netfilter)
+        .map(|_| FwdMethod::from_flags(raw.flags));
     let dest = has(valid::DEST).then_some(DestCounters {
         weight: raw.weight,
         active_conns: Some(raw.active_conns),
         inactive_conns: Some(raw.inactive_conns),
     });
-    let scheduler = if has(valid::SCHEDULER) {
+    let scheduler = if netfilter {
+        // kube-proxy's netfilter modes pick an endpoint at random (`numgen random`,
+        // `statistic --mode random`): no other rule leads to a DNAT of a Service.
+        Some(Cow::Borrowed(RANDOM))
+    } else if has(valid::SCHEDULER) {
         scheduler_name(&raw.scheduler)
     } else {
         None
     };
+    let dataplane = if netfilter {
+        // Provisional: which of the two modes is told from the rules (`classify`).
+        Dataplane::Nftables
+    } else {
+        Dataplane::Ipvs
+    };
 
     Ok(Event {
         kind,
+        dataplane,
         timestamp_ns: raw.header.timestamp_ns,
         cpu: raw.header.cpu,
         netns: has(valid::NETNS).then_some(raw.header.netns),
@@ -98,6 +122,9 @@ fn socket_addr(af: u16, addr: &[u8; 16], port: u16) -> Result<SocketAddr, Decode
     };
     Ok(SocketAddr::new(ip, port))
 }
+
+/// The `scheduler` of a netfilter decision.
+pub const RANDOM: &str = "random";
 
 /// The schedulers Linux ships (`net/netfilter/ipvs/ip_vs_*.c`), which every event names one of:
 /// decoded to these static strings, without an allocation.
@@ -177,6 +204,7 @@ pub(crate) mod tests {
             event,
             Event {
                 kind: EventKind::New,
+                dataplane: Dataplane::Ipvs,
                 timestamp_ns: 5_000_000_123,
                 cpu: 1,
                 netns: Some(4_026_531_840),
@@ -361,6 +389,8 @@ pub(crate) mod tests {
             bytes[0..4].copy_from_slice(&(1 + (state % 5) as u32).to_ne_bytes());
             let af_offset = std::mem::offset_of!(ConnEvent, af);
             bytes[af_offset..af_offset + 2].copy_from_slice(&AF_INET.to_ne_bytes());
+            let dataplane = std::mem::offset_of!(ConnEvent, header.dataplane);
+            bytes[dataplane..dataplane + 4].copy_from_slice(&((state % 2) as u32).to_ne_bytes());
             if decode(&bytes).is_ok() {
                 decoded += 1;
             }

@@ -9,5 +9,5 @@ pub mod model;
 pub mod reader;
 
 pub use decode::{decode, DecodeError};
-pub use model::{DestCounters, Event, FwdMethod, Proto};
+pub use model::{Dataplane, DestCounters, Event, FwdMethod, Proto};
 pub use reader::EventReader;

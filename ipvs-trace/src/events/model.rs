@@ -6,17 +6,24 @@ use std::net::SocketAddr;
 
 pub use ipvs_trace_common::EventKind;
 
-/// One IPVS decision, as userspace sees it.
+pub use crate::dataplane::Dataplane;
+
+/// One load-balancing decision, as userspace sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
+    /// Who decided: IPVS, or one of kube-proxy's netfilter modes. The kernel tells IPVS from
+    /// netfilter; which netfilter mode programmed the destination is told by
+    /// [`crate::events::classify`] (until then a netfilter event says
+    /// [`Dataplane::Nftables`]).
+    pub dataplane: Dataplane,
     /// `CLOCK_MONOTONIC` nanoseconds (see [`crate::clock::WallClock`]).
     pub timestamp_ns: u64,
     pub cpu: u32,
     /// Inode of the network namespace owning the IPVS table, when the kernel could read it.
     pub netns: Option<u32>,
-    /// The `struct ip_vs_conn *` as an opaque id; `None` when no connection entry exists
-    /// (`no_dest`).
+    /// The `struct ip_vs_conn *` (a netfilter decision: the `struct nf_conn *`) as an opaque
+    /// id; `None` when no connection entry exists (`no_dest`).
     pub conn: Option<u64>,
     pub proto: Proto,
     /// Client address. The port is 0 in a persistence template (templates are per client IP)

@@ -19,7 +19,8 @@
 //!   23 service `namespace/name` equals the label; 24 has backend name; 25 backend pod;
 //!   26 backend node; 27-28 serving and 29-30 terminating (none, false, true); 31-32 client
 //!   name (none, pod, node); 33 client pod has a node; 34 flags and 35 state as the previous
-//!   record.
+//!   record; 36-37 dataplane (IPVS, nftables, iptables; added with the netfilter dataplanes:
+//!   records written before it read as IPVS, which they all were).
 //! - then, each only when the head says so: time (zigzag delta, ns), cpu, netns, conn (zigzag
 //!   delta from the previous conn), proto number, client IP (4 or 16 bytes) and port, VIP IP
 //!   and port, backend IP and port, fwd value (1 byte), flags, state, scheduler (index into
@@ -34,7 +35,7 @@ use std::sync::Arc;
 
 use super::{Decision, Query};
 use crate::events::model::EventKind;
-use crate::events::{DestCounters, Event, FwdMethod, Proto};
+use crate::events::{Dataplane, DestCounters, Event, FwdMethod, Proto};
 use crate::kube::{BackendName, ClientName, OwnedNames, ServiceName, ServiceType};
 
 /// Decisions in a full block: large enough that the summary and the bloom filter's rounding
@@ -42,8 +43,10 @@ use crate::kube::{BackendName, ClientName, OwnedNames, ServiceName, ServiceType}
 pub const BLOCK_DECISIONS: usize = 4096;
 
 /// The scheduler names Linux ships, numbered for the format: a record stores the index. The
-/// numbering is part of the on-disk format: names are only ever appended. (The same names as
-/// the event decoder's static list, which may change for its own reasons.)
+/// numbering is part of the on-disk format, and so is the length: a name not listed is stored
+/// as 14 + its string id, so nothing can be appended without misreading older records (the
+/// netfilter dataplanes' `random` is stored as a string). (The same names as the event
+/// decoder's static list, which may change for its own reasons.)
 pub const KNOWN_SCHEDULERS: [&str; 14] = [
     "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
 ];
@@ -546,7 +549,26 @@ mod bit {
     pub const CLIENT_POD_NODE: u64 = 1 << 33;
     pub const FLAGS_SAME: u64 = 1 << 34;
     pub const STATE_SAME: u64 = 1 << 35;
-    pub const ALL: u64 = (1 << 36) - 1;
+    pub const DATAPLANE_SHIFT: u32 = 36;
+    pub const ALL: u64 = (1 << 38) - 1;
+}
+
+/// A dataplane as the format numbers it.
+fn dataplane_number(dataplane: Dataplane) -> u64 {
+    match dataplane {
+        Dataplane::Ipvs => 0,
+        Dataplane::Nftables => 1,
+        Dataplane::Iptables => 2,
+    }
+}
+
+fn dataplane_of(head: u64) -> Result<Dataplane, Malformed> {
+    match (head >> bit::DATAPLANE_SHIFT) & 3 {
+        0 => Ok(Dataplane::Ipvs),
+        1 => Ok(Dataplane::Nftables),
+        2 => Ok(Dataplane::Iptables),
+        _ => Err(Malformed("dataplane")),
+    }
 }
 
 fn tristate(value: Option<bool>) -> u64 {
@@ -651,6 +673,7 @@ fn head_of(decision: &Decision) -> u64 {
     let event = &decision.event;
     let names = &decision.names;
     let mut head = event.kind as u64 & bit::KIND;
+    head |= dataplane_number(event.dataplane) << bit::DATAPLANE_SHIFT;
     if event.client.is_ipv6() {
         head |= bit::CLIENT_V6;
     }
@@ -924,6 +947,7 @@ pub struct Raw {
     pub unix_ns: i64,
     head: u64,
     kind: EventKind,
+    dataplane: Dataplane,
     cpu: u32,
     netns: Option<u32>,
     conn: Option<u64>,
@@ -987,6 +1011,7 @@ impl<'a> BodyDecoder<'a> {
             return Err(Malformed("record head"));
         }
         let kind = EventKind::from_u32((head & bit::KIND) as u32).ok_or(Malformed("kind"))?;
+        let dataplane = dataplane_of(head)?;
         let unix_ns = prev.unix_ns.wrapping_add(unzigzag(r.varint()?));
         let cpu = if head & bit::CPU_SAME != 0 {
             prev.cpu
@@ -1091,6 +1116,7 @@ impl<'a> BodyDecoder<'a> {
             unix_ns,
             head,
             kind,
+            dataplane,
             cpu,
             netns,
             conn,
@@ -1264,6 +1290,7 @@ impl Raw {
             unix_ns: self.unix_ns,
             event: Event {
                 kind: self.kind,
+                dataplane: self.dataplane,
                 timestamp_ns: self.unix_ns as u64,
                 cpu: self.cpu,
                 netns: self.netns,
@@ -1531,6 +1558,7 @@ pub(crate) mod tests {
             unix_ns,
             event: Event {
                 kind,
+                dataplane: Dataplane::ALL[rng.below(3) as usize],
                 timestamp_ns: unix_ns as u64,
                 cpu: rng.below(3) as u32,
                 netns: opt(rng, |r| 4_026_531_840 + r.below(2) as u32),

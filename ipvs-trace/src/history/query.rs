@@ -311,6 +311,7 @@ mod tests {
         Decision {
             unix_ns,
             event: Event {
+                dataplane: crate::dataplane::Dataplane::Ipvs,
                 kind: if backend.is_some() {
                     EventKind::New
                 } else {

@@ -220,6 +220,7 @@ mod tests {
     /// An event as the built-in layout gives it: tuple, no scheduler, no counters.
     fn bare(proto: Proto, vip: &str, backend: Option<&str>) -> Event {
         Event {
+            dataplane: crate::dataplane::Dataplane::Ipvs,
             kind: if backend.is_some() {
                 EventKind::New
             } else {

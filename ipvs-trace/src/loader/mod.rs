@@ -33,10 +33,11 @@ use ipvs_trace_common::{
 
 pub use error::LoadError;
 
+use crate::dataplane::Dataplane;
 use crate::filter::NamedKeys;
 use crate::{btf::Btf, events::model::EventKind, offsets, output::summary::Losses};
 use module_watch::{ModuleSource as _, ModuleState, SysModule};
-use probes::{AttachMode, Attachment, PROBES};
+use probes::{AttachMode, AttachPlan, Attachment, PROBES};
 use trampoline::{TrampolineLink, Trampolines};
 
 /// The compiled eBPF object, built by `build.rs`.
@@ -57,6 +58,9 @@ pub struct LoaderOptions {
     /// The event kinds asked for (`trace --event`): only the probes that produce them are
     /// attached. Empty: every kind (`top`, `balance`, `serve`).
     pub kinds: Vec<EventKind>,
+    /// The dataplanes asked for (`--dataplane`): only their probes are attached. Empty: every
+    /// dataplane.
+    pub dataplanes: Vec<Dataplane>,
     /// What the probes deliver ([`crate::filter::Filter::kernel`]); `None`: everything.
     pub filter: Option<KernelFilter>,
     /// fentry/fexit, kprobes, or each where it works (`--attach`).
@@ -94,14 +98,48 @@ impl Drop for Tracer {
 
 impl Tracer {
     /// Checks the environment, loads the programs and attaches them.
+    ///
+    /// IPVS is required only when it is the one dataplane asked for: with the netfilter ones
+    /// in play too, a node without ip_vs (a node of kube-proxy's nftables or iptables mode) is
+    /// traced through `nf_nat` alone, and the reverse.
     pub async fn start(opts: &LoaderOptions) -> anyhow::Result<Tracer> {
         privileges::check()?;
-        kernel::ensure_ip_vs(opts.wait).await?;
+        let wants = |d: Dataplane| opts.dataplanes.is_empty() || opts.dataplanes.contains(&d);
+        let wants_ipvs = wants(Dataplane::Ipvs);
+        let wants_netfilter = wants(Dataplane::Nftables) || wants(Dataplane::Iptables);
+        // Modules whose probes cannot attach on this start, and why.
+        let mut blocked: Vec<(&'static str, String)> = Vec::new();
+        if wants_ipvs {
+            if wants_netfilter && !opts.wait && SysModule::ip_vs().state() == ModuleState::Absent {
+                blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned()));
+            } else {
+                kernel::ensure_ip_vs(opts.wait).await?;
+            }
+        }
+        if wants_netfilter && !Path::new("/sys/module/nf_nat").exists() {
+            blocked.push((
+                "nf_nat",
+                "the nf_nat module is not loaded (no NAT rule on this node yet)".to_owned(),
+            ));
+        }
         // Read before the probes attach: a module swapped while they do is then noticed.
         let module = SysModule::ip_vs().state();
         let release = kernel::release();
         let types = KernelTypes::read(opts.btf.as_deref())?;
-        let resolved = types.offsets(&release)?;
+        let ipvs_in_play = wants_ipvs && !blocked.iter().any(|(m, _)| *m == "ip_vs");
+        let mut resolved = if ipvs_in_play {
+            types.offsets(&release)?
+        } else {
+            offsets::Resolved {
+                offsets: ipvs_trace_common::KernelOffsets::default(),
+                degraded: Vec::new(),
+            }
+        };
+        if wants_netfilter && !blocked.iter().any(|(m, _)| *m == "nf_nat") {
+            if let Err(why) = offsets::nat::resolve(&types.btf, &mut resolved.offsets) {
+                blocked.push(("nf_nat", why));
+            }
+        }
         for note in &resolved.degraded {
             tracing::warn!("{note}");
         }
@@ -116,7 +154,7 @@ impl Tracer {
             .map_err(|err| privileges::explain_load_error(err.into()))?;
         // Before the logger takes its map out of `ebpf`: the trampoline programs are relocated
         // against every map.
-        let trampolines = prepare_trampolines(&ebpf, opts.attach, &types.layout);
+        let trampolines = prepare_trampolines(&ebpf, opts.attach);
         let logger = start_kernel_logger(&mut ebpf);
         // The name test is off until names are known (`set_named`).
         let mut filter = opts.filter.unwrap_or(KernelFilter::EVERYTHING);
@@ -131,17 +169,17 @@ impl Tracer {
             })
             .ok();
         let mut links = Vec::new();
-        let attachment = probes::attach_all(
-            &mut ebpf,
-            &types.btf,
-            kallsyms.as_ref(),
-            &opts.kinds,
-            opts.attach,
-            &trampolines.as_ref().map_err(String::as_str),
-            opts.kprobe_target_override.as_ref(),
-            &mut links,
-            &mut degraded,
-        )?;
+        let plan = AttachPlan {
+            types: &types,
+            kallsyms: kallsyms.as_ref(),
+            kinds: &opts.kinds,
+            dataplanes: &opts.dataplanes,
+            mode: opts.attach,
+            trampolines: trampolines.as_ref().map_err(String::as_str),
+            target_override: opts.kprobe_target_override.as_ref(),
+            blocked: &blocked,
+        };
+        let attachment = probes::attach_all(&mut ebpf, &plan, &mut links, &mut degraded)?;
         Ok(Tracer {
             ebpf,
             attachment,
@@ -294,6 +332,8 @@ pub struct KernelTypes {
     pub layout: Layout,
     /// Where vmlinux BTF was read, for reports.
     pub vmlinux: PathBuf,
+    /// The nf_nat module's split BTF, when the kernel has it (the NAT probe's trampoline).
+    pub nf_nat: Option<Btf>,
 }
 
 impl KernelTypes {
@@ -302,24 +342,61 @@ impl KernelTypes {
     pub fn read(user_file: Option<&Path>) -> Result<KernelTypes, LoadError> {
         let sys = Path::new(SYS_BTF_DIR);
         let vmlinux_path = sys.join("vmlinux");
-        let vmlinux = Btf::from_file(&vmlinux_path, None)?;
+        let vmlinux = Arc::new(Btf::from_file(&vmlinux_path, None)?);
+        // Best effort: without it the NAT probe is a kprobe, which needs no BTF of its own.
+        let nf_nat_path = sys.join("nf_nat");
+        let nf_nat = nf_nat_path
+            .exists()
+            .then(|| Btf::from_file(&nf_nat_path, Some(Arc::clone(&vmlinux))))
+            .transpose()
+            .inspect_err(|err| tracing::warn!("{}: {err}", nf_nat_path.display()))
+            .ok()
+            .flatten();
         let (path, given) = match user_file {
             Some(path) => (path.to_path_buf(), true),
             None => (sys.join("ip_vs"), false),
         };
         if !given && !path.exists() {
             return Ok(KernelTypes {
-                btf: vmlinux,
+                // Shared with nf_nat's BTF when that was read: then read again.
+                btf: match Arc::try_unwrap(vmlinux) {
+                    Ok(btf) => btf,
+                    Err(_) => Btf::from_file(&vmlinux_path, None)?,
+                },
                 layout: Layout::Builtin { missing: path },
                 vmlinux: vmlinux_path,
+                nf_nat,
             });
         }
-        let btf = Btf::from_file(&path, Some(Arc::new(vmlinux)))?;
+        let btf = Btf::from_file(&path, Some(vmlinux))?;
         Ok(KernelTypes {
             btf,
             layout: Layout::ModuleBtf { path, given },
             vmlinux: vmlinux_path,
+            nf_nat,
         })
+    }
+
+    /// The BTF that describes `module`'s function prototypes, as far as known: its own split
+    /// BTF, else what was read (vmlinux alone, where the probe's prototype goes unchecked).
+    #[must_use]
+    pub fn for_prototypes(&self, module: &str) -> &Btf {
+        match (module, &self.nf_nat) {
+            ("nf_nat", Some(nf_nat)) => nf_nat,
+            _ => &self.btf,
+        }
+    }
+
+    /// `module`'s split BTF as the kernel has it, to attach a trampoline to, or why there is
+    /// none.
+    pub fn for_trampolines(&self, module: &str, mode: AttachMode) -> Result<&Btf, String> {
+        match module {
+            "ip_vs" => trampoline_path(mode, &self.layout).map(|()| &self.btf),
+            "nf_nat" => self.nf_nat.as_ref().ok_or_else(|| {
+                format!("the kernel has no BTF for nf_nat ({SYS_BTF_DIR}/nf_nat is missing)")
+            }),
+            other => Err(format!("no BTF is read for module {other}")),
+        }
     }
 
     /// The offsets the probes read, from BTF or the built-in layout.
@@ -331,16 +408,16 @@ impl KernelTypes {
     }
 }
 
-/// The trampoline programs relocated and the module's BTF object found, or why every probe
+/// The trampoline programs relocated and the modules' BTF objects found, or why every probe
 /// gets a kprobe on this start.
-fn prepare_trampolines(
-    ebpf: &Ebpf,
-    mode: AttachMode,
-    layout: &Layout,
-) -> Result<Trampolines, String> {
-    trampoline_path(mode, layout)?;
+fn prepare_trampolines(ebpf: &Ebpf, mode: AttachMode) -> Result<Trampolines, String> {
+    if mode == AttachMode::Kprobe {
+        return Err("--attach kprobe".to_owned());
+    }
     let programs: Vec<&str> = PROBES.iter().map(|p| p.trampoline_program).collect();
-    Trampolines::prepare(ebpf, EBPF_OBJECT, &programs).map_err(|e| e.to_string())
+    let mut modules: Vec<&'static str> = PROBES.iter().map(|p| p.module).collect();
+    modules.dedup();
+    Trampolines::prepare(ebpf, EBPF_OBJECT, &programs, &modules).map_err(|e| e.to_string())
 }
 
 /// Whether the attach mode and the layout's source leave the trampoline path open: a

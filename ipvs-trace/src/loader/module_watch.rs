@@ -142,7 +142,10 @@ impl<S: ModuleSource> ModuleWatch<S> {
             (ModuleState::Live(then), ModuleState::Live(id)) if then == id => Step::Unchanged,
             // Attached while it was coming (a start without --wait does not wait for init):
             // the load it completes is that one.
-            (ModuleState::Coming, ModuleState::Coming) => Step::Unchanged,
+            (ModuleState::Coming, ModuleState::Coming)
+            // Started without it (a node of kube-proxy's netfilter modes, traced through
+            // nf_nat): still without it. Once it loads, the start is made again with it.
+            | (ModuleState::Absent, ModuleState::Absent) => Step::Unchanged,
             (ModuleState::Coming, ModuleState::Live(_)) => {
                 self.attached = Some(now);
                 Step::Unchanged

@@ -7,8 +7,9 @@ use aya::{programs::KProbe, Ebpf};
 
 use super::kallsyms::Kallsyms;
 use super::trampoline::{Side, TrampolineLink, Trampolines};
-use super::LoadError;
+use super::{KernelTypes, LoadError};
 use crate::btf::{Btf, Signature};
+use crate::dataplane::Dataplane;
 use crate::events::model::EventKind;
 
 /// How the probes are attached (`--attach`).
@@ -56,10 +57,17 @@ impl std::fmt::Display for Hook {
 pub struct Probe {
     /// The kprobe program's name in the object (the Rust function name in `ipvs-trace-ebpf`).
     pub program: &'static str,
+    /// For a kretprobe that needs the arguments: the kprobe on the function's entry that keeps
+    /// them for it, attached first.
+    pub kprobe_entry: Option<&'static str>,
     /// The fentry/fexit program's name.
     pub trampoline_program: &'static str,
     /// Kernel function to attach to.
     pub function: &'static str,
+    /// The module that has it: its BTF describes the function, and it must be loaded.
+    pub module: &'static str,
+    /// The dataplanes whose decisions it sees (`--dataplane`).
+    pub dataplanes: &'static [Dataplane],
     /// Whether the programs run at the function's entry or its return.
     pub side: Side,
     /// The events the probe produces, for people.
@@ -92,6 +100,21 @@ pub struct Shape {
 
 const CONN_PTR: &str = "struct ip_vs_conn *";
 
+/// IPVS's probes see IPVS's decisions only.
+const IPVS: &[Dataplane] = &[Dataplane::Ipvs];
+
+/// What `nf_nat_setup_info`'s programs read: `ct` and `maniptype`, and the `unsigned int`
+/// verdict.
+const NAT_SETUP: Shape = Shape {
+    ret: Some("unsigned int"),
+    params: &[
+        Some("struct nf_conn *"),
+        None,
+        Some("enum nf_nat_manip_type"),
+    ],
+    arity: None,
+};
+
 /// What `tcp_state_transition`'s programs read: `cp`, `direction` and `skb`.
 const STATE_TRANSITION: Shape = Shape {
     ret: None,
@@ -116,8 +139,11 @@ const LEAVE: Shape = Shape {
 pub const PROBES: &[Probe] = &[
     Probe {
         program: "ip_vs_conn_new",
+        kprobe_entry: None,
         trampoline_program: "ip_vs_conn_new_fexit",
         function: "ip_vs_conn_new",
+        module: "ip_vs",
+        dataplanes: IPVS,
         side: Side::Exit,
         events: "new, template",
         kinds: &[EventKind::New, EventKind::Template],
@@ -137,8 +163,11 @@ pub const PROBES: &[Probe] = &[
     },
     Probe {
         program: "tcp_state_transition",
+        kprobe_entry: None,
         trampoline_program: "tcp_state_transition_fentry",
         function: "tcp_state_transition",
+        module: "ip_vs",
+        dataplanes: IPVS,
         side: Side::Entry,
         events: "reused",
         kinds: &[EventKind::Reused],
@@ -149,8 +178,11 @@ pub const PROBES: &[Probe] = &[
     },
     Probe {
         program: "ip_vs_leave",
+        kprobe_entry: None,
         trampoline_program: "ip_vs_leave_fentry",
         function: "ip_vs_leave",
+        module: "ip_vs",
+        dataplanes: IPVS,
         side: Side::Entry,
         events: "no_dest",
         kinds: &[EventKind::NoDest],
@@ -158,6 +190,25 @@ pub const PROBES: &[Probe] = &[
         loses: Some("`no_dest` events (services without a usable real server)"),
         shape: LEAVE,
         trampoline_shape: LEAVE,
+    },
+    Probe {
+        program: "nf_nat_setup_info_ret",
+        kprobe_entry: Some("nf_nat_setup_info"),
+        trampoline_program: "nf_nat_setup_info_fexit",
+        function: "nf_nat_setup_info",
+        module: "nf_nat",
+        dataplanes: &[Dataplane::Nftables, Dataplane::Iptables],
+        side: Side::Exit,
+        events: "new (netfilter)",
+        kinds: &[EventKind::New],
+        per_packet: false,
+        loses: Some("netfilter decisions (kube-proxy's nftables and iptables modes)"),
+        shape: NAT_SETUP,
+        // The verdict is in the slot after the three arguments.
+        trampoline_shape: Shape {
+            arity: Some(ipvs_trace_common::offsets::NAT_SETUP_ARGS),
+            ..NAT_SETUP
+        },
     },
 ];
 
@@ -189,10 +240,12 @@ impl Probe {
         }
     }
 
-    /// Whether the events asked for (`kinds`; empty: all) need this probe.
+    /// Whether the events asked for (`kinds`; empty: all) from the dataplanes asked for
+    /// (`dataplanes`; empty: all) need this probe.
     #[must_use]
-    pub fn wanted(&self, kinds: &[EventKind]) -> bool {
-        kinds.is_empty() || self.kinds.iter().any(|kind| kinds.contains(kind))
+    pub fn wanted(&self, kinds: &[EventKind], dataplanes: &[Dataplane]) -> bool {
+        (kinds.is_empty() || self.kinds.iter().any(|kind| kinds.contains(kind)))
+            && (dataplanes.is_empty() || self.dataplanes.iter().any(|d| dataplanes.contains(d)))
     }
 
     /// Checks the function against the symbol table (when readable) and its prototype against
@@ -369,14 +422,19 @@ fn listed(probes: &[&Probe]) -> String {
 /// [`Trampolines`] prepared, or why a kprobe is used for every probe.
 pub type TrampolinePath<'a> = Result<&'a Trampolines, &'a str>;
 
-/// The function id a trampoline for `probe` attaches to: its id in the ip_vs module's split
-/// BTF, or why there is none (not described, or a prototype its program was not written for).
+/// The function id a trampoline for `probe` attaches to: its id in its module's split BTF
+/// (`module_btf`), or why there is none (not described, or a prototype its program was not written for).
 /// Past this, only the kernel can say (no trampolines on the architecture, or a refusal).
-pub fn trampoline_target(probe: &Probe, ip_vs_btf: &Btf) -> Result<u32, String> {
-    let id = ip_vs_btf
+pub fn trampoline_target(probe: &Probe, module_btf: &Btf) -> Result<u32, String> {
+    let id = module_btf
         .module_function_id(probe.function)
-        .ok_or_else(|| format!("`{}` is not in ip_vs's BTF (inlined?)", probe.function))?;
-    match ip_vs_btf.function_signature(probe.function) {
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not in {}'s BTF (inlined?)",
+                probe.function, probe.module
+            )
+        })?;
+    match module_btf.function_signature(probe.function) {
         Ok(Some(signature)) => match probe.trampoline_shape.mismatch(&signature) {
             None => Ok(id),
             Some(what) => Err(format!("its prototype is `{signature}`: {what}")),
@@ -386,40 +444,57 @@ pub fn trampoline_target(probe: &Probe, ip_vs_btf: &Btf) -> Result<u32, String> 
     }
 }
 
-/// Loads and attaches the probes the events asked for need (`kinds`; empty: every probe), each
-/// through its trampoline program where `path` allows and the kernel takes it (per `mode`). An
-/// optional probe that fails adds a note to `degraded` and a warning; the mandatory one, when
-/// asked for, fails the start, and so does a start that attaches nothing, or `--attach fentry`
-/// where a trampoline cannot be had. The links of the trampolines are pushed to `links`: they
-/// detach when dropped.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site, each argument a separate input of the decision"
-)]
+/// What attaching depends on, besides the loaded object.
+pub struct AttachPlan<'a> {
+    pub types: &'a KernelTypes,
+    pub kallsyms: Option<&'a Kallsyms>,
+    /// The events asked for (empty: all).
+    pub kinds: &'a [EventKind],
+    /// The dataplanes asked for (empty: all).
+    pub dataplanes: &'a [Dataplane],
+    pub mode: AttachMode,
+    pub trampolines: TrampolinePath<'a>,
+    /// Test hook: the kprobe for function `.0` goes to symbol `.1`.
+    pub target_override: Option<&'a (String, String)>,
+    /// Modules whose probes cannot attach on this start (not loaded, their structs not
+    /// resolved), and why: each a note, not an error.
+    pub blocked: &'a [(&'static str, String)],
+}
+
+/// Loads and attaches the probes the events and dataplanes asked for need, each through its
+/// trampoline program where the plan allows and the kernel takes it (per `mode`). An optional
+/// probe that fails, or whose module is not loaded, adds a note to `degraded` and a warning;
+/// the mandatory one, when asked for and its module loaded, fails the start, and so does a
+/// start that attaches nothing, or `--attach fentry` where a trampoline cannot be had. The
+/// links of the trampolines are pushed to `links`: they detach when dropped.
 pub fn attach_all(
     ebpf: &mut Ebpf,
-    ip_vs_btf: &Btf,
-    kallsyms: Option<&Kallsyms>,
-    kinds: &[EventKind],
-    mode: AttachMode,
-    path: &TrampolinePath<'_>,
-    target_override: Option<&(String, String)>,
+    plan: &AttachPlan<'_>,
     links: &mut Vec<TrampolineLink>,
     degraded: &mut Vec<String>,
 ) -> Result<Attachment, LoadError> {
     let mut attachment = Attachment::default();
     for probe in PROBES {
-        if !probe.wanted(kinds) {
+        if !probe.wanted(plan.kinds, plan.dataplanes) {
             attachment.not_asked.push(probe);
             continue;
         }
-        let target = match target_override {
+        let loses = probe.loses.unwrap_or("IPVS decisions");
+        if let Some((_, why)) = plan.blocked.iter().find(|(m, _)| *m == probe.module) {
+            let note = format!("{why}: no probe on `{}`, no {loses}", probe.function);
+            tracing::warn!("{note}");
+            degraded.push(note);
+            attachment.unavailable.push(probe);
+            continue;
+        }
+        let target = match plan.target_override {
             Some((function, symbol)) if function == probe.function => symbol.as_str(),
             _ => probe.function,
         };
+        let btf = plan.types.for_prototypes(probe.module);
         // The test hook's target is deliberately wrong: let the attach itself fail.
         if target == probe.function {
-            if let Fit::Misfit { why } = probe.fit(Some(ip_vs_btf), kallsyms) {
+            if let Fit::Misfit { why } = probe.fit(Some(btf), plan.kallsyms) {
                 let Some(loses) = probe.loses else {
                     return Err(LoadError::Misfit {
                         kind: probe.kprobe_hook().name(),
@@ -437,7 +512,7 @@ pub fn attach_all(
                 continue;
             }
         }
-        let fallback = match trampoline_first(probe, target, mode, ip_vs_btf, path, links)? {
+        let fallback = match trampoline_first(probe, target, plan, links)? {
             First::Attached(attached) => {
                 attachment.attached.push(attached);
                 continue;
@@ -445,7 +520,11 @@ pub fn attach_all(
             First::Kprobe { fallback } => fallback,
         };
         let hook = probe.kprobe_hook();
-        match attach_kprobe(ebpf, probe.program, target) {
+        let attached = probe
+            .kprobe_entry
+            .map_or(Ok(()), |entry| attach_kprobe(ebpf, entry, target))
+            .and_then(|()| attach_kprobe(ebpf, probe.program, target));
+        match attached {
             Ok(()) => {
                 tracing::debug!("attached {hook} {} to {target}", probe.program);
                 attachment.attached.push(Attached {
@@ -463,7 +542,7 @@ pub fn attach_all(
                     });
                 };
                 // BTF knows whether the function exists at all, which makes the warning precise.
-                let why = if ip_vs_btf.has_function(target) {
+                let why = if btf.has_function(target) || probe.module != "ip_vs" {
                     format!("{source}")
                 } else {
                     "the function does not exist in this kernel".to_owned()
@@ -497,11 +576,10 @@ enum First {
 fn trampoline_first(
     probe: &'static Probe,
     target: &str,
-    mode: AttachMode,
-    ip_vs_btf: &Btf,
-    path: &TrampolinePath<'_>,
+    plan: &AttachPlan<'_>,
     links: &mut Vec<TrampolineLink>,
 ) -> Result<First, LoadError> {
+    let mode = plan.mode;
     if mode == AttachMode::Kprobe {
         return Ok(First::Kprobe { fallback: None });
     }
@@ -512,7 +590,7 @@ fn trampoline_first(
             ),
         });
     }
-    match attach_trampoline(probe, ip_vs_btf, path) {
+    match attach_trampoline(probe, plan) {
         Ok(link) => {
             tracing::debug!(
                 "attached {} {} to {}",
@@ -546,16 +624,15 @@ fn trampoline_first(
     }
 }
 
-fn attach_trampoline(
-    probe: &Probe,
-    ip_vs_btf: &Btf,
-    path: &TrampolinePath<'_>,
-) -> Result<TrampolineLink, String> {
-    let trampolines = (*path).map_err(str::to_owned)?;
-    trampolines.module_btf().map_err(str::to_owned)?;
-    let btf_id = trampoline_target(probe, ip_vs_btf)?;
+fn attach_trampoline(probe: &Probe, plan: &AttachPlan<'_>) -> Result<TrampolineLink, String> {
+    let trampolines = plan.trampolines.map_err(str::to_owned)?;
+    let module_btf = plan.types.for_trampolines(probe.module, plan.mode)?;
     trampolines
-        .attach(probe.trampoline_program, probe.side, btf_id)
+        .module_btf(probe.module)
+        .map_err(str::to_owned)?;
+    let btf_id = trampoline_target(probe, module_btf)?;
+    trampolines
+        .attach(probe.trampoline_program, probe.side, probe.module, btf_id)
         .map_err(|e| e.to_string())
 }
 
@@ -632,28 +709,42 @@ mod tests {
     }
 
     #[test]
-    fn only_the_probes_of_the_kinds_asked_for_are_wanted() {
-        let wanted = |kinds: &[EventKind]| -> Vec<&str> {
+    fn only_the_probes_of_the_kinds_and_dataplanes_asked_for_are_wanted() {
+        let wanted = |kinds: &[EventKind], dataplanes: &[Dataplane]| -> Vec<&str> {
             PROBES
                 .iter()
-                .filter(|p| p.wanted(kinds))
+                .filter(|p| p.wanted(kinds, dataplanes))
                 .map(|p| p.function)
                 .collect()
         };
+        let all = [
+            "ip_vs_conn_new",
+            "tcp_state_transition",
+            "ip_vs_leave",
+            "nf_nat_setup_info",
+        ];
+        assert_eq!(wanted(&[], &[]), all);
+        assert_eq!(wanted(&[], &Dataplane::ALL), all);
         assert_eq!(
-            wanted(&[]),
+            wanted(&[EventKind::New, EventKind::Template], &[]),
+            ["ip_vs_conn_new", "nf_nat_setup_info"]
+        );
+        assert_eq!(wanted(&[EventKind::Template], &[]), ["ip_vs_conn_new"]);
+        assert_eq!(
+            wanted(&[EventKind::New, EventKind::NoDest], &[]),
+            ["ip_vs_conn_new", "ip_vs_leave", "nf_nat_setup_info"]
+        );
+        assert_eq!(wanted(&[EventKind::Reused], &[]), ["tcp_state_transition"]);
+        assert_eq!(
+            wanted(&[], &[Dataplane::Ipvs]),
             ["ip_vs_conn_new", "tcp_state_transition", "ip_vs_leave"]
         );
+        // Either netfilter mode needs the NAT probe: the kernel cannot tell them apart.
+        assert_eq!(wanted(&[], &[Dataplane::Iptables]), ["nf_nat_setup_info"]);
         assert_eq!(
-            wanted(&[EventKind::New, EventKind::Template]),
-            ["ip_vs_conn_new"]
+            wanted(&[EventKind::Reused], &[Dataplane::Nftables]),
+            Vec::<&str>::new()
         );
-        assert_eq!(wanted(&[EventKind::Template]), ["ip_vs_conn_new"]);
-        assert_eq!(
-            wanted(&[EventKind::New, EventKind::NoDest]),
-            ["ip_vs_conn_new", "ip_vs_leave"]
-        );
-        assert_eq!(wanted(&[EventKind::Reused]), ["tcp_state_transition"]);
     }
 
     fn attached(function: &str, hook: Hook) -> Attached {
@@ -711,7 +802,8 @@ mod tests {
             [
                 (Hook::Kretprobe, Hook::Fexit),
                 (Hook::Kprobe, Hook::Fentry),
-                (Hook::Kprobe, Hook::Fentry)
+                (Hook::Kprobe, Hook::Fentry),
+                (Hook::Kretprobe, Hook::Fexit)
             ]
         );
     }

@@ -1,4 +1,4 @@
-//! fentry/fexit programs on the ip_vs module, loaded with our own `bpf()` calls.
+//! fentry/fexit programs on module functions (ip_vs, nf_nat), loaded with our own `bpf()` calls.
 //!
 //! A BPF trampoline calls the program directly from the traced function's entry (and exit),
 //! without the breakpoint trap and register save of a kprobe: the kernel's own bench puts an
@@ -14,8 +14,8 @@
 //! 1. parses the same embedded object with `aya-obj` (aya's own parser) and relocates the
 //!    programs' map references to the maps aya created (duplicates of their fds, so the numbers
 //!    in the instructions stay valid however aya's maps are passed around meanwhile);
-//! 2. finds the ip_vs module's kernel BTF object: `BPF_BTF_GET_NEXT_ID`,
-//!    `BPF_BTF_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD` (the kernel BTF named `ip_vs`), as
+//! 2. finds each traced module's kernel BTF object: `BPF_BTF_GET_NEXT_ID`,
+//!    `BPF_BTF_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD` (the kernel BTF named after it), as
 //!    libbpf's `find_kernel_btf_id` and cilium/ebpf's `findTargetInModule` do. The kernel allows
 //!    the first two to CAP_SYS_ADMIN only: with CAP_BPF and CAP_PERFMON alone the loader falls
 //!    back to kprobes and says why;
@@ -35,9 +35,6 @@ use aya::{
     Ebpf,
 };
 use aya_obj::generated::bpf_insn;
-
-/// The kernel module whose functions the programs trace.
-const MODULE: &str = "ip_vs";
 
 /// The verifier log asked for when a load fails, to explain it: bounded, as a log of a
 /// rejected program can be long, and only its end says why.
@@ -71,14 +68,15 @@ pub enum TrampolineError {
     #[error("the eBPF object has no program `{0}`")]
     NoProgram(String),
     #[error(
-        "finding the ip_vs module's kernel BTF object needs CAP_SYS_ADMIN (the kernel allows \
+        "finding a module's kernel BTF object needs CAP_SYS_ADMIN (the kernel allows \
          BPF_BTF_GET_NEXT_ID and BPF_BTF_GET_FD_BY_ID to it only)"
     )]
     NeedsSysAdmin,
     #[error(
-        "the kernel lists no BTF object for ip_vs (no module BTF: CONFIG_DEBUG_INFO_BTF_MODULES)"
+        "the kernel lists no BTF object for {0} (not loaded, or no module BTF: \
+         CONFIG_DEBUG_INFO_BTF_MODULES)"
     )]
-    NoModuleBtf,
+    NoModuleBtf(String),
     #[error("listing the kernel's BTF objects: {0}")]
     ListBtf(#[source] io::Error),
     /// The module's BTF object was not found when the programs were prepared (one of the three
@@ -98,15 +96,16 @@ pub enum TrampolineError {
 }
 
 /// The trampoline programs of the embedded object, relocated against the maps aya created,
-/// and the ip_vs module's BTF object, found once.
+/// and the traced modules' BTF objects, found once.
 pub struct Trampolines {
     /// Relocated instructions, by program name.
     images: HashMap<String, Vec<bpf_insn>>,
     license: CString,
     /// Duplicates of the maps' fds, the numbers the relocated instructions name.
     _maps: Vec<OwnedFd>,
-    /// The module's kernel BTF object, or why there is none (shown as text, once per probe).
-    module_btf: Result<OwnedFd, String>,
+    /// Each traced module's kernel BTF object, or why there is none (shown as text, once per
+    /// probe).
+    module_btf: HashMap<&'static str, Result<OwnedFd, String>>,
 }
 
 /// A program attached through a trampoline; dropping it detaches it.
@@ -117,11 +116,13 @@ pub struct TrampolineLink {
 
 impl Trampolines {
     /// Relocates `programs` of `object` (the bytes aya loaded into `ebpf`) against `ebpf`'s
-    /// maps, and looks for the module's BTF object. Call before any map is taken out of `ebpf`.
+    /// maps, and looks for the BTF objects of `modules`. Call before any map is taken out of
+    /// `ebpf`.
     pub fn prepare(
         ebpf: &Ebpf,
         object: &[u8],
         programs: &[&str],
+        modules: &[&'static str],
     ) -> Result<Trampolines, TrampolineError> {
         let mut obj =
             aya_obj::Object::parse(object).map_err(|e| TrampolineError::Object(e.to_string()))?;
@@ -171,28 +172,36 @@ impl Trampolines {
             images,
             license: obj.license.clone(),
             _maps: fds,
-            module_btf: find_module_btf(MODULE).map_err(|err| err.to_string()),
+            module_btf: modules
+                .iter()
+                .map(|&module| {
+                    let found = find_module_btf(module).map_err(|err| err.to_string());
+                    (module, found)
+                })
+                .collect(),
         })
     }
 
-    /// The module's BTF object, or why it was not found.
-    pub fn module_btf(&self) -> Result<BorrowedFd<'_>, &str> {
-        match &self.module_btf {
-            Ok(fd) => Ok(fd.as_fd()),
-            Err(why) => Err(why),
+    /// `module`'s BTF object, or why it was not found.
+    pub fn module_btf(&self, module: &str) -> Result<BorrowedFd<'_>, &str> {
+        match self.module_btf.get(module) {
+            Some(Ok(fd)) => Ok(fd.as_fd()),
+            Some(Err(why)) => Err(why),
+            None => Err("its module's BTF object was not looked for"),
         }
     }
 
-    /// Loads `program` for the `side` of the function with split BTF id `btf_id`, and attaches
-    /// it.
+    /// Loads `program` for the `side` of the function of `module` with split BTF id `btf_id`,
+    /// and attaches it.
     pub fn attach(
         &self,
         program: &str,
         side: Side,
+        module: &str,
         btf_id: u32,
     ) -> Result<TrampolineLink, TrampolineError> {
         let module_btf = self
-            .module_btf()
+            .module_btf(module)
             .map_err(|why| TrampolineError::Module(why.to_owned()))?;
         let insns = self
             .images
@@ -285,10 +294,10 @@ fn load_with_log(
     })
 }
 
-/// Whether the ip_vs module's kernel BTF object can be found (what `check` reports; nothing
-/// is loaded).
-pub fn find_module() -> Result<(), TrampolineError> {
-    find_module_btf(MODULE).map(drop)
+/// Whether `module`'s kernel BTF object can be found (what `check` reports; nothing is
+/// loaded).
+pub fn find_module(module: &str) -> Result<(), TrampolineError> {
+    find_module_btf(module).map(drop)
 }
 
 /// The last lines of a verifier log (NUL-terminated in `buf`), each indented, after a newline.
@@ -492,7 +501,7 @@ fn find_module_btf(module: &str) -> Result<OwnedFd, TrampolineError> {
         match sys_bpf(BPF_BTF_GET_NEXT_ID, &mut next) {
             Ok(_) => id = next.next_id,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
-                return Err(TrampolineError::NoModuleBtf)
+                return Err(TrampolineError::NoModuleBtf(module.to_owned()))
             }
             Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
                 return Err(TrampolineError::NeedsSysAdmin)

@@ -13,6 +13,7 @@ mod error;
 #[cfg(test)]
 mod fake_kernel;
 mod fields;
+pub mod nat;
 mod resolve;
 
 use ipvs_trace_common::offsets::KernelOffsets;

@@ -118,6 +118,8 @@ mod tests {
             iph_daddr: 36,
             skb_data: 208,
             flags: flags::NETNS | flags::DEST | flags::SCHEDULER,
+            // The NAT probe's members resolve apart (`offsets::nat`).
+            ..KernelOffsets::default()
         }
     }
 

@@ -139,6 +139,9 @@ impl LineBuffer {
             Some(view) => serde_json::to_writer(&mut *out, &super::nat::JsonNat::from(view))?,
             None => out.extend_from_slice(b"null"),
         }
+        // Who decided (added with the netfilter dataplanes, after every earlier field).
+        out.extend_from_slice(b",\"dataplane\":");
+        plain(out, event.dataplane.as_str());
         out.extend_from_slice(b"}\n");
         Ok(())
     }
@@ -242,6 +245,7 @@ mod tests {
         cpu: u32,
         conn: Option<AsString<Hex>>,
         nat: Option<crate::output::nat::JsonNat>,
+        dataplane: crate::dataplane::Dataplane,
     }
 
     fn serde_line(
@@ -272,6 +276,7 @@ mod tests {
             cpu: event.cpu,
             conn: event.conn.map(|id| AsString(Hex(id))),
             nat: nat.map(Into::into),
+            dataplane: event.dataplane,
         };
         serde_json::to_string(&line).unwrap() + "\n"
     }
@@ -341,6 +346,7 @@ mod tests {
         let counter = |rng: &mut Rng| maybe(rng, |rng| (rng.next() as i32) >> (rng.next() % 32));
         Event {
             kind,
+            dataplane: crate::dataplane::Dataplane::Ipvs,
             // Anywhere in a day, mostly a few seconds apart, with every nanosecond width.
             timestamp_ns: (rng.next() % 86_400_000_000_000) >> (rng.next() % 40),
             cpu: (rng.next() as u32) >> (rng.next() % 32),
@@ -483,7 +489,7 @@ mod tests {
     }
 
     /// The field order of the contract in DESIGN.md.
-    const CONTRACT: [&str; 21] = [
+    const CONTRACT: [&str; 22] = [
         "time",
         "event",
         "proto",
@@ -505,6 +511,7 @@ mod tests {
         "cpu",
         "conn",
         "nat",
+        "dataplane",
     ];
 
     #[test]

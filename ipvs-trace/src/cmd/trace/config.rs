@@ -32,6 +32,8 @@ pub struct TraceConfig {
     pub ring_size: Option<u32>,
     /// `--attach`: trampolines, kprobes, or each where it works.
     pub attach: AttachMode,
+    /// `--dataplane`: empty, every one.
+    pub dataplanes: Vec<crate::dataplane::Dataplane>,
     /// Test hook: (kernel function, symbol to attach its probe to instead).
     pub kprobe_target_override: Option<(String, String)>,
     /// Table shows addresses, not names.

@@ -164,6 +164,7 @@ fn loader_options(config: &TraceConfig) -> LoaderOptions {
         wait: config.wait,
         ring_size: config.ring_size,
         attach: config.attach,
+        dataplanes: config.dataplanes.clone(),
         kinds: config.filter.kinds.clone(),
         filter: Some(config.filter.kernel()),
         kprobe_target_override: config.kprobe_target_override.clone(),

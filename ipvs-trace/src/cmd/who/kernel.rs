@@ -163,6 +163,7 @@ fn event_of(entry: &ConnEntry) -> Event {
         } else {
             EventKind::New
         },
+        dataplane: crate::dataplane::Dataplane::Ipvs,
         timestamp_ns: 0,
         cpu: 0,
         netns: None,
@@ -202,6 +203,7 @@ fn line_of(entry: &ConnEntry, names: &Names<'_>, netns: Option<u64>) -> Line {
         client_pod: names.client_pod().map(str::to_owned),
         backend_terminating: names.backend.and_then(|b| b.terminating),
         netns,
+        dataplane: Some("ipvs".to_owned()),
         ..Line::default()
     }
 }

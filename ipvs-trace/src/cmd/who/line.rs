@@ -34,6 +34,9 @@ pub struct Line {
     pub cpu: Option<u32>,
     pub conn: Option<String>,
     pub nat: Option<serde_json::Value>,
+    /// `ipvs`, `nftables`, `iptables`; absent from lines of a serve older than the netfilter
+    /// dataplanes (all IPVS).
+    pub dataplane: Option<String>,
 }
 
 impl Line {
