@@ -22,6 +22,7 @@ pub mod ipvs;
 pub mod kube;
 pub mod loader;
 pub mod metrics;
+pub mod netfilter;
 pub mod offsets;
 pub mod output;
 pub mod top;
