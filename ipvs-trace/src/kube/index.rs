@@ -224,6 +224,13 @@ impl Index {
         newest(self.backends.get(&(proto, backend.ip(), backend.port()))).cloned()
     }
 
+    /// The Service port of a NodePort, whatever the node address: netfilter's node ports
+    /// are one rule for every local address (`rules` shows them on `0.0.0.0:PORT`).
+    #[must_use]
+    pub fn node_port_for(&self, proto: Proto, port: u16) -> Option<ServiceName> {
+        newest(self.node_ports.get(&(proto, port))).cloned()
+    }
+
     /// The pod with this IP, or the node when it is a node address (hostNetwork pods share
     /// it).
     #[must_use]

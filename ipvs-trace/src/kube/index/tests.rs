@@ -215,6 +215,14 @@ fn node_port_on_every_node_address() {
         "the service port is not open on nodes"
     );
     assert_eq!(svc_at(&index, Proto::Udp, "10.245.96.43:32380"), "-");
+    // Whatever the node address (netfilter's node ports are one rule for all of them).
+    let label = |name: Option<ServiceName>| name.map(|n| n.label.to_string());
+    assert_eq!(
+        label(index.node_port_for(Proto::Tcp, 32380)).as_deref(),
+        Some("ratel/web:http")
+    );
+    assert_eq!(label(index.node_port_for(Proto::Tcp, 80)), None);
+    assert_eq!(label(index.node_port_for(Proto::Udp, 32380)), None);
     // A node that joins later serves the NodePort at once; one that leaves no longer does.
     index.apply(Change::Upsert(node("n3", "10.245.96.45", None)));
     assert_eq!(
