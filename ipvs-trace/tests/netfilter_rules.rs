@@ -603,6 +603,15 @@ fn in_new_netns(test: &str, tools: &[&str], body: fn()) {
     );
 }
 
+/// The rules of this namespace; with `NETFILTER_RECORD=DIR`, recorded there too.
+fn read() -> NetfilterRules {
+    match std::env::var_os("NETFILTER_RECORD") {
+        Some(dir) => NetfilterRules::read_recording(Path::new(&dir)),
+        None => NetfilterRules::read(),
+    }
+    .expect("reads")
+}
+
 #[test]
 fn reader_equals_what_was_programmed() {
     let tools = [
@@ -613,11 +622,7 @@ fn reader_equals_what_was_programmed() {
     ];
     in_new_netns("reader_equals_what_was_programmed", &tools, || {
         program();
-        let rules = match std::env::var_os("NETFILTER_RECORD") {
-            Some(dir) => NetfilterRules::read_recording(Path::new(&dir)),
-            None => NetfilterRules::read(),
-        }
-        .expect("reads");
+        let rules = read();
         assert_eq!(rules.modes(), [Dataplane::Nftables, Dataplane::Iptables]);
         assert!(rules.notices().is_empty(), "{:?}", rules.notices());
         assert_same(
@@ -661,7 +666,7 @@ fn legacy_iptables_equals_what_was_programmed() {
     in_new_netns("legacy_iptables_equals_what_was_programmed", &tools, || {
         run("iptables-legacy-restore", &[], &iptables_rules(false));
         run("ip6tables-legacy-restore", &[], &iptables_rules(true));
-        let rules = NetfilterRules::read().expect("reads");
+        let rules = read();
         assert_eq!(rules.modes(), [Dataplane::Iptables]);
         assert!(rules.notices().is_empty(), "{:?}", rules.notices());
         assert!(rules

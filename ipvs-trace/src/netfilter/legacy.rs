@@ -6,7 +6,7 @@
 //!
 //! The blob is the rule set as the kernel holds it: entries one after another, a user chain
 //! opened by an `ERROR` target naming it, jumps as offsets into the blob, verdicts as
-//! `-verdict - 1`. [`parse`] turns it into [`ChainMap`] rules: the entry's own address and
+//! `-verdict - 1`. [`parse_capture`] turns it into [`ChainMap`] rules: the entry's own address and
 //! protocol fields, then the xtables matches and target through [`super::rule`], as
 //! iptables-nft's `match`/`target` expressions.
 //!
@@ -71,32 +71,50 @@ const IPV6: Layout = Layout {
     target_offset_at: 140,
 };
 
-/// The legacy `nat` table of `family` in this network namespace, if it exists.
-pub fn read(family: Family) -> io::Result<Option<ChainMap>> {
+/// The legacy `nat` table of `family` as the kernel gives it, if it exists: the
+/// `IPT_SO_GET_INFO` answer (`struct ipt_getinfo`) followed by the entries. What
+/// `--debug-dump-netlink` records and [`parse_capture`] reads.
+pub fn capture(family: Family) -> io::Result<Option<Vec<u8>>> {
     let names = match family {
         Family::V4 => "/proc/net/ip_tables_names",
         Family::V6 => "/proc/net/ip6_tables_names",
     };
     match std::fs::read_to_string(names) {
-        Ok(text) if text.lines().any(|l| l.trim() == super::kube_ipt::TABLE) => {}
+        Ok(text) if text.lines().any(|l| l.trim() == super::kube_ipt::TABLE) => entries(family),
         // No legacy nat table here, or no ip_tables at all.
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    let Some((info, blob)) = entries(family)? else {
-        return Ok(None);
+}
+
+/// The chains of a [`capture`].
+pub fn parse_capture(family: Family, capture: &[u8]) -> Result<ChainMap, DecodeError> {
+    let Some((info, blob)) = capture.split_first_chunk::<GETINFO_LEN>() else {
+        return Err(DecodeError::new(format!(
+            "a legacy table capture of {} bytes, shorter than struct ipt_getinfo",
+            capture.len()
+        )));
     };
-    parse(family, &info, &blob)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    let valid_hooks = u32_at(info, TABLE_NAME_LEN).unwrap_or(0);
+    let mut hook_entry = [0u32; 5];
+    for (i, entry) in hook_entry.iter_mut().enumerate() {
+        *entry = u32_at(info, TABLE_NAME_LEN + 4 + 4 * i).unwrap_or(0);
+    }
+    parse(
+        family,
+        &Info {
+            valid_hooks,
+            hook_entry,
+        },
+        blob,
+    )
 }
 
 /// What `IPT_SO_GET_INFO` says of the table: where each hook's chain starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Info {
-    pub valid_hooks: u32,
-    pub hook_entry: [u32; 5],
+struct Info {
+    valid_hooks: u32,
+    hook_entry: [u32; 5],
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -107,9 +125,9 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
 
-/// The table's info and entries, read twice more if it changed between the two calls (the
-/// kernel answers EAGAIN when the size asked for is no longer the table's).
-fn entries(family: Family) -> io::Result<Option<(Info, Vec<u8>)>> {
+/// The table's info and entries (a [`capture`]), read twice more if it changed between the
+/// two calls (the kernel answers EAGAIN when the size asked for is no longer the table's).
+fn entries(family: Family) -> io::Result<Option<Vec<u8>>> {
     let (domain, level) = match family {
         Family::V4 => (libc::AF_INET, libc::IPPROTO_IP),
         Family::V6 => (libc::AF_INET6, libc::IPPROTO_IPV6),
@@ -134,11 +152,6 @@ fn entries(family: Family) -> io::Result<Option<(Info, Vec<u8>)>> {
             }
             Err(e) => return Err(e),
         }
-        let valid_hooks = u32_at(&info, TABLE_NAME_LEN).unwrap_or(0);
-        let mut hook_entry = [0u32; 5];
-        for (i, entry) in hook_entry.iter_mut().enumerate() {
-            *entry = u32_at(&info, TABLE_NAME_LEN + 4 + 4 * i).unwrap_or(0);
-        }
         let size = u32_at(&info, GETINFO_LEN - 4).unwrap_or(0) as usize;
         if size > MAX_TABLE_SIZE {
             return Err(io::Error::other(format!(
@@ -150,14 +163,9 @@ fn entries(family: Family) -> io::Result<Option<(Info, Vec<u8>)>> {
         request[TABLE_NAME_LEN..TABLE_NAME_LEN + 4].copy_from_slice(&(size as u32).to_ne_bytes());
         match getsockopt(&socket, level, SO_GET_ENTRIES, &mut request) {
             Ok(()) => {
-                request.drain(..GET_ENTRIES_HEADER);
-                return Ok(Some((
-                    Info {
-                        valid_hooks,
-                        hook_entry,
-                    },
-                    request,
-                )));
+                let mut capture = info.to_vec();
+                capture.extend_from_slice(&request[GET_ENTRIES_HEADER..]);
+                return Ok(Some(capture));
             }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
             Err(e) => return Err(e),
@@ -211,7 +219,7 @@ enum Target {
 }
 
 /// The chains of a legacy table's entries `blob`, whose hooks start where `info` says.
-pub fn parse(family: Family, info: &Info, blob: &[u8]) -> Result<ChainMap, DecodeError> {
+fn parse(family: Family, info: &Info, blob: &[u8]) -> Result<ChainMap, DecodeError> {
     let layout = match family {
         Family::V4 => &IPV4,
         Family::V6 => &IPV6,

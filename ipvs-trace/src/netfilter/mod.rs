@@ -38,7 +38,8 @@ use crate::dataplane::Dataplane;
 use crate::ipvs::netlink::{Kernel, Replay, Transport};
 use crate::ipvs::Family;
 use chains::ChainMap;
-use nft::{NftError, Ruleset, Set, TableId, NFPROTO_IPV4, NFPROTO_IPV6};
+pub use nft::NftError;
+use nft::{Ruleset, Set, TableId, NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// kube-proxy's netfilter Services of this network namespace, and which modes it has.
 #[derive(Clone, Debug, Default)]
@@ -79,13 +80,31 @@ impl NetfilterRules {
         NetfilterRules::read_with(Some(dir))
     }
 
-    /// The nf_tables part of a recording made by [`Self::read_recording`], replayed (tests,
-    /// fuzzing); the legacy tables are not recorded.
+    /// The nf_tables rules read through `transport` (a recording's replay, a fuzz input).
+    pub fn from_transport(transport: &mut impl Transport) -> anyhow::Result<NetfilterRules> {
+        let ruleset = read_ruleset(transport)?;
+        Ok(NetfilterRules::from_parts(&ruleset, &[], Vec::new()))
+    }
+
+    /// A recording made by [`Self::read_recording`] (nf_tables replies and legacy tables),
+    /// replayed (tests).
     pub fn replay(dir: &Path) -> anyhow::Result<NetfilterRules> {
         let mut replay = Replay::open(dir)
             .with_context(|| format!("opening the recording {}", dir.display()))?;
         let ruleset = read_ruleset(&mut replay)?;
-        Ok(NetfilterRules::from_parts(&ruleset, &[], Vec::new()))
+        let mut legacy = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let path = dir.join(legacy_capture_name(family));
+            let capture = match std::fs::read(&path) {
+                Ok(capture) => capture,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            let chains = legacy::parse_capture(family, &capture)
+                .with_context(|| format!("reading {}", path.display()))?;
+            legacy.push((family, chains));
+        }
+        Ok(NetfilterRules::from_parts(&ruleset, &legacy, Vec::new()))
     }
 
     fn read_with(record: Option<&Path>) -> anyhow::Result<NetfilterRules> {
@@ -100,7 +119,20 @@ impl NetfilterRules {
         let mut legacy = Vec::new();
         let mut notices = Vec::new();
         for family in [Family::V4, Family::V6] {
-            match legacy::read(family) {
+            let capture = legacy::capture(family).and_then(|capture| {
+                let Some(capture) = capture else {
+                    return Ok(None);
+                };
+                if let Some(dir) = record {
+                    std::fs::write(dir.join(legacy_capture_name(family)), &capture)?;
+                }
+                legacy::parse_capture(family, &capture)
+                    .map(Some)
+                    .map_err(|e| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                    })
+            });
+            match capture {
                 Ok(Some(chains)) => legacy.push((family, chains)),
                 Ok(None) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -229,6 +261,12 @@ impl NetfilterRules {
     }
 }
 
+/// The file of a recording that holds the legacy `nat` table of `family` (not `.bin`: the
+/// netlink replay takes every `.bin` file as a reply).
+fn legacy_capture_name(family: Family) -> String {
+    format!("legacy-nat-{}.xt", family.as_str())
+}
+
 /// The nf_tables tables the models read, through `transport`; no nf_tables is none.
 fn read_ruleset(transport: &mut impl Transport) -> anyhow::Result<Ruleset> {
     match nft::read(transport, &Wanted) {
@@ -237,3 +275,6 @@ fn read_ruleset(transport: &mut impl Transport) -> anyhow::Result<Ruleset> {
         Err(e) => Err(e).context("reading the nf_tables ruleset"),
     }
 }
+
+#[cfg(test)]
+mod tests;
