@@ -1,5 +1,7 @@
 //! The analysis: the window's counts next to the IPVS tables read at its edges and the
-//! changes seen in between, judged per virtual service into a [`ServiceReport`].
+//! changes seen in between, judged per virtual service into a [`ServiceReport`]. The services
+//! netfilter selects at random are judged by [`super::random`], with this module's backend
+//! counts, names, causes and verdict.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -9,15 +11,26 @@ use super::report::{
     BackendReport, Cause, CrossCheck, ServiceReport, Spread, Stickiness, Totals, Verdict,
 };
 use super::window::{BackendCounts, Observed, Window};
-use super::{stats, Context, Mode};
+use super::{random, stats, Context, Mode};
+use crate::dataplane::Dataplane;
 use crate::events::Proto;
 use crate::ipvs::live::{ChangeKind, TableChange};
 use crate::ipvs::{Dest, Service, Tables};
 
 /// Reports on every selected virtual service of the start or end tables (firewall-mark
-/// services have no address the events could be matched to, and are left out).
+/// services have no address the events could be matched to, and are left out), and on every
+/// selected service of a random selection (its events, or the rules), by protocol and address.
 #[must_use]
 pub fn analyse(window: &Window, ctx: &Context<'_>) -> Vec<ServiceReport> {
+    let mut reports = ipvs_reports(window, ctx);
+    let ipvs: BTreeSet<(Proto, SocketAddr)> = reports.iter().map(|r| (r.proto, r.vip)).collect();
+    reports.extend(random::reports(window, ctx, &ipvs));
+    reports.sort_by_key(|r| (r.proto, r.vip));
+    reports
+}
+
+/// Reports on the IPVS virtual services.
+fn ipvs_reports(window: &Window, ctx: &Context<'_>) -> Vec<ServiceReport> {
     let by_key = |tables: &'_ Tables| -> ByKey {
         tables
             .services
@@ -33,10 +46,10 @@ pub fn analyse(window: &Window, ctx: &Context<'_>) -> Vec<ServiceReport> {
     keys.into_iter()
         .filter_map(|key| {
             let (at_start, at_end) = (start.get(&key), end.get(&key));
-            let dests: Vec<&Dest> = at_start
+            let dests: Vec<SocketAddr> = at_start
                 .iter()
                 .chain(at_end.iter())
-                .flat_map(|s| &s.dests)
+                .flat_map(|s| s.dests.iter().map(|d| d.addr))
                 .collect();
             if !ctx.selection.selects(key.0, key.1, &dests, ctx.index) {
                 return None;
@@ -101,25 +114,15 @@ fn service_report(
             report.weight_end = dest_of(at_end, addr).map(|d| d.weight);
             report.active_conns = dest_of(at_end, addr).map(|d| d.active_conns);
             report.inactive_conns = dest_of(at_end, addr).map(|d| d.inactive_conns);
-            if let Some(names) = ctx.index.and_then(|index| index.backend_for(proto, addr)) {
-                report.backend_pod = names.pod.as_deref().map(str::to_owned);
-                report.backend_node = names.node.as_deref().map(str::to_owned);
-                report.terminating = names.terminating;
-            }
+            name_backend(&mut report, proto, ctx);
             report
         })
         .collect();
 
-    let totals = Totals {
-        new: backends.iter().map(|b| b.new).sum(),
-        template: backends.iter().map(|b| b.template).sum(),
-        reused: backends.iter().map(|b| b.reused).sum(),
-        no_dest: observed.no_dest,
-    };
-    let mode = Mode::of(config);
+    let totals = totals(&backends, observed);
+    let persistence = config.flags.persistent().then_some(config.timeout);
+    let changes = changes.iter().map(|c| table_change_cause(c)).collect();
     let mut report = ServiceReport {
-        proto,
-        vip,
         scheduler: config.scheduler.clone(),
         flags: config
             .flags
@@ -127,18 +130,51 @@ fn service_report(
             .into_iter()
             .filter(|f| f != "hashed")
             .collect(),
-        service: None,
-        service_type: None,
+        causes: causes(&backends, changes, totals, ctx, persistence),
+        ..service_report_of(
+            (proto, vip),
+            Dataplane::Ipvs,
+            Mode::of(config),
+            totals,
+            backends,
+            ctx,
+        )
+    };
+    let beyond = judge(&mut report, observed, ctx.tolerance);
+    report.verdict = verdict(beyond, &report.causes);
+    report
+}
+
+/// A service's report with its names, counts, backends and their worst cross-check, not yet
+/// judged: no scheduler, flags, causes or figures.
+pub(super) fn service_report_of(
+    (proto, vip): (Proto, SocketAddr),
+    dataplane: Dataplane,
+    mode: Mode,
+    connections: Totals,
+    backends: Vec<BackendReport>,
+    ctx: &Context<'_>,
+) -> ServiceReport {
+    let name = ctx.index.and_then(|index| index.service_for(proto, vip));
+    ServiceReport {
+        proto,
+        vip,
+        dataplane,
+        scheduler: String::new(),
+        flags: Vec::new(),
+        service: name.as_ref().map(|n| n.label.to_string()),
+        service_type: name.map(|n| n.service_type.as_str().to_owned()),
         mode,
-        connections: totals,
+        connections,
         max_relative_error: None,
         chi_square: None,
         degrees_of_freedom: None,
         p_value: None,
         stickiness: None,
         spread: None,
+        random: None,
         verdict: Verdict::NotChecked,
-        causes: causes(&backends, &changes, totals, ctx, config),
+        causes: Vec::new(),
         cross_check: backends
             .iter()
             .map(|b| b.cross_check)
@@ -149,22 +185,41 @@ fn service_report(
                 CrossCheck::Mismatch => 3,
             })
             .unwrap_or(CrossCheck::Exact),
-        backends: Vec::new(),
-    };
-    if let Some(name) = ctx.index.and_then(|index| index.service_for(proto, vip)) {
-        report.service = Some(name.label.to_string());
-        report.service_type = Some(name.service_type.as_str().to_owned());
+        backends,
     }
+}
 
-    report.backends = backends;
-    let beyond = judge(&mut report, observed, ctx.tolerance);
-    report.verdict = match beyond {
+/// The totals of a service's backends in the window.
+pub(super) fn totals(backends: &[BackendReport], observed: &Observed) -> Totals {
+    Totals {
+        new: backends.iter().map(|b| b.new).sum(),
+        template: backends.iter().map(|b| b.template).sum(),
+        reused: backends.iter().map(|b| b.reused).sum(),
+        no_dest: observed.no_dest,
+    }
+}
+
+/// Names a backend's pod and node, and its terminating condition, from the Kubernetes index.
+pub(super) fn name_backend(report: &mut BackendReport, proto: Proto, ctx: &Context<'_>) {
+    if let Some(names) = ctx
+        .index
+        .and_then(|index| index.backend_for(proto, report.backend))
+    {
+        report.backend_pod = names.pod.as_deref().map(str::to_owned);
+        report.backend_node = names.node.as_deref().map(str::to_owned);
+        report.terminating = names.terminating;
+    }
+}
+
+/// The verdict on a judgement (`Some(beyond)`, or `None` with nothing to judge) and the causes
+/// seen: a deviation is explained when a cause was seen.
+pub(super) fn verdict(beyond: Option<bool>, causes: &[Cause]) -> Verdict {
+    match beyond {
         None => Verdict::NotChecked,
         Some(false) => Verdict::Balanced,
-        Some(true) if report.causes.is_empty() => Verdict::Unexplained,
+        Some(true) if causes.is_empty() => Verdict::Unexplained,
         Some(true) => Verdict::Deviates,
-    };
-    report
+    }
 }
 
 /// Fills the mode's figures in; `Some(beyond the tolerance)`, or `None` when there is nothing
@@ -202,6 +257,7 @@ fn judge(report: &mut ServiceReport, observed: &Observed, tolerance: f64) -> Opt
             report.stickiness = Some(Stickiness { clients, moved });
             (clients > 0).then(|| stats::real(moved) / stats::real(clients) > tolerance)
         }
+        Mode::Random => unreachable!("random selections are judged by balance::random"),
         Mode::Spread => {
             let active = report.backends.iter().filter_map(|b| b.active_conns);
             report.spread =
@@ -219,13 +275,14 @@ fn judge(report: &mut ServiceReport, observed: &Observed, tolerance: f64) -> Opt
 }
 
 /// The named causes of one service, in a fixed order: reuse, persistence, weights and
-/// termination, table changes by time, no destination, loss.
-fn causes(
+/// termination, `changes` (the tables' by time, or a random selection's endpoints), no
+/// destination, loss. `persistence`: the service's persistence timeout, if it has one.
+pub(super) fn causes(
     backends: &[BackendReport],
-    changes: &[&TableChange],
+    changes: Vec<Cause>,
     totals: Totals,
     ctx: &Context<'_>,
-    config: &Service,
+    persistence: Option<u32>,
 ) -> Vec<Cause> {
     let mut causes = Vec::new();
     for b in backends.iter().filter(|b| b.reused > 0) {
@@ -240,10 +297,10 @@ fn causes(
             count: Some(totals.template),
             ..Cause::new("persistence")
         });
-    } else if config.flags.persistent() {
+    } else if let Some(timeout) = persistence {
         // Templates made before the window still steer its connections.
         causes.push(Cause {
-            detail: Some(format!("persistent {} s", config.timeout)),
+            detail: Some(format!("persistent {timeout} s")),
             ..Cause::new("persistence")
         });
     }
@@ -265,37 +322,7 @@ fn causes(
             ..Cause::new("terminating")
         });
     }
-    for change in changes {
-        let at = Some(rfc3339(change.seen));
-        let cause = match &change.kind {
-            ChangeKind::ServiceAdded => Cause::new("service_added"),
-            ChangeKind::ServiceRemoved => Cause::new("service_removed"),
-            ChangeKind::SchedulerChanged { from, to } => Cause {
-                detail: Some(format!("{from} -> {to}")),
-                ..Cause::new("scheduler_changed")
-            },
-            ChangeKind::DestAdded { addr, weight } => Cause {
-                backend: Some(*addr),
-                detail: Some(format!("weight {weight}")),
-                ..Cause::new("backend_added")
-            },
-            ChangeKind::DestRemoved { addr, weight } => Cause {
-                backend: Some(*addr),
-                detail: Some(format!("weight {weight}")),
-                ..Cause::new("backend_removed")
-            },
-            ChangeKind::WeightChanged { addr, from, to } => Cause {
-                backend: Some(*addr),
-                detail: Some(format!("{from} -> {to}")),
-                ..Cause::new(if *to == 0 {
-                    "weight_zero"
-                } else {
-                    "weight_changed"
-                })
-            },
-        };
-        causes.push(Cause { at, ..cause });
-    }
+    causes.extend(changes);
     if totals.no_dest > 0 {
         causes.push(Cause {
             count: Some(totals.no_dest),
@@ -311,9 +338,44 @@ fn causes(
     causes
 }
 
+/// The cause a change of the IPVS tables names, at the time a table read saw it.
+fn table_change_cause(change: &TableChange) -> Cause {
+    let cause = match &change.kind {
+        ChangeKind::ServiceAdded => Cause::new("service_added"),
+        ChangeKind::ServiceRemoved => Cause::new("service_removed"),
+        ChangeKind::SchedulerChanged { from, to } => Cause {
+            detail: Some(format!("{from} -> {to}")),
+            ..Cause::new("scheduler_changed")
+        },
+        ChangeKind::DestAdded { addr, weight } => Cause {
+            backend: Some(*addr),
+            detail: Some(format!("weight {weight}")),
+            ..Cause::new("backend_added")
+        },
+        ChangeKind::DestRemoved { addr, weight } => Cause {
+            backend: Some(*addr),
+            detail: Some(format!("weight {weight}")),
+            ..Cause::new("backend_removed")
+        },
+        ChangeKind::WeightChanged { addr, from, to } => Cause {
+            backend: Some(*addr),
+            detail: Some(format!("{from} -> {to}")),
+            ..Cause::new(if *to == 0 {
+                "weight_zero"
+            } else {
+                "weight_changed"
+            })
+        },
+    };
+    Cause {
+        at: Some(rfc3339(change.seen)),
+        ..cause
+    }
+}
+
 /// A backend's counts and its cross-check against `settled`, its real server in the read after
 /// the settle (`None`: no counter to compare with, see [`CrossCheck::Unavailable`]).
-fn backend_report(
+pub(super) fn backend_report(
     addr: SocketAddr,
     counts: BackendCounts,
     start: Option<&Dest>,
@@ -344,6 +406,9 @@ fn backend_report(
         received: counts.new + counts.reused,
         expected: None,
         expected_share: None,
+        share: None,
+        share_low: None,
+        share_high: None,
         relative_error: None,
         beyond_tolerance: false,
         active_conns: None,

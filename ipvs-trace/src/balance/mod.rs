@@ -19,8 +19,14 @@
 //! dh) are checked for stickiness (each client on one backend); the load-based ones (lc, wlc,
 //! sed, nq, ...) only report the spread of active connections, as their choice depends on
 //! connection lifetimes the window cannot know.
+//!
+//! Services of kube-proxy's nftables and iptables modes have no IPVS scheduler: netfilter
+//! picks each connection's endpoint at random. They have no rounds to count, so [`random`]
+//! judges them statistically (a chi-square goodness-of-fit test and a confidence interval per
+//! endpoint), from the events and, when the caller read them, the rules' endpoints.
 
 mod analysis;
+mod random;
 pub mod render;
 mod report;
 pub mod stats;
@@ -29,11 +35,14 @@ mod window;
 use serde::Serialize;
 
 pub use analysis::analyse;
+pub use random::{RuleShares, Rules, SharesError, MIN_EXPECTED, SIGNIFICANCE};
 pub use report::{
-    BackendReport, Cause, CrossCheck, ServiceReport, Spread, Stickiness, Totals, Verdict,
+    BackendReport, Cause, CrossCheck, Judgement, RandomJudgement, ServiceReport, SharesSource,
+    Spread, Stickiness, Totals, Verdict,
 };
 pub use window::{BackendCounts, Phase, Selection, Window};
 
+use crate::clock::WallClock;
 use crate::ipvs::live::TableChange;
 use crate::ipvs::{Service, Tables};
 use crate::kube::Index;
@@ -55,6 +64,12 @@ pub struct Context<'a> {
     /// Events the kernel could not deliver (ring full, unreadable, malformed): counts are short
     /// by up to that many.
     pub events_lost: u64,
+    /// The random-selection services' endpoints as the netfilter rules had them when the
+    /// window opened and closed (`None`: not read; shares are then equal over the endpoints
+    /// the events show).
+    pub rules: Option<&'a Rules>,
+    /// Turns event timestamps into the times causes are reported at.
+    pub clock: WallClock,
 }
 
 /// How a service's distribution is judged.
@@ -67,6 +82,8 @@ pub enum Mode {
     Sticky,
     /// lc, wlc and other load-based schedulers: the active-connection spread, not checked.
     Spread,
+    /// A random selection (kube-proxy's nftables and iptables modes): judged statistically.
+    Random,
 }
 
 impl Mode {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::Mode;
+use crate::dataplane::Dataplane;
 use crate::events::Proto;
 
 /// The judgement on one service.
@@ -34,7 +35,8 @@ pub struct Cause {
     pub backend: Option<SocketAddr>,
     /// Events behind it (reused, persistence, no_dest, events_lost).
     pub count: Option<u64>,
-    /// When a table read first saw it (changes), RFC 3339.
+    /// When a table read first saw it (changes), RFC 3339. For a backend removed from a random
+    /// selection: the time of its last connection.
     pub at: Option<String>,
     /// E.g. `1 -> 0`, `rr -> wrr`.
     pub detail: Option<String>,
@@ -88,8 +90,14 @@ pub struct BackendReport {
     /// Connections its share stands for (share mode).
     pub expected: Option<f64>,
     pub expected_share: Option<f64>,
+    /// Random mode: the share of the service's connections it received, and the interval that
+    /// share's true value lies in at confidence `1 - significance` (Wilson score interval).
+    pub share: Option<f64>,
+    pub share_low: Option<f64>,
+    pub share_high: Option<f64>,
     pub relative_error: Option<f64>,
-    /// Off by more than the tolerance and one scheduling round.
+    /// Off by more than the tolerance and one scheduling round (random mode: by more than the
+    /// tolerance, with the expected share outside the interval).
     pub beyond_tolerance: bool,
     /// At the close, from the tables: ESTABLISHED entries and all others (counts, not bytes).
     pub active_conns: Option<u32>,
@@ -124,6 +132,47 @@ pub struct Spread {
     pub active_max: u32,
 }
 
+/// Random mode: how a random selection was judged. A statistical judgement of chance, not
+/// the arithmetic of an IPVS scheduler's rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RandomJudgement {
+    /// `chi-square`: Pearson's goodness-of-fit test of the counts against the shares.
+    pub method: &'static str,
+    /// The p-value below which the selection is uneven; the share intervals are at confidence
+    /// `1 - significance`.
+    pub significance: f64,
+    /// Connections every endpoint with a share must expect before there is a verdict.
+    pub min_expected: f64,
+    /// Where the expected shares come from.
+    pub shares: SharesSource,
+    pub judgement: Judgement,
+}
+
+/// Where a random selection's expected shares come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharesSource {
+    /// The rules' endpoints and probabilities when the window opened (or, for a service added
+    /// during it, when it closed).
+    Rules,
+    /// Equal among the endpoints that received connections in the window or just before it
+    /// (the rules were not read).
+    Equal,
+}
+
+/// The statistical judgement of a random selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    /// Consistent with the shares: `p >= significance`, or off by no more than the tolerance.
+    Even,
+    /// `p < significance` and an endpoint off by more than the tolerance; or an endpoint
+    /// without a share received connections.
+    Uneven,
+    /// An endpoint with a share expected fewer than `min_expected` connections: no verdict.
+    TooFew,
+}
+
 /// One virtual service's report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceReport {
@@ -131,6 +180,9 @@ pub struct ServiceReport {
     #[serde(serialize_with = "display")]
     pub proto: Proto,
     pub vip: SocketAddr,
+    /// `ipvs`, `nftables`, `iptables`.
+    pub dataplane: Dataplane,
+    /// The IPVS scheduler, or `random` for netfilter's random selection.
     pub scheduler: String,
     pub flags: Vec<String>,
     pub service: Option<String>,
@@ -143,6 +195,7 @@ pub struct ServiceReport {
     pub p_value: Option<f64>,
     pub stickiness: Option<Stickiness>,
     pub spread: Option<Spread>,
+    pub random: Option<RandomJudgement>,
     pub verdict: Verdict,
     pub causes: Vec<Cause>,
     /// Every real server the service had at the start or the end, or sent a connection to.

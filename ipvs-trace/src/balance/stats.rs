@@ -1,13 +1,17 @@
 //! The arithmetic of `balance`: expected shares for a scheduler, the deviation of observed
-//! counts from them, the chi-square test.
+//! counts from them, the chi-square test, and the confidence bounds of a random selection.
 //!
 //! rr and wrr are deterministic: over whole rounds they hit their shares exactly, so the only
 //! honest slack is the round a window cuts in two. A backend deviates when its count is off
 //! by more than the tolerance (relative) **and** by more than one round's worth of its picks
 //! (rr: 1 connection; wrr: weight/gcd connections). Without the second condition, 10
 //! connections over 3 rr backends (4/3/3, as exact as rr can be) would fail a 5 % tolerance.
+//!
+//! A random selection (kube-proxy's nftables and iptables modes) has no rounds: its counts
+//! scatter around the shares as a multinomial sample does, so it is judged by the chi-square
+//! test's p-value, and each backend's share gets a Wilson score interval.
 
-use statrs::distribution::{ChiSquared, ContinuousCDF as _};
+use statrs::distribution::{ChiSquared, ContinuousCDF as _, Normal};
 
 /// The share of new connections each backend should get, for the schedulers that define one
 /// (`None` for the others: lc and friends balance load, sh/mh/dh hash clients).
@@ -165,9 +169,41 @@ pub fn chi_square_p_value(statistic: f64, degrees_of_freedom: u32) -> f64 {
     }
 }
 
+/// The Wilson score interval of a proportion, `count` of `total`, at confidence
+/// `1 - significance`: the shares for which a two-sided test at `significance` would not
+/// reject `count`. Unlike the textbook `p ± z·√(p(1-p)/n)` it stays within [0, 1] and does not
+/// shrink to a point at 0 or `total` (E. B. Wilson, 1927). `None` without a total.
+#[must_use]
+pub fn wilson_interval(count: u64, total: u64, significance: f64) -> Option<(f64, f64)> {
+    if total == 0 || count > total {
+        return None;
+    }
+    let z = Normal::standard().inverse_cdf(1.0 - significance / 2.0);
+    let (x, n, z2) = (real(count), real(total), z * z);
+    let centre = (x + z2 / 2.0) / (n + z2);
+    let half = z / (n + z2) * (x * (n - x) / n + z2 / 4.0).sqrt();
+    // At 0 and at `total` the bound is exactly 0 or 1; the arithmetic leaves a rounding error.
+    let low = if count == 0 { 0.0 } else { centre - half };
+    let high = if count == total { 1.0 } else { centre + half };
+    Some((low.max(0.0), high.min(1.0)))
+}
+
+/// The probability that a random selection which picks a backend with probability `share`
+/// passes it over `run` times in a row: how unlikely a backend's silence since its last
+/// connection is if it were still being chosen.
+#[must_use]
+pub fn miss_probability(share: f64, run: u64) -> f64 {
+    (1.0 - share.clamp(0.0, 1.0)).powf(real(run))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `a` within `relative` of `b`.
+    fn near(a: f64, b: f64, relative: f64, what: &str) {
+        assert!((a - b).abs() <= relative * b.abs(), "{what}: {a} != {b}");
+    }
 
     fn close(a: f64, b: f64, what: &str) {
         assert!((a - b).abs() < 1e-6, "{what}: {a} != {b}");
@@ -187,6 +223,84 @@ mod tests {
             (-3.75f64).exp(),
             "df 2 closed form",
         );
+    }
+
+    #[test]
+    fn chi_square_p_values_at_the_random_judgement_s_significance() {
+        // The 0.1 % critical values of the chi-square tables (NIST/SEMATECH e-Handbook,
+        // 1.3.6.7.4), given to three decimals: p within that rounding of 0.001.
+        for (df, critical) in [
+            (1, 10.828),
+            (2, 13.816),
+            (3, 16.266),
+            (4, 18.467),
+            (5, 20.515),
+            (10, 29.588),
+            (20, 45.315),
+            (100, 149.449),
+        ] {
+            near(
+                chi_square_p_value(critical, df),
+                0.001,
+                2e-3,
+                &format!("df {df}"),
+            );
+        }
+        // Closed forms: df 2 is exp(-x/2), df 4 is exp(-x/2)(1 + x/2).
+        near(chi_square_p_value(13.8155, 2), 0.001, 1e-5, "df 2, 13.8155");
+        let x = -2.0 * 0.001f64.ln();
+        near(chi_square_p_value(x, 2), 0.001, 1e-12, "df 2, -2 ln 0.001");
+        for x in [0.5, 4.0, 18.467, 60.0] {
+            near(
+                chi_square_p_value(x, 4),
+                (-x / 2.0).exp() * (1.0 + x / 2.0),
+                1e-10,
+                &format!("df 4 at {x}"),
+            );
+        }
+        // Far in the tail the p-value is tiny but not zero.
+        let tail = chi_square_p_value(400.0, 2);
+        near(tail, (-200.0f64).exp(), 1e-9, "df 2 at 400");
+        assert!(tail > 0.0);
+    }
+
+    #[test]
+    fn wilson_intervals_match_newcombe_s_table() {
+        // R. G. Newcombe, Two-sided confidence intervals for the single proportion (Statistics
+        // in Medicine, 1998), table I, method 3, at 95 %.
+        for (count, total, low, high) in [
+            (81, 263, 0.2553, 0.3662),
+            (15, 148, 0.0624, 0.1605),
+            (0, 20, 0.0, 0.1611),
+            (1, 29, 0.0061, 0.1718),
+        ] {
+            let (l, h) = wilson_interval(count, total, 0.05).expect("a total");
+            assert!(
+                (l - low).abs() < 5e-5 && (h - high).abs() < 5e-5,
+                "{count}/{total}: [{l}, {h}] != [{low}, {high}]"
+            );
+        }
+        // At 99.9 % (z = 3.2905) the interval is wider, and still within [0, 1].
+        let (l, h) = wilson_interval(100, 300, 0.001).unwrap();
+        let (l95, h95) = wilson_interval(100, 300, 0.05).unwrap();
+        assert!(l < l95 && h > h95 && l > 0.25 && h < 0.43, "[{l}, {h}]");
+        assert_eq!(
+            wilson_interval(5, 5, 0.001).map(|(_, high)| high),
+            Some(1.0)
+        );
+        assert_eq!(wilson_interval(0, 0, 0.001), None);
+        assert_eq!(wilson_interval(6, 5, 0.001), None);
+    }
+
+    #[test]
+    fn a_silent_backend_becomes_unlikely_run_by_run() {
+        close(miss_probability(1.0 / 3.0, 0), 1.0, "no run");
+        close(miss_probability(1.0 / 3.0, 2), 4.0 / 9.0, "two misses");
+        // 18 misses of a third: below 0.1 %, 17 not.
+        assert!(miss_probability(1.0 / 3.0, 18) < 0.001);
+        assert!(miss_probability(1.0 / 3.0, 17) > 0.001);
+        close(miss_probability(0.0, 1000), 1.0, "a backend without share");
+        close(miss_probability(1.0, 1), 0.0, "the only backend");
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::clock::WallClock;
 use crate::events::{model::EventKind, Event, FwdMethod, Proto};
 use crate::ipvs::live::{ChangeKind, ServiceKey};
 use crate::ipvs::{Dest, Family, Info, Netmask, ServiceFlags, Stats};
@@ -112,6 +113,8 @@ impl Case {
             selection: &selection,
             tolerance: 0.05,
             events_lost: self.lost,
+            rules: None,
+            clock: WallClock::with_offset(0),
         };
         let mut reports = analyse(window, &ctx);
         assert_eq!(reports.len(), 1, "{reports:?}");
@@ -471,6 +474,8 @@ fn no_dest_and_filters() {
         selection: &selection,
         tolerance: 0.05,
         events_lost: 0,
+        rules: None,
+        clock: WallClock::with_offset(0),
     };
     assert!(analyse(&window, &ctx).is_empty());
 }

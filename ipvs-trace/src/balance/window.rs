@@ -4,9 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::events::{model::EventKind, Event, Proto};
+use crate::events::{model::EventKind, Dataplane, Event, Proto};
 use crate::filter::{AddrMatch, ServiceMatch};
-use crate::ipvs::Dest;
 use crate::kube::{namespace_of, Index};
 
 /// Where an event falls relative to the window.
@@ -39,6 +38,22 @@ pub(super) struct Observed {
     /// Client IP → backends its new connections and templates went to (stickiness).
     pub(super) clients: BTreeMap<IpAddr, BTreeSet<SocketAddr>>,
     pub(super) no_dest: u64,
+    /// The netfilter dataplane whose events chose the service's backends at random
+    /// (kube-proxy's nftables and iptables modes; the last event's), `None` for IPVS.
+    pub(super) netfilter: Option<Dataplane>,
+    /// Connections (new and reused) to the service in every phase, in the order they were
+    /// read: the count [`Last::sequence`] is taken from.
+    pub(super) connections: u64,
+    /// Each backend's last connection, in any phase.
+    pub(super) last: BTreeMap<SocketAddr, Last>,
+}
+
+/// A backend's last connection: how many connections the service had had when it came
+/// ([`Observed::connections`]; those after it went elsewhere), and its kernel timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Last {
+    pub(super) sequence: u64,
+    pub(super) timestamp_ns: u64,
 }
 
 /// The events of a window, counted. Monotonic timestamps (`CLOCK_MONOTONIC` ns) mark its
@@ -76,6 +91,9 @@ impl Window {
     pub fn record(&mut self, event: &Event) {
         let phase = self.phase(event.timestamp_ns);
         let observed = self.services.entry((event.proto, event.vip)).or_default();
+        if event.dataplane.is_netfilter() {
+            observed.netfilter = Some(event.dataplane);
+        }
         if event.kind == EventKind::NoDest {
             if phase == Phase::Window {
                 observed.no_dest += 1;
@@ -85,6 +103,15 @@ impl Window {
         let Some(backend) = event.backend else {
             return;
         };
+        if matches!(event.kind, EventKind::New | EventKind::Reused) {
+            observed.connections += 1;
+            let last = observed.last.entry(backend).or_insert(Last {
+                sequence: 0,
+                timestamp_ns: 0,
+            });
+            last.sequence = observed.connections;
+            last.timestamp_ns = last.timestamp_ns.max(event.timestamp_ns);
+        }
         let counts = observed.backends.entry(backend).or_default();
         match (phase, event.kind) {
             (Phase::Lead, EventKind::New) => counts.lead += 1,
@@ -120,11 +147,12 @@ impl Selection {
         self.namespace.is_some() || self.service.is_some()
     }
 
+    /// Whether the service at `vip` with these `backends` passes the filters.
     pub(super) fn selects(
         &self,
         proto: Proto,
         vip: SocketAddr,
-        dests: &[&Dest],
+        backends: &[SocketAddr],
         index: Option<&Index>,
     ) -> bool {
         if self.proto.is_some_and(|p| p != proto) || self.vip.is_some_and(|m| !m.matches(vip)) {
@@ -140,9 +168,9 @@ impl Selection {
             let service_in = name
                 .as_ref()
                 .is_some_and(|n| namespace_of(&n.service) == Some(namespace));
-            let pod_in = dests.iter().any(|d| {
+            let pod_in = backends.iter().any(|&addr| {
                 index
-                    .and_then(|index| index.backend_for(proto, d.addr))
+                    .and_then(|index| index.backend_for(proto, addr))
                     .and_then(|b| b.pod)
                     .is_some_and(|pod| namespace_of(&pod) == Some(namespace))
             });

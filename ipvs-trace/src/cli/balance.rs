@@ -35,6 +35,15 @@ reused, persistence, weight_zero, terminating (with Kubernetes names), backend_a
 backend_removed, weight_changed, scheduler_changed, service_added, service_removed, no_dest,
 events_lost.
 
+Random selection (kube-proxy's nftables and iptables modes, scheduler random): netfilter
+picks each connection's endpoint by chance, so there are no rounds to count and no kernel
+counter to compare with. The counts are judged statistically, not by rr's arithmetic: a
+chi-square goodness-of-fit test against the endpoints' shares (equal, as kube-proxy programs
+them), uneven when p < 0.001 and an endpoint is off by more than --tolerance; no verdict until
+every endpoint expects 10 connections; each share with its 99.9 % confidence interval. An
+endpoint that stopped getting connections because it left the Service (no longer in the rules,
+or no longer listed, serving, by its EndpointSlice) is named backend_removed.
+
 The window opens 3 s after the probes are attached (the line `ipvs-trace: balance window
 open` on stderr) and the report waits 3 s after it closes: the kernel folds its connection
 counters every 2 s.
@@ -241,6 +250,8 @@ mod tests {
             "weight_zero",
             "reused",
             "ipvsadm -Ln --stats",
+            "chi-square goodness-of-fit test",
+            "not by rr's arithmetic",
         ] {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
