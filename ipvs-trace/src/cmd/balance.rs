@@ -13,26 +13,34 @@
 //!    each backend's growth with its `new` events in the window, within the edge events.
 //!
 //! A Ctrl-C during the settle ends it: the reports come without the cross-check.
+//!
+//! kube-proxy's netfilter rules are read at the opening and the closing too, beside the event
+//! loop (a large ruleset must not hold up the ring): their endpoints' probabilities are what
+//! a random selection is judged against, and an endpoint gone from them was removed.
 
+use std::collections::BTreeMap;
 use std::future::{pending, Future};
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 
 use super::notice;
 use crate::balance::render::{self, Document, WindowInfo};
-use crate::balance::{self, Context, Selection, Window};
+use crate::balance::{self, Context, RuleShares, Rules, Selection, Window};
 use crate::clock::{monotonic_now_ns, WallClock};
-use crate::events::EventReader;
+use crate::events::{EventReader, Proto};
 use crate::ipvs::live::{LiveTables, TableChange, DEFAULT_INTERVAL};
 use crate::ipvs::Tables;
 use crate::kube::source::{self, Ambient, NameSource};
 use crate::kube::SharedIndex;
 use crate::loader::{LoaderOptions, Tracer};
+use crate::netfilter::NetfilterRules;
 use crate::output::OutputFormat;
 
 /// How long the kernel's counters need to include every connection made before a moment
@@ -128,6 +136,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         notice("ipvs-trace: stopped before the window opened");
         return Ok(0);
     }
+    let rules_start = RulesRead::start(&config);
     let start_tables = live.refresh().context("reading the IPVS tables")?;
     let start_ns = monotonic_now_ns().context("reading the monotonic clock")?;
     pump.window.open(start_ns);
@@ -145,6 +154,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
     let end_ns = monotonic_now_ns().context("reading the monotonic clock")?;
     pump.window.close(end_ns);
     let end_tables = live.refresh().context("reading the IPVS tables")?;
+    let rules_end = RulesRead::start(&config);
     let (changes, changes_dropped) = live.drain_changes();
     notice(&format!(
         "ipvs-trace: balance window closed; reading the kernel's counters in {} s (Ctrl-C: \
@@ -161,6 +171,12 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
     };
     pump.reader.drain_now(&mut pump.batch);
     pump.record_batch();
+    // Both reads or none: one edge alone cannot tell an endpoint that came or went. (When the
+    // first failed the second's result is dropped, not said twice.)
+    let rules = match rules_start.finish().await {
+        Some(start) => rules_end.finish().await.map(|end| Rules { start, end }),
+        None => None,
+    };
 
     // An unreadable kernel counter (logged) counts as none lost here.
     let losses = tracer.losses(&reader);
@@ -176,6 +192,7 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         changes,
         changes_dropped,
         events_lost,
+        rules,
     };
     let status = report(&seen, &config, names.index(), clock)?;
     Ok(if config.check { status } else { 0 })
@@ -192,6 +209,40 @@ struct Seen {
     changes: Vec<TableChange>,
     changes_dropped: u64,
     events_lost: u64,
+    /// kube-proxy's netfilter rules at the opening and the closing (`None`: not wanted, or
+    /// not read).
+    rules: Option<Rules>,
+}
+
+/// One read of kube-proxy's netfilter rules, on a blocking thread while events keep coming.
+struct RulesRead(Option<JoinHandle<anyhow::Result<NetfilterRules>>>);
+
+impl RulesRead {
+    /// Starts a read, unless `--dataplane` leaves out both netfilter modes.
+    fn start(config: &BalanceConfig) -> RulesRead {
+        let wanted =
+            config.dataplanes.is_empty() || config.dataplanes.iter().any(|d| d.is_netfilter());
+        RulesRead(wanted.then(|| tokio::task::spawn_blocking(NetfilterRules::read)))
+    }
+
+    /// The random selections' shares by (protocol, address); `None`, with a notice, when
+    /// they could not be read: random selections are then judged against equal shares.
+    async fn finish(self) -> Option<BTreeMap<(Proto, SocketAddr), RuleShares>> {
+        let read = match self.0?.await {
+            Ok(read) => read,
+            Err(joined) => Err(anyhow::anyhow!("the reading thread failed: {joined}")),
+        };
+        match read {
+            Ok(rules) => Some(Rules::shares_of(rules.services())),
+            Err(e) => {
+                notice(&format!(
+                    "ipvs-trace: kube-proxy's netfilter rules could not be read ({e:#}): random \
+                     selections are judged against equal shares of the endpoints seen"
+                ));
+                None
+            }
+        }
+    }
 }
 
 /// Analyses and prints; returns the `--check` status.
@@ -213,9 +264,7 @@ fn report(
             selection: &config.selection,
             tolerance: config.tolerance,
             events_lost: seen.events_lost,
-            // The netfilter rules' endpoints are not read yet (issue 17): random selections
-            // are judged against equal shares of the endpoints their events show.
-            rules: None,
+            rules: seen.rules.as_ref(),
             clock,
         },
     );
