@@ -175,7 +175,6 @@ fn nft_table(v6: bool) -> String {
         ("ip", "ip", "ipv4_addr")
     };
     let mut t = String::new();
-    let pod_cidr = if v6 { "fd00:10::/64" } else { "10.0.0.0/8" };
     writeln!(
         t,
         "table {family} kube-proxy {{
@@ -247,128 +246,144 @@ fn nft_table(v6: bool) -> String {
     .unwrap();
     let mut elements = String::new();
     for (i, svc) in NFT_SERVICES.iter().filter(|s| s.v6() == v6).enumerate() {
-        let base = svc.base(&format!("SVCHASH{i}"));
-        let service = format!("service-{base}");
-        let endpoint = |j: usize, (addr, port): (&str, u16)| {
-            format!(
-                "endpoint-EPHASH{i}{j}-{}/{}/{}/{}__{}/{port}",
-                svc.ns,
-                svc.name,
-                svc.proto,
-                svc.port_name,
-                addr.replace(':', ".")
-            )
-        };
-        let target = |addr: &str, port: u16| {
-            if addr.contains(':') {
-                format!("[{addr}]:{port}")
-            } else {
-                format!("{addr}:{port}")
-            }
-        };
-        if svc.affinity {
-            for (j, ep) in svc.endpoints.iter().enumerate() {
-                writeln!(
-                    t,
-                    "	set affinity-EPHASH{i}{j}-{}/{}/{}/{}__{}/{} {{
+        nft_service(&mut t, &mut elements, i, svc);
+    }
+    t.push_str("}\n");
+    t + &elements
+}
+
+/// The nftables words of a Service's family: `ip`/`ip6`, and the address type.
+fn nft_family(svc: &Svc) -> (&'static str, &'static str) {
+    if svc.v6() {
+        ("ip6", "ipv6_addr")
+    } else {
+        ("ip", "ipv4_addr")
+    }
+}
+
+/// kube-proxy's per-endpoint chain of endpoint `j` of Service `i`
+/// (`endpoint-HASH-ns/name/proto/port__ip/port`, an IPv6 address with dots).
+fn endpoint_chain(i: usize, j: usize, svc: &Svc) -> String {
+    let (addr, port) = svc.endpoints[j];
+    format!(
+        "endpoint-EPHASH{i}{j}-{}/{}/{}/{}__{}/{port}",
+        svc.ns,
+        svc.name,
+        svc.proto,
+        svc.port_name,
+        addr.replace(':', ".")
+    )
+}
+
+/// One Service port's chains (into `t`, inside the table) and map elements (into `elements`,
+/// after it), as kube-proxy writes them; `i` makes its chain names unique.
+fn nft_service(t: &mut String, elements: &mut String, i: usize, svc: &Svc) {
+    let (ip, addr_type) = nft_family(svc);
+    let pod_cidr = if svc.v6() {
+        "fd00:10::/64"
+    } else {
+        "10.0.0.0/8"
+    };
+    let service = format!("service-{}", svc.base(&format!("SVCHASH{i}")));
+    let affinity = |j| endpoint_chain(i, j, svc).replacen("endpoint-", "affinity-", 1);
+    let endpoints = 0..svc.endpoints.len();
+    if svc.affinity {
+        for j in endpoints.clone() {
+            writeln!(
+                t,
+                "	set {} {{
 		type {addr_type}
 		flags dynamic,timeout
 		timeout 3h
 	}}",
-                    svc.ns,
-                    svc.name,
-                    svc.proto,
-                    svc.port_name,
-                    ep.0.replace(':', "."),
-                    ep.1
-                )
-                .unwrap();
-            }
-        }
-        writeln!(t, "	chain {service} {{").unwrap();
-        writeln!(
-            t,
-            "		{ip} daddr {} {} dport {} {ip} saddr != {pod_cidr} jump mark-for-masquerade",
-            svc.vip, svc.proto, svc.port
-        )
-        .unwrap();
-        if svc.affinity {
-            for (j, ep) in svc.endpoints.iter().enumerate() {
-                let chain = endpoint(j, *ep);
-                let set = chain.replacen("endpoint-", "affinity-", 1);
-                writeln!(t, "		{ip} saddr @{set} goto {chain}").unwrap();
-            }
-        }
-        let vmap: Vec<String> = svc
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(j, ep)| format!("{j} : goto {}", endpoint(j, *ep)))
-            .collect();
-        writeln!(
-            t,
-            "		numgen random mod {} vmap {{ {} }}
-	}}",
-            svc.endpoints.len(),
-            vmap.join(", ")
-        )
-        .unwrap();
-        for (j, ep) in svc.endpoints.iter().enumerate() {
-            let chain = endpoint(j, *ep);
-            writeln!(t, "	chain {chain} {{").unwrap();
-            writeln!(t, "		{ip} saddr {} jump mark-for-masquerade", ep.0).unwrap();
-            if svc.affinity {
-                let set = chain.replacen("endpoint-", "affinity-", 1);
-                writeln!(t, "		update @{set} {{ {ip} saddr }}").unwrap();
-            }
-            writeln!(
-                t,
-                "		meta l4proto {} dnat to {}
-	}}",
-                svc.proto,
-                target(ep.0, ep.1)
+                affinity(j)
             )
             .unwrap();
         }
+    }
+    writeln!(t, "	chain {service} {{").unwrap();
+    writeln!(
+        t,
+        "		{ip} daddr {} {} dport {} {ip} saddr != {pod_cidr} jump mark-for-masquerade",
+        svc.vip, svc.proto, svc.port
+    )
+    .unwrap();
+    if svc.affinity {
+        for j in endpoints.clone() {
+            let chain = endpoint_chain(i, j, svc);
+            writeln!(t, "		{ip} saddr @{} goto {chain}", affinity(j)).unwrap();
+        }
+    }
+    let vmap: Vec<String> = endpoints
+        .clone()
+        .map(|j| format!("{j} : goto {}", endpoint_chain(i, j, svc)))
+        .collect();
+    writeln!(
+        t,
+        "		numgen random mod {} vmap {{ {} }}
+	}}",
+        svc.endpoints.len(),
+        vmap.join(", ")
+    )
+    .unwrap();
+    for j in endpoints {
+        let (addr, port) = svc.endpoints[j];
+        writeln!(t, "	chain {} {{", endpoint_chain(i, j, svc)).unwrap();
+        writeln!(t, "		{ip} saddr {addr} jump mark-for-masquerade").unwrap();
+        if svc.affinity {
+            writeln!(t, "		update @{} {{ {ip} saddr }}", affinity(j)).unwrap();
+        }
         writeln!(
-            elements,
-            "add element {family} kube-proxy cluster-ips {{ {} }}
-add element {family} kube-proxy service-ips {{ {} . {} . {} : goto {service} }}",
-            svc.vip, svc.vip, svc.proto, svc.port
+            t,
+            "		meta l4proto {} dnat to {}
+	}}",
+            svc.proto,
+            Svc::sockaddr(addr, port)
         )
         .unwrap();
-        if svc.external_ip.is_some() || svc.node_port.is_some() {
-            let external = format!("external-{base}");
-            writeln!(
-                t,
-                "	chain {external} {{
+    }
+    nft_elements(t, elements, i, svc, &service);
+}
+
+/// The map elements of Service `i`, and its `external-` chain when it has external addresses
+/// or a node port.
+fn nft_elements(t: &mut String, elements: &mut String, i: usize, svc: &Svc, service: &str) {
+    let (family, _) = nft_family(svc);
+    writeln!(
+        elements,
+        "add element {family} kube-proxy cluster-ips {{ {} }}
+add element {family} kube-proxy service-ips {{ {} . {} . {} : goto {service} }}",
+        svc.vip, svc.vip, svc.proto, svc.port
+    )
+    .unwrap();
+    if svc.external_ip.is_none() && svc.node_port.is_none() {
+        return;
+    }
+    let external = format!("external-{}", svc.base(&format!("SVCHASH{i}")));
+    writeln!(
+        t,
+        "	chain {external} {{
 		jump mark-for-masquerade
 		goto {service}
 	}}"
-            )
-            .unwrap();
-            if let Some(ip) = svc.external_ip {
-                writeln!(
-                    elements,
-                    "add element {family} kube-proxy service-ips {{ {ip} . {} . {} : goto \
-                     {external} }}",
-                    svc.proto, svc.port
-                )
-                .unwrap();
-            }
-            if let Some(np) = svc.node_port {
-                writeln!(
-                    elements,
-                    "add element {family} kube-proxy service-nodeports {{ {} . {np} : goto \
-                     {external} }}",
-                    svc.proto
-                )
-                .unwrap();
-            }
-        }
+    )
+    .unwrap();
+    if let Some(ip) = svc.external_ip {
+        writeln!(
+            elements,
+            "add element {family} kube-proxy service-ips {{ {ip} . {} . {} : goto {external} }}",
+            svc.proto, svc.port
+        )
+        .unwrap();
     }
-    t.push_str("}\n");
-    t + &elements
+    if let Some(np) = svc.node_port {
+        writeln!(
+            elements,
+            "add element {family} kube-proxy service-nodeports {{ {} . {np} : goto {external} }}",
+            svc.proto
+        )
+        .unwrap();
+    }
 }
 
 /// kube-proxy's iptables `nat` rules of one family, as `pkg/proxy/iptables/proxier.go`
@@ -431,7 +446,7 @@ fn iptables_rules(v6: bool) -> String {
             let statistic = if j + 1 < n {
                 format!(
                     "-m statistic --mode random --probability {:.10} ",
-                    1.0 / (n - j) as f64
+                    1.0 / f64::from(u32::try_from(n - j).unwrap())
                 )
             } else {
                 String::new()
@@ -496,7 +511,7 @@ type Expected = BTreeMap<(String, SocketAddr), (String, Vec<(SocketAddr, f64)>)>
 fn expected(services: &[Svc], node_ip6: Option<&str>) -> Expected {
     let mut want = Expected::new();
     for svc in services {
-        let n = svc.endpoints.len() as f64;
+        let n = f64::from(u32::try_from(svc.endpoints.len()).unwrap());
         let endpoints: Vec<(SocketAddr, f64)> = svc
             .endpoints
             .iter()
@@ -573,13 +588,7 @@ fn in_new_netns(test: &str, tools: &[&str], body: fn()) {
         println!("skipped: {test} needs root (it programs netfilter in a new network namespace)");
         return;
     }
-    for tool in [
-        "unshare",
-        "nft",
-        "iptables-restore",
-        "ip6tables-restore",
-        "iptables-save",
-    ] {
+    for tool in ["unshare"].iter().chain(tools) {
         let found = std::env::var_os("PATH")
             .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
         if !found {
@@ -656,6 +665,71 @@ fn reader_equals_what_was_programmed() {
             );
         }
         assert_kernel_view(&rules);
+        assert_rules_json(&rules);
+    });
+}
+
+/// `ipvs-trace rules -o json` in the namespace: without ip_vs (this host has none, or it is
+/// not in this namespace's tables) the netfilter Services, each as read, with its dataplane.
+fn assert_rules_json(rules: &NetfilterRules) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipvs-trace"))
+        .args(["rules", "-o", "json", "--no-kube"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rules -o json: {stderr}");
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let netfilter: Vec<&serde_json::Value> = document["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["dataplane"] != "ipvs")
+        .collect();
+    assert_eq!(netfilter.len(), rules.services().len(), "{document}");
+    for (json, service) in netfilter.iter().zip(rules.services()) {
+        assert_eq!(json["dataplane"], service.dataplane().as_str());
+        assert_eq!(json["vip"], service.vip.to_string());
+        assert_eq!(json["proto"], service.proto.to_string());
+        assert_eq!(json["scheduler"], "random");
+        assert_eq!(json["kube_proxy_name"], service.name.as_deref().unwrap());
+        assert!(json["stats"].is_null() && json["flags"].is_null());
+        let dests = json["dests"].as_array().unwrap();
+        assert_eq!(dests.len(), service.endpoints.len());
+        for (dest, endpoint) in dests.iter().zip(&service.endpoints) {
+            assert_eq!(dest["backend"], endpoint.addr.to_string());
+            assert_eq!(dest["probability"], endpoint.probability);
+            assert!(dest["weight"].is_null() && dest["fwd"].is_null());
+        }
+    }
+    let dataplanes = &document["dataplanes"];
+    assert!(
+        dataplanes
+            .as_array()
+            .unwrap()
+            .ends_with(&["nftables".into(), "iptables".into()]),
+        "{dataplanes}"
+    );
+}
+
+/// A namespace with no rules of any kind: without ip_vs, the error that says to load it.
+#[test]
+fn nothing_at_all() {
+    in_new_netns("nothing_at_all", &[], || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ipvs-trace"))
+            .args(["rules", "--no-kube"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if Path::new("/proc/net/ip_vs").exists() {
+            assert!(out.status.success(), "{stderr}");
+            assert!(stderr.contains("no virtual services"), "{stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains("ip_vs is not loaded") && stderr.contains("modprobe ip_vs"),
+                "{stderr}"
+            );
+        }
     });
 }
 
@@ -692,6 +766,7 @@ fn assert_kernel_view(rules: &NetfilterRules) {
     let items = ruleset["nftables"].as_array().unwrap();
     let save =
         run("iptables-save", &["-t", "nat"], "") + &run("ip6tables-save", &["-t", "nat"], "");
+    assert_iptables_view(rules, &save);
     let nft_services = rules
         .services()
         .iter()

@@ -1,9 +1,12 @@
-//! `ipvs-trace rules`: the IPVS tables of this network namespace (the `ipvsadm -Ln` view) with
+//! `ipvs-trace rules`: the IPVS tables of this network namespace (the `ipvsadm -Ln` view) and
+//! kube-proxy's netfilter Services (nftables and iptables modes, [`crate::netfilter`]), with
 //! the Kubernetes Service, pod and node behind each address.
 //!
-//! The tables are read over netlink on a blocking thread while the Kubernetes names load; live
-//! watches get a few seconds to sync (a table printed once is worth the wait), then whatever is
-//! known is printed and the rest stays raw, with a warning.
+//! The tables and rules are read over netlink on a blocking thread while the Kubernetes names
+//! load; live watches get a few seconds to sync (a table printed once is worth the wait), then
+//! whatever is known is printed and the rest stays raw, with a warning. A node without ip_vs
+//! (a pure nftables or iptables node) shows its netfilter Services; only when there is nothing
+//! of either does `rules` fail, saying ip_vs is not loaded.
 
 mod json;
 mod select;
@@ -20,11 +23,12 @@ pub use select::RulesFilter;
 pub use table::Columns;
 
 use super::notice;
-use crate::ipvs;
+use crate::ipvs::{self, IpvsError};
 use crate::kube::source::{self, Ambient, NameSource, Opened};
+use crate::netfilter::NetfilterRules;
 use crate::output::OutputFormat;
 use json::write_json;
-use select::select;
+use select::View;
 use table::write_table;
 
 /// How long live watches may take to sync before the table is printed without (some) names.
@@ -52,9 +56,14 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
     )?;
     let record = config.record.clone();
     // The netlink round trips run while the watches list.
-    let tables = tokio::task::spawn_blocking(move || match record {
-        Some(dir) => ipvs::read_tables_recording(&dir),
-        None => ipvs::read_tables(),
+    let read = tokio::task::spawn_blocking(move || match record {
+        // The netfilter replies go to a folder of their own: each recording is replayed in
+        // its own order.
+        Some(dir) => (
+            ipvs::read_tables_recording(&dir),
+            NetfilterRules::read_recording(&dir.join("netfilter")),
+        ),
+        None => (ipvs::read_tables(), NetfilterRules::read()),
     });
     if let Opened::Live(_, live) = &names {
         if !live.wait_synced(SYNC_TIMEOUT).await {
@@ -66,36 +75,58 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
             );
         }
     }
-    let tables = tables
-        .await
-        .context("the netlink reader thread failed")?
-        .context("reading the IPVS tables")?;
+    let (tables, netfilter) = read.await.context("the netlink reader thread failed")?;
+    // IPVS's errors first, as before there were netfilter rules to read.
+    let tables = match tables {
+        Ok(tables) => Ok(tables),
+        Err(IpvsError::NotLoaded) => Err(IpvsError::NotLoaded),
+        Err(error) => return Err(error).context("reading the IPVS tables"),
+    };
+    let netfilter = netfilter?;
+    let tables = match tables {
+        Ok(tables) => Some(tables),
+        // No ip_vs on a node whose kube-proxy runs in a netfilter mode: its Services.
+        Err(_) if !netfilter.modes().is_empty() => None,
+        Err(error) => return Err(error).context("reading the IPVS tables"),
+    };
 
     let index = names.index().map(|shared| {
         shared
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     });
-    let views = select(&tables, index.as_deref(), &config.filter);
+    let netns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    let view = View::new(
+        tables.as_ref(),
+        &netfilter,
+        index.as_deref(),
+        &config.filter,
+        netns,
+    );
     let with_names = index.is_some() && !config.numeric;
     drop(index);
 
-    let netns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
     let mut out = io::BufWriter::new(io::stdout().lock());
     match config.output {
-        OutputFormat::Table => {
-            write_table(&mut out, &tables, netns, &views, config.columns, with_names)?;
-        }
-        OutputFormat::Json => write_json(&mut out, &tables, netns, &views)?,
+        OutputFormat::Table => write_table(&mut out, &view, config.columns, with_names)?,
+        OutputFormat::Json => write_json(&mut out, &view)?,
     }
     out.flush().context("writing to stdout")?;
-    if tables.services.is_empty() {
+    for text in netfilter.notices() {
+        notice(&format!("ipvs-trace: {text}"));
+    }
+    if tables.is_none() {
+        notice("ipvs-trace: ip_vs is not loaded: no IPVS virtual services");
+    }
+    let ipvs_services = tables.as_ref().map_or(0, |t| t.services.len());
+    if ipvs_services == 0 && netfilter.is_empty() {
         notice(
-            "ipvs-trace: no virtual services in this network namespace (kube-proxy's are in \
-             the node's host namespace; is this a pod or a container?)",
+            "ipvs-trace: no virtual services and no kube-proxy netfilter Services in this \
+             network namespace (kube-proxy's are in the node's host namespace; is this a pod \
+             or a container?)",
         );
-    } else if views.is_empty() {
-        notice("ipvs-trace: no virtual service matches the filters");
+    } else if view.is_empty() {
+        notice("ipvs-trace: no Service matches the filters");
     }
     Ok(())
 }
@@ -104,6 +135,13 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
 #[cfg(test)]
 fn captured() -> ipvs::Tables {
     captured_on("6.1")
+}
+
+/// kube-proxy's nftables and iptables-nft rules captured on 6.18 (see `netfilter::tests`).
+#[cfg(test)]
+fn captured_netfilter() -> NetfilterRules {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netfilter/kube-proxy");
+    NetfilterRules::replay(&dir).expect("a capture")
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `rules -o table`: the `ipvsadm -Ln` view (or its `--stats`, `--rate` columns), with a
-//! legend and the names in a last column.
+//! legend and the names in a last column; then a section per netfilter dataplane, each Service
+//! with its endpoints and their probabilities.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::select::Named;
+use super::select::{Named, NamedNf, View};
+use crate::dataplane::Dataplane;
 use crate::ipvs::{Family, Service, Stats, Tables};
 use crate::kube::{BackendName, ServiceName};
 
@@ -124,8 +126,123 @@ const LEGEND_RATE: &str = "\
 Per second, the kernel's estimate over the last seconds: CPS = connections, InPPS, OutPPS =
 packets, InBPS, OutBPS = bytes.";
 
-/// The table: a legend, two header lines as in ipvsadm, one line per service and real server.
+/// The table: the IPVS section (or a line saying there is no IPVS), then a section per
+/// netfilter dataplane the namespace has.
 pub(super) fn write_table(
+    out: &mut impl Write,
+    view: &View<'_>,
+    columns: Columns,
+    with_names: bool,
+) -> io::Result<()> {
+    if let Some(tables) = view.tables {
+        write_ipvs(out, tables, view.netns, &view.ipvs, columns, with_names)?;
+    } else {
+        write!(
+            out,
+            "IP Virtual Server: not loaded (no ip_vs module), no virtual services"
+        )?;
+        netns_suffix(out, view.netns)?;
+    }
+    for dataplane in [Dataplane::Nftables, Dataplane::Iptables] {
+        if !view.dataplanes.contains(&dataplane) {
+            continue;
+        }
+        let services: Vec<&NamedNf<'_>> = view
+            .netfilter
+            .iter()
+            .filter(|v| v.service.dataplane() == dataplane)
+            .collect();
+        writeln!(out)?;
+        write_netfilter(out, dataplane, &services, with_names)?;
+    }
+    Ok(())
+}
+
+fn netns_suffix(out: &mut impl Write, netns: Option<u64>) -> io::Result<()> {
+    match netns {
+        Some(inode) => writeln!(out, ", network namespace {inode}"),
+        None => writeln!(out),
+    }
+}
+
+const LEGEND_NFTABLES: &str = "\
+numgen random: each new connection goes to an endpoint at random, with the probability shown.";
+const LEGEND_IPTABLES: &str = "\
+statistic random rules in turn: each new connection goes to an endpoint at random, with the
+probability shown (each rule's probability times the share earlier rules left).";
+
+/// One netfilter dataplane's section: its source tables, a legend, the Services with their
+/// endpoints and the probability of each.
+fn write_netfilter(
+    out: &mut impl Write,
+    dataplane: Dataplane,
+    services: &[&NamedNf<'_>],
+    with_names: bool,
+) -> io::Result<()> {
+    let mut sources: Vec<&str> = services.iter().map(|v| v.service.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let (title, legend) = match dataplane {
+        Dataplane::Nftables => (
+            "kube-proxy nftables mode (tables ip kube-proxy, ip6 kube-proxy)".to_owned(),
+            LEGEND_NFTABLES,
+        ),
+        _ => (
+            if sources.is_empty() {
+                "kube-proxy iptables mode (nat table, KUBE-SERVICES)".to_owned()
+            } else {
+                format!(
+                    "kube-proxy iptables mode (nat table, KUBE-SERVICES; {})",
+                    sources.join(", ")
+                )
+            },
+            LEGEND_IPTABLES,
+        ),
+    };
+    writeln!(out, "{title}")?;
+    writeln!(out, "{legend}")?;
+    let mut rows = vec![
+        Row {
+            label: "Prot LocalAddress:Port Scheduler".to_owned(),
+            cells: Vec::new(),
+            name: with_names.then(|| "SERVICE (TYPE)".to_owned()),
+        },
+        Row {
+            label: "  -> RemoteAddress:Port".to_owned(),
+            cells: vec!["Probability".to_owned()],
+            name: with_names.then(|| "POD on NODE".to_owned()),
+        },
+    ];
+    for view in services {
+        let service = view.service;
+        rows.push(Row {
+            label: format!(
+                "{}  {} random{}",
+                service.proto,
+                service.vip,
+                if service.node_port { " nodeport" } else { "" }
+            ),
+            cells: Vec::new(),
+            name: with_names.then(|| match (&view.name, &service.name) {
+                (Some(name), _) => service_name_text(Some(name)),
+                (None, Some(label)) => format!("{label} (kube-proxy's rules)"),
+                (None, None) => "-".to_owned(),
+            }),
+        });
+        for (endpoint, backend) in &view.endpoints {
+            rows.push(Row {
+                label: format!("  -> {}", endpoint.addr),
+                cells: vec![format!("{:.4}", endpoint.probability)],
+                name: with_names.then(|| backend_name_text(backend.as_ref())),
+            });
+        }
+    }
+    render_rows(out, &rows, 1, false)
+}
+
+/// The IPVS section: a legend, two header lines as in ipvsadm, one line per service and real
+/// server.
+fn write_ipvs(
     out: &mut impl Write,
     tables: &Tables,
     netns: Option<u64>,
@@ -139,10 +256,7 @@ pub(super) fn write_table(
         tables.info.version_string(),
         tables.info.conn_table_size
     )?;
-    match netns {
-        Some(inode) => writeln!(out, ", network namespace {inode}")?,
-        None => writeln!(out)?,
-    }
+    netns_suffix(out, netns)?;
     let (legend, headings, numeric) = match columns {
         Columns::Connections => (
             LEGEND_CONNECTIONS,
@@ -263,25 +377,61 @@ fn render_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::rules::select::{select, RulesFilter};
-    use crate::cmd::rules::{captured, captured_on};
+    use crate::cmd::rules::select::RulesFilter;
+    use crate::cmd::rules::{captured, captured_netfilter, captured_on};
+    use crate::netfilter::NetfilterRules;
     use crate::output::tests::{assert_golden, seed_index};
+
+    fn render(
+        tables: Option<&Tables>,
+        rules: &NetfilterRules,
+        filter: &RulesFilter,
+        columns: Columns,
+        named: bool,
+    ) -> String {
+        let index = seed_index();
+        let view = View::new(
+            tables,
+            rules,
+            named.then_some(&index),
+            filter,
+            Some(4_026_531_840),
+        );
+        let mut out = Vec::new();
+        write_table(&mut out, &view, columns, named).unwrap();
+        String::from_utf8(out).unwrap()
+    }
 
     fn table(filter: &RulesFilter, columns: Columns, named: bool) -> String {
         let tables = captured();
-        let index = seed_index();
-        let views = select(&tables, named.then_some(&index), filter);
-        let mut out = Vec::new();
-        write_table(
-            &mut out,
-            &tables,
-            Some(4_026_531_840),
-            &views,
+        render(
+            Some(&tables),
+            &NetfilterRules::default(),
+            filter,
             columns,
             named,
         )
-        .unwrap();
-        String::from_utf8(out).unwrap()
+    }
+
+    /// A node half-way through a migration: IPVS, kube-proxy's nftables tables and its
+    /// iptables-nft rules, each a section; and a node without ip_vs.
+    #[test]
+    fn netfilter_sections_golden() {
+        let tables = captured();
+        let rules = captured_netfilter();
+        let filter = RulesFilter::default();
+        let mixed = render(Some(&tables), &rules, &filter, Columns::Connections, true);
+        assert_golden("rules-netfilter.txt", &mixed);
+        let alone = render(None, &rules, &filter, Columns::Connections, false);
+        assert!(
+            alone.starts_with("IP Virtual Server: not loaded (no ip_vs module)"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains("TCP  0.0.0.0:30443 random nodeport"),
+            "{alone}"
+        );
+        assert!(alone.contains("  -> 10.181.0.3:8080     0.3333"), "{alone}");
     }
 
     #[test]
