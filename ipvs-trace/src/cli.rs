@@ -71,11 +71,12 @@ pub enum Command {
 
     /// Show the IPVS virtual services and their real servers, with Kubernetes names.
     ///
-    /// The `ipvsadm -Ln` view, read from the kernel over netlink (needs CAP_NET_ADMIN and the
-    /// ip_vs module): each virtual service with its scheduler and flags and the Kubernetes
-    /// Service port it belongs to, each real server with its pod and node, forwarding method,
-    /// weight and connection counts; --stats and --rate show the counters instead; -o json
-    /// prints every field as one document.
+    /// The `ipvsadm -Ln` view, read from the kernel over netlink (needs CAP_NET_ADMIN): each
+    /// virtual service with its scheduler and flags and the Kubernetes Service port it belongs
+    /// to, each real server with its pod and node, forwarding method, weight and connection
+    /// counts; --stats and --rate show the counters instead. Beside it, kube-proxy's nftables
+    /// and iptables modes: each Service address with its endpoints and the probability of
+    /// each. -o json prints every field as one document.
     #[command(after_help = rules::RULES_EXAMPLES)]
     Rules(RulesArgs),
 

@@ -22,6 +22,11 @@ Examples:
   ipvs-trace rules -o json > rules.json
       the same tables as one JSON document (every counter included)
 
+On a node whose kube-proxy runs in nftables or iptables mode (with or without ip_vs), a
+section per mode follows: each Service address (ClusterIP, external or LoadBalancer IP, node
+port; 0.0.0.0:PORT is a node port on every local address) with its endpoints and the
+Probability that a new connection goes to each (netfilter chooses at random).
+
 Columns (as in ipvsadm -Ln): Forward is the forwarding method (Masq = NAT, Route = DR,
 Tunnel = IPIP, Local); Weight the real server's share of new connections (0: no new ones);
 ActiveConn and InActConn are COUNTS OF CONNECTIONS, not bytes: ActiveConn the ESTABLISHED TCP
