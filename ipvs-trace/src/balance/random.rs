@@ -355,6 +355,11 @@ impl<'a> RandomService<'a> {
             let since = self.observed.connections - last.map_or(0, |l| l.sequence);
             let at = last.map(|l| ctx.clock.rfc3339(l.timestamp_ns));
             let silence = format!("no connection in the last {since} of the service");
+            let chosen_in_window = self
+                .observed
+                .backends
+                .get(&endpoint)
+                .is_some_and(|c| c.new + c.reused > 0);
             if let (Some(start), Some(end)) = (self.start, self.end) {
                 // The rules are what the kernel chooses from: they alone say.
                 if start.lists(endpoint) && !end.lists(endpoint) {
@@ -368,6 +373,17 @@ impl<'a> RandomService<'a> {
                     causes.push(Cause {
                         backend: Some(endpoint),
                         detail: Some("not in the rules at the open".into()),
+                        ..Cause::new("backend_added")
+                    });
+                } else if !start.lists(endpoint) && !end.lists(endpoint) && chosen_in_window {
+                    // The kernel only DNATs where the rules say: they had it in between.
+                    causes.push(Cause {
+                        backend: Some(endpoint),
+                        at,
+                        detail: Some(
+                            "in neither read of the rules: added and removed during the window"
+                                .into(),
+                        ),
                         ..Cause::new("backend_added")
                     });
                 }

@@ -455,6 +455,14 @@ fn an_endpoint_added_to_the_rules_is_named() {
     assert!(report.backends[2].beyond_tolerance);
     assert_eq!(cause_names(&report), [("backend_added", Some(endpoint(3)))]);
     assert_eq!(report.verdict, Verdict::Deviates);
+    // Added and removed again between the two reads: in neither, yet chosen.
+    let report = judge(&feed.window, Some(&rules_of(&[1, 2], &[1, 2])), None);
+    assert_eq!(cause_names(&report), [("backend_added", Some(endpoint(3)))]);
+    assert_eq!(
+        report.causes[0].detail.as_deref(),
+        Some("in neither read of the rules: added and removed during the window")
+    );
+    assert_eq!(report.verdict, Verdict::Deviates);
 }
 
 #[test]
