@@ -38,6 +38,8 @@ pub fn loader_queries(btf: Btf) {
             given: true,
         },
         vmlinux: PathBuf::from("fuzz-vmlinux"),
+        // The NAT probe's module BTF is not what these targets feed.
+        nf_nat: None,
     };
     if let Ok(resolved) = types.offsets(RELEASE) {
         let _ = offsets_report(&resolved.offsets);
