@@ -22,8 +22,13 @@ use crate::ipvs::{Dest, Service, Tables};
 /// selected service of a random selection (its events, or the rules), by protocol and address.
 #[must_use]
 pub fn analyse(window: &Window, ctx: &Context<'_>) -> Vec<ServiceReport> {
+    // Every IPVS address, filtered out or not: none of them is judged as a random selection.
+    let ipvs: BTreeSet<(Proto, SocketAddr)> = [ctx.start, ctx.end]
+        .into_iter()
+        .flat_map(|tables| &tables.services)
+        .filter_map(|s| Some((s.proto?, s.addr?)))
+        .collect();
     let mut reports = ipvs_reports(window, ctx);
-    let ipvs: BTreeSet<(Proto, SocketAddr)> = reports.iter().map(|r| (r.proto, r.vip)).collect();
     reports.extend(random::reports(window, ctx, &ipvs));
     reports.sort_by_key(|r| (r.proto, r.vip));
     reports
