@@ -23,6 +23,8 @@ use crate::{cmd, paths};
 /// BTF file on top of the 6.12 lab kernel's vmlinux), both followed by the loader's offset
 /// resolution and probe checks; `ipvs_netlink` (IPVS generic-netlink replies through
 /// `ipvs::read_with`) and `ctnetlink` (conntrack replies through `conntrack::get_reply`);
+/// `nft_netlink` (nf_tables replies through `NetfilterRules::from_transport`) and `xt_legacy`
+/// (a legacy iptables table through `netfilter::legacy::parse_capture`);
 /// `history_segment` (a `--history-dir` segment file through `history::segment::query_dir`),
 /// `history_query` (a query string of serve's API through `history::Query::parse`, and back).
 ///
@@ -61,6 +63,10 @@ enum Target {
     IpvsNetlink,
     #[value(name = "ctnetlink")]
     Ctnetlink,
+    #[value(name = "nft_netlink")]
+    NftNetlink,
+    #[value(name = "xt_legacy")]
+    XtLegacy,
     #[value(name = "history_segment")]
     HistorySegment,
     #[value(name = "history_query")]
@@ -68,12 +74,14 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 7] = [
+    const ALL: [Target; 9] = [
         Target::EventDecode,
         Target::BtfBase,
         Target::BtfSplit,
         Target::IpvsNetlink,
         Target::Ctnetlink,
+        Target::NftNetlink,
+        Target::XtLegacy,
         Target::HistorySegment,
         Target::HistoryQuery,
     ];
@@ -85,6 +93,8 @@ impl Target {
             Target::BtfSplit => "btf_split",
             Target::IpvsNetlink => "ipvs_netlink",
             Target::Ctnetlink => "ctnetlink",
+            Target::NftNetlink => "nft_netlink",
+            Target::XtLegacy => "xt_legacy",
             Target::HistorySegment => "history_segment",
             Target::HistoryQuery => "history_query",
         }
@@ -252,20 +262,9 @@ fn write_seeds(target: Target, fuzz_dir: &Path, corpus: &Path) -> Result<usize> 
         Target::EventDecode => event_seeds(),
         Target::BtfBase => btf_base_seeds(fuzz_dir)?,
         Target::BtfSplit => btf_split_seeds(root)?,
-        Target::IpvsNetlink => {
-            let mut seeds = Vec::new();
-            for (kernel, files) in fixture_dirs(&root.join("ipvs-trace/tests/netlink"))? {
-                let mut input = Vec::new();
-                for (i, file) in files.iter().enumerate() {
-                    if i > 0 {
-                        input.extend_from_slice(REPLY_SEPARATOR);
-                    }
-                    input.extend(read(file)?);
-                }
-                seeds.push((format!("rules-{kernel}"), input));
-            }
-            seeds
-        }
+        Target::IpvsNetlink => replies_seeds(&root.join("ipvs-trace/tests/netlink"), "rules")?,
+        Target::NftNetlink => replies_seeds(&root.join("ipvs-trace/tests/netfilter"), "nft")?,
+        Target::XtLegacy => legacy_table_seeds(&root.join("ipvs-trace/tests/netfilter"))?,
         Target::Ctnetlink => {
             let mut seeds = Vec::new();
             for (kernel, files) in fixture_dirs(&root.join("ipvs-trace/tests/conntrack"))? {
@@ -336,6 +335,51 @@ fn history_segment_seeds(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
              history::segment` writes one)",
             dir.display()
         );
+    }
+    Ok(seeds)
+}
+
+/// One input per folder of `dir`: its recorded replies in request order, separated by
+/// `REPLY_SEPARATOR`, as the targets that replay a whole read take them.
+fn replies_seeds(dir: &Path, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut seeds = Vec::new();
+    for (folder, files) in fixture_dirs(dir)? {
+        let mut input = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            if i > 0 {
+                input.extend_from_slice(REPLY_SEPARATOR);
+            }
+            input.extend(read(file)?);
+        }
+        seeds.push((format!("{prefix}-{folder}"), input));
+    }
+    Ok(seeds)
+}
+
+/// The legacy iptables tables recorded beside the nf_tables replies (`*/legacy-nat-*.xt`:
+/// the `IPT_SO_GET_INFO` answer and the entries), whole and cut in half.
+fn legacy_table_seeds(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut seeds = Vec::new();
+    for (folder, _) in fixture_dirs(dir)? {
+        let folder_path = dir.join(&folder);
+        for entry in std::fs::read_dir(&folder_path)
+            .with_context(|| format!("reading {}", folder_path.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "xt") {
+                continue;
+            }
+            let name = path.file_stem().unwrap_or_default().to_string_lossy();
+            let bytes = read(&path)?;
+            seeds.push((
+                format!("{folder}-{name}-half"),
+                bytes[..bytes.len() / 2].to_vec(),
+            ));
+            seeds.push((format!("{folder}-{name}"), bytes));
+        }
+    }
+    if seeds.is_empty() {
+        bail!("no legacy tables (*.xt) under {}", dir.display());
     }
     Ok(seeds)
 }
