@@ -94,6 +94,7 @@ node_reset() {
     # The errors scenario hides /sys/kernel/btf to stand in for a kernel without module BTF.
     if grep -q ' /sys/kernel/btf tmpfs ' /proc/mounts; then umount /sys/kernel/btf; fi
     ipvsadm -C
+    netfilter_reset
     _left=$(ls /run/netns 2>/dev/null)
     if [ -n "$_left" ] || [ -e /sys/class/net/kube-ipvs0 ] || [ -e /sys/class/net/eth0 ]; then
         # One `ip -force -batch` (it goes on after an error) for every link and netns. A netns
@@ -560,6 +561,79 @@ seed_node() {
     mk_client outside 198.51.100.7
 }
 
+# seed_node_kp MODE: the seed node with kube-proxy in MODE (nftables or iptables) instead of
+# IPVS: the three pods serving both ports, the Service's two ports on its ClusterIP, ingress IP
+# and NodePorts (kp_service), and seed_node's two clients plus a second one outside the
+# cluster (netns outside2, 198.51.100.8).
+seed_node_kp() {
+    kp_setup "$1" $SEED_NODE_IP
+    add_node_ip $SEED_NODE_IP
+    mk_pod dgzsm 10.245.112.32 8080 50091
+    mk_pod x7k2p 10.245.112.47 8080 50091
+    mk_pod q9wfn 10.245.113.15 8080 50091
+    _http=
+    _grpc=
+    for _pod in $SEED_POD_IPS; do
+        _http="$_http $_pod:8080"
+        _grpc="$_grpc $_pod:50091"
+    done
+    # shellcheck disable=SC2086 # one endpoint per word
+    kp_service "$1" --lb $SEED_EXTERNAL_IP --nodeport 32380 ratel/vpaas-demo-prod:http tcp \
+        $SEED_CLUSTER_IP:80 $_http
+    # shellcheck disable=SC2086 # one endpoint per word
+    kp_service "$1" --lb $SEED_EXTERNAL_IP --nodeport 31502 ratel/vpaas-demo-prod:grpc tcp \
+        $SEED_CLUSTER_IP:50091 $_grpc
+    mk_client client-pod 10.245.97.12
+    mk_client outside 198.51.100.7
+    mk_client outside2 198.51.100.8
+}
+
+# kp_seed_scenario MODE: the scenario of nftables.sh and iptables.sh, kube-proxy in MODE making
+# the decision (seed_node_kp), names from the lab's API server serving the seed. While `trace
+# --kubeconfig` runs:
+#   balanced  `balance --check` on the http ClusterIP over 300 connections to it (100 from the
+#             client pod, 200 from outside the cluster, masqueraded) and 6 to the http NodePort
+#             from outside; conntrack dumped after them (conntrack-balanced);
+#   removed   a second window: 60 connections, pod dgzsm's endpoint leaves (its EndpointSlice
+#             turns terminating on the API server and kube-proxy's rules drop it from both
+#             ports: kp_remove_endpoint), 60 more; conntrack dumped again (conntrack-removed).
+# `rules -o json` dumped before the traffic (rules.json) and after the removal
+# (rules-removed.json); the ruleset itself last (dump_netfilter).
+kp_seed_scenario() {
+    seed_node_kp "$1"
+    kube_apiserver_start /lab/fixtures/seed-snapshot.json
+    dump_rules_json rules.json --kubeconfig "$LAB_KUBECONFIG"
+
+    start_trace trace --kubeconfig "$LAB_KUBECONFIG"
+    trace_wait_stderr "kubernetes names synced" 60
+    balance_bg balanced --kubeconfig "$LAB_KUBECONFIG" --vip $SEED_CLUSTER_IP:80
+    client_start pod client-pod --to $SEED_CLUSTER_IP:80 --count 100
+    client_start outside outside --to $SEED_CLUSTER_IP:80 --count 100
+    client_start outside2 outside2 --to $SEED_CLUSTER_IP:80 --count 100
+    client_start nodeport outside --to $SEED_NODE_IP:32380 --count 6
+    client_wait || lab_log "some connections failed (see the client dumps)"
+    dump_conntrack conntrack-balanced
+    balance_stop balanced
+
+    balance_bg removed --kubeconfig "$LAB_KUBECONFIG" --vip $SEED_CLUSTER_IP:80
+    client_start before client-pod --to $SEED_CLUSTER_IP:80 --count 60
+    client_wait || lab_log "some connections failed (see the client dumps)"
+    kube_apply /lab/fixtures/seed-terminating.json
+    kp_remove_endpoint "$1" ratel/vpaas-demo-prod:http tcp 10.245.112.32:8080
+    kp_remove_endpoint "$1" ratel/vpaas-demo-prod:grpc tcp 10.245.112.32:50091
+    # The live tables are read again every second: the window sees the change first.
+    sleep 2
+    client_start after outside --to $SEED_CLUSTER_IP:80 --count 60
+    client_wait || lab_log "some connections failed (see the client dumps)"
+    dump_conntrack conntrack-removed
+    balance_stop removed
+    dump_rules_json rules-removed.json --kubeconfig "$LAB_KUBECONFIG"
+
+    stop_trace 426
+    dump_clients
+    dump_netfilter
+}
+
 # kube_apiserver_start FILE...: the in-repo API server on loopback serving the objects of the
 # FILEs (`kubectl get -o json` output); sets KUBE_API (ip:port) and LAB_KUBECONFIG (a
 # kubeconfig for it).
@@ -639,4 +713,473 @@ serve_stop() {
     dump "$1.status" echo "$_serve_st"
     dump "$1.out" cat "$LAB_TMP/$1.out"
     dump "$1.stderr" cat "$LAB_TMP/$1.stderr"
+}
+
+# ---- kube-proxy's nftables and iptables modes ----
+#
+# The same node, with kube-proxy in nftables or iptables mode instead: no VIP on kube-ipvs0
+# (both modes DNAT in prerouting, before routing, so a ClusterIP needs no address), the choice
+# of endpoint made at random by a rule, as kube-proxy writes them (read from its
+# pkg/proxy/nftables and pkg/proxy/iptables sources and their tests' expected rulesets):
+#   nftables  `table ip kube-proxy`: the `services` chain looks the destination up in the
+#             `service-ips` map (`service-nodeports` for NodePorts on @nodeport-ips), which
+#             goes to `service-HASH-ns/name/proto/port`; that one marks outside traffic for
+#             masquerade and picks an endpoint with `numgen random mod N vmap`, each endpoint
+#             chain `endpoint-HASH-ns/name/proto/port__ip/port` ending in `dnat to`.
+#   iptables  KUBE-SERVICES -> KUBE-SVC-HASH, whose rules pick an endpoint with `-m statistic
+#             --mode random --probability 1/N, 1/(N-1), ...` (the last unconditional) ->
+#             KUBE-SEP-HASH with its DNAT; KUBE-MARK-MASQ / KUBE-POSTROUTING masquerade;
+#             written with iptables-restore (iptables-nft: Debian's default).
+# Each service is remembered in $LAB_TMP/kp/ so that a change (kp_remove_endpoint) rewrites it
+# as kube-proxy's next sync would. node_reset removes the rules (`nft flush ruleset` covers the
+# iptables-nft tables too).
+
+# --cluster-cidr: traffic from outside it to a ClusterIP is masqueraded ("detect-local").
+KP_CLUSTER_CIDR=10.245.0.0/16
+# The mark kube-proxy's masquerade rules set and test (--masquerade-bit 14).
+KP_MASQ_MARK=0x4000
+# Set while the node has netfilter rules of a scenario: node_reset removes them.
+KP_MARKER=/run/lab-netfilter
+
+# kp_setup MODE [NODE-IP...]: kube-proxy's base rules for MODE (nftables or iptables), once
+# per scenario; NODE-IPs are where NodePorts listen (kube-proxy's nodePortAddresses). Loads
+# the netfilter modules, and empties the conntrack table so that `conntrack -L` lists only
+# this scenario's connections.
+kp_setup() {
+    _mode=$1
+    shift
+    /lab/load-netfilter.sh || die "cannot load the netfilter modules"
+    touch "$KP_MARKER"
+    mkdir -p "$LAB_TMP/kp"
+    conntrack -F 2>/dev/null || true
+    case $_mode in
+    nftables) _kp_nft_base "$@" ;;
+    iptables) _kp_ipt_base ;;
+    *) die "kp_setup: no kube-proxy mode $_mode" ;;
+    esac
+}
+
+# kp_service MODE [--lb IP]... [--nodeport PORT] NS/NAME:PORT PROTO CLUSTER-IP:PORT ENDPOINT...:
+# program one Service port (ServicePortName, lowercase protocol, its ClusterIP and port, each
+# endpoint IP:PORT) as kube-proxy in MODE does, with its LoadBalancer ingress IPs and NodePort
+# (externalTrafficPolicy Cluster).
+kp_service() {
+    _mode=$1
+    shift
+    _lbs=
+    _nodeport=
+    while :; do
+        case $1 in
+        --lb)
+            _lbs="$_lbs $2"
+            shift 2
+            ;;
+        --nodeport)
+            _nodeport=$2
+            shift 2
+            ;;
+        *) break ;;
+        esac
+    done
+    [ $# -ge 4 ] || die "kp_service: needs NS/NAME:PORT PROTO CLUSTER-IP:PORT ENDPOINT..."
+    _svcport=$1
+    _state=$(_kp_state "$_mode" "$1" "$2")
+    _endpoints=$(shift 3 && echo "$*")
+    {
+        echo "KP_SVC='$1'"
+        echo "KP_PROTO='$2'"
+        echo "KP_CLUSTER='$3'"
+        echo "KP_LB='${_lbs# }'"
+        echo "KP_NODEPORT='$_nodeport'"
+        shift 3
+        echo "KP_ENDPOINTS='$*'"
+    } >"$_state"
+    case $_mode in
+    nftables) _kp_nft_apply "$_state" new ;;
+    iptables) _kp_ipt_apply ;;
+    esac
+    lab_log "kube-proxy ($_mode): $_svcport -> $_endpoints"
+}
+
+# kp_remove_endpoint MODE NS/NAME:PORT PROTO ENDPOINT: the endpoint leaves the Service (pod
+# gone or not ready), rewritten as kube-proxy's next sync does: nftables flushes the service
+# chain and writes it again with the smaller numgen vmap, flushes the endpoint's chain and
+# deletes it a sync later (kube-proxy waits at least a second: older kernels notice a chain is
+# unreferenced only a moment after); iptables restores the KUBE-SVC chain with the new
+# probabilities and deletes the KUBE-SEP chain (-X) in the same restore.
+kp_remove_endpoint() {
+    _state=$(_kp_state "$1" "$2" "$3")
+    [ -e "$_state" ] || die "kp_remove_endpoint: no $1 service $2 $3"
+    _kp_names "$_state"
+    _old=$KP_ENDPOINTS
+    _left=
+    for _ep in $_old; do
+        [ "$_ep" = "$4" ] || _left="$_left $_ep"
+    done
+    [ "$_left" != " $_old" ] || die "kp_remove_endpoint: $4 is not an endpoint of $2"
+    sed -i "s|^KP_ENDPOINTS=.*|KP_ENDPOINTS='${_left# }'|" "$_state"
+    case $1 in
+    nftables)
+        _kp_nft_apply "$_state" changed "$(_kp_nft_endpoint_chain "$_state" "$4")"
+        usleep 1100000
+        nft delete chain ip kube-proxy "$(_kp_nft_endpoint_chain "$_state" "$4")" ||
+            die "cannot delete the stale endpoint chain of $4"
+        ;;
+    iptables) _kp_ipt_apply "$(_kp_ipt_sep_chain "$_state" "$4")" ;;
+    esac
+    lab_log "kube-proxy ($1): $2 lost $4"
+}
+
+# kp_hash CHARS TEXT: the first CHARS (a multiple of 8) characters of base32(SHA-256(TEXT)),
+# which kube-proxy puts in its chain names (8 in nftables mode, 16 in iptables mode). Every
+# 10 hex digits (40 bits, exact in awk's doubles) make 8 base32 characters.
+kp_hash() {
+    printf %s "$2" | sha256sum | awk -v n="$1" '
+        BEGIN { b32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" }
+        {
+            out = ""
+            for (o = 1; length(out) < n; o += 10) {
+                v = 0
+                for (i = o; i < o + 10; i++) v = v * 16 + index("0123456789abcdef", substr($1, i, 1)) - 1
+                s = ""
+                for (j = 0; j < 8; j++) { s = substr(b32, v % 32 + 1, 1) s; v = int(v / 32) }
+                out = out s
+            }
+            print substr(out, 1, n)
+        }'
+}
+
+# balance_bg NAME ARGS...: `ipvs-trace balance -o json --check ARGS` in the background (with
+# --btf where the kernel needs it), beside a trace of trace_bg; returns once its window is
+# open. balance_stop NAME ends it.
+balance_bg() {
+    _bname=$1
+    shift
+    [ -z "$LAB_IP_VS_BTF" ] || set -- --btf "$LAB_IP_VS_BTF" "$@"
+    ipvs-trace balance -o json --check "$@" >"$LAB_TMP/$_bname.out" 2>"$LAB_TMP/$_bname.stderr" &
+    echo $! >"$LAB_TMP/$_bname.pid"
+    echo $! >>"$LAB_PIDS"
+    wait_for "$LAB_TMP/$_bname.stderr" "balance window open" 60 || {
+        cat "$LAB_TMP/$_bname.stderr"
+        die "ipvs-trace balance $_bname did not open its window"
+    }
+    lab_log "ipvs-trace balance $_bname window open"
+}
+
+# balance_stop NAME: stop_trace for the balance of balance_bg NAME (its dumps NAME.out,
+# NAME.stderr, NAME.status), leaving a trace of trace_bg running.
+balance_stop() {
+    _trace_name=$TRACE_NAME
+    _trace_pid=$TRACE_PID
+    TRACE_NAME=$1
+    TRACE_PID=$(cat "$LAB_TMP/$1.pid")
+    stop_trace
+    TRACE_NAME=$_trace_name
+    TRACE_PID=$_trace_pid
+}
+
+# dump_conntrack NAME: the dump NAME, the kernel's conntrack table (`conntrack -L -o extended`,
+# IPv4): for each DNATed connection, original destination = the VIP, reply source = the
+# endpoint. stdout only: the tool's count line on stderr could land inside the listing.
+dump_conntrack() {
+    dump "$1" sh -c 'conntrack -L -f ipv4 -o extended 2>/dev/null'
+}
+
+# dump_rules_json NAME ARGS...: `ipvs-trace rules -o json ARGS`, its stdout (one JSON document)
+# in the dump NAME, its stderr in NAME.stderr.
+dump_rules_json() {
+    _rname=$1
+    shift
+    dump "$_rname" sh -c 'ipvs-trace rules -o json "$@" 2>"$0"' "$LAB_TMP/$_rname.stderr" "$@"
+    dump "$_rname.stderr" cat "$LAB_TMP/$_rname.stderr"
+}
+
+# dump_netfilter: the rules as the kernel holds them, for a person reading a failure: the
+# dumps `nft-ruleset` and `iptables-save`.
+dump_netfilter() {
+    dump nft-ruleset nft list ruleset
+    dump iptables-save iptables-save
+}
+
+# netfilter_reset: remove every table a scenario left (node_reset calls it).
+netfilter_reset() {
+    [ -e "$KP_MARKER" ] || return 0
+    nft flush ruleset
+    if [ -d /sys/module/ip_tables ]; then
+        for _table in nat filter; do
+            iptables-legacy -t "$_table" -F
+            iptables-legacy -t "$_table" -X
+        done
+    fi
+    rm -f "$KP_MARKER"
+}
+
+# _kp_state MODE NS/NAME:PORT PROTO: the file that remembers that Service port.
+_kp_state() {
+    echo "$LAB_TMP/kp/$1-$(echo "$2-$3" | tr '/:' '__')"
+}
+
+# _kp_nft_base [NODE-IP...]: `table ip kube-proxy` as the proxier's setupNFTables leaves it
+# before any Service: its sets and maps, base chains on the hooks at kube-proxy's priorities
+# (dstnat -100, srcnat 100, filter before DNAT at -110 and after it at 0), the
+# masquerade and dispatch chains. No cluster-ips-check drop for a service CIDR: the lab's
+# ClusterIPs share 172.31/16 with the IPVS scenarios' VIPs, which a half-migrated node still
+# serves.
+_kp_nft_base() {
+    {
+        cat <<'NFT'
+add table ip kube-proxy { comment "rules for kube-proxy" ; }
+add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }
+add set ip kube-proxy nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }
+add map ip kube-proxy firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }
+add map ip kube-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }
+add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }
+add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }
+add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }
+add chain ip kube-proxy cluster-ips-check
+add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }
+add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }
+add chain ip kube-proxy filter-forward { type filter hook forward priority 0 ; }
+add chain ip kube-proxy filter-input { type filter hook input priority 0 ; }
+add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }
+add chain ip kube-proxy firewall-check
+add chain ip kube-proxy mark-for-masquerade
+add chain ip kube-proxy masquerading
+add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }
+add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }
+add chain ip kube-proxy nodeport-endpoints-check
+add chain ip kube-proxy reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }
+add chain ip kube-proxy services
+add chain ip kube-proxy service-endpoints-check
+add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"
+add rule ip kube-proxy filter-prerouting-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check
+add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check
+add rule ip kube-proxy filter-input ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-output ct state new jump cluster-ips-check
+add rule ip kube-proxy firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips
+add rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000
+add rule ip kube-proxy masquerading mark and 0x4000 == 0 return
+add rule ip kube-proxy masquerading mark set mark xor 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+add rule ip kube-proxy nat-output jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports
+add rule ip kube-proxy reject-chain reject
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+NFT
+        for _node in "$@"; do
+            echo "add element ip kube-proxy nodeport-ips { $_node }"
+        done
+    } | nft -f - || die "nft refused kube-proxy's base table"
+}
+
+# _kp_names FILE: from the state FILE, sets _ns _name _port (ServicePortName parts), _cip
+# _cport (ClusterIP and port) and _kp_proto.
+_kp_names() {
+    # shellcheck disable=SC1090 # a state file written by kp_service
+    . "$1"
+    _ns=${KP_SVC%%/*}
+    _name=${KP_SVC#*/}
+    _port=${_name#*:}
+    _name=${_name%%:*}
+    _cip=${KP_CLUSTER%:*}
+    _cport=${KP_CLUSTER##*:}
+    _kp_proto=$KP_PROTO
+}
+
+# _kp_nft_endpoint_chain FILE ENDPOINT: the endpoint chain's name (servicePortEndpointChainNameBase).
+_kp_nft_endpoint_chain() {
+    _kp_names "$1"
+    _base="$_ns/$_name/$_kp_proto/${_port}__${2%:*}/${2##*:}"
+    echo "endpoint-$(kp_hash 8 "$_base")-$_base"
+}
+
+# _kp_nft_apply FILE new|changed [STALE-CHAIN]: one nft transaction for the Service port in
+# FILE, as a sync writes it: its chains (added if new, flushed, filled) and, when new, its map
+# elements; a STALE-CHAIN (a removed endpoint's) is flushed in the same transaction.
+_kp_nft_apply() {
+    _kp_names "$1"
+    _base="$_ns/$_name/$_kp_proto/$_port"
+    _hash=$(kp_hash 8 "$_base")
+    _svc=service-$_hash-$_base
+    _ext=external-$_hash-$_base
+    {
+        echo "add chain ip kube-proxy $_svc"
+        echo "flush chain ip kube-proxy $_svc"
+        echo "add rule ip kube-proxy $_svc ip daddr $_cip ip saddr != $KP_CLUSTER_CIDR jump mark-for-masquerade"
+        _vmap=
+        _i=0
+        for _ep in $KP_ENDPOINTS; do
+            _chain=$(_kp_nft_endpoint_chain "$1" "$_ep")
+            echo "add chain ip kube-proxy $_chain"
+            echo "flush chain ip kube-proxy $_chain"
+            echo "add rule ip kube-proxy $_chain ip saddr ${_ep%:*} jump mark-for-masquerade"
+            echo "add rule ip kube-proxy $_chain meta l4proto $_kp_proto dnat to $_ep"
+            _vmap="$_vmap${_vmap:+ , }$_i : goto $_chain"
+            _i=$((_i + 1))
+        done
+        echo "add rule ip kube-proxy $_svc numgen random mod $_i vmap { $_vmap }"
+        if [ -n "$KP_LB$KP_NODEPORT" ]; then
+            echo "add chain ip kube-proxy $_ext"
+            echo "flush chain ip kube-proxy $_ext"
+            echo "add rule ip kube-proxy $_ext jump mark-for-masquerade"
+            echo "add rule ip kube-proxy $_ext goto $_svc"
+        fi
+        [ -z "${3:-}" ] || echo "flush chain ip kube-proxy $3"
+        if [ "$2" = new ]; then
+            echo "add element ip kube-proxy cluster-ips { $_cip }"
+            echo "add element ip kube-proxy service-ips { $_cip . $_kp_proto . $_cport : goto $_svc }"
+            for _lb in $KP_LB; do
+                echo "add element ip kube-proxy service-ips { $_lb . $_kp_proto . $_cport : goto $_ext }"
+            done
+            [ -z "$KP_NODEPORT" ] ||
+                echo "add element ip kube-proxy service-nodeports { $_kp_proto . $KP_NODEPORT : goto $_ext }"
+        fi
+    } | nft -f - || die "nft refused the rules of $KP_SVC"
+}
+
+# _kp_ipt_base: the jumps from the built-in chains into kube-proxy's (its iptablesJumpChains
+# and the kubelet's KUBE-FIREWALL), made once as kube-proxy's first sync does.
+_kp_ipt_base() {
+    iptables-restore --noflush <<'IPT' || die "iptables-restore refused kube-proxy's jump rules"
+*filter
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-EXTERNAL-SERVICES - [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+:KUBE-PROXY-FIREWALL - [0:0]
+-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS
+-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES
+-A INPUT -j KUBE-FIREWALL
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -j KUBE-FIREWALL
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+COMMIT
+IPT
+}
+
+# _kp_ipt_svc_chain FILE: the Service port's KUBE-SVC chain (servicePortChainName).
+_kp_ipt_svc_chain() {
+    _kp_names "$1"
+    echo "KUBE-SVC-$(kp_hash 16 "$KP_SVC$_kp_proto")"
+}
+
+# _kp_ipt_sep_chain FILE ENDPOINT: the endpoint's KUBE-SEP chain (servicePortEndpointChainName).
+_kp_ipt_sep_chain() {
+    _kp_names "$1"
+    echo "KUBE-SEP-$(kp_hash 16 "$KP_SVC$_kp_proto$2")"
+}
+
+# _kp_ipt_apply [STALE-CHAIN...]: one iptables-restore --noflush of kube-proxy's filter and
+# nat chains for every iptables-mode Service port remembered, as a full sync writes them (a
+# chain named in the input is flushed and written whole); each STALE-CHAIN is deleted in it.
+_kp_ipt_apply() {
+    _rules=$LAB_TMP/kp/iptables.rules
+    _chains=$LAB_TMP/kp/iptables.chains
+    : >"$_rules"
+    : >"$_chains"
+    _services=
+    _nodeports=
+    for _file in "$LAB_TMP"/kp/iptables-*; do
+        [ -e "$_file" ] || continue
+        _kp_names "$_file"
+        _svc=$(_kp_ipt_svc_chain "$_file")
+        _ext=KUBE-EXT-${_svc#KUBE-SVC-}
+        _match="-m $_kp_proto -p $_kp_proto"
+        echo ":$_svc - [0:0]" >>"$_chains"
+        _services="$_services
+-A KUBE-SERVICES -m comment --comment \"$KP_SVC cluster IP\" $_match -d $_cip --dport $_cport -j $_svc"
+        for _lb in $KP_LB; do
+            _services="$_services
+-A KUBE-SERVICES -m comment --comment \"$KP_SVC loadbalancer IP\" $_match -d $_lb --dport $_cport -j $_ext"
+        done
+        [ -z "$KP_NODEPORT" ] || _nodeports="$_nodeports
+-A KUBE-NODEPORTS -m comment --comment $KP_SVC $_match --dport $KP_NODEPORT -j $_ext"
+        if [ -n "$KP_LB$KP_NODEPORT" ]; then
+            echo ":$_ext - [0:0]" >>"$_chains"
+            {
+                echo "-A $_ext -m comment --comment \"masquerade traffic for $KP_SVC external destinations\" -j KUBE-MARK-MASQ"
+                echo "-A $_ext -j $_svc"
+            } >>"$_rules"
+        fi
+        echo "-A $_svc -m comment --comment \"$KP_SVC cluster IP\" $_match -d $_cip --dport $_cport ! -s $KP_CLUSTER_CIDR -j KUBE-MARK-MASQ" >>"$_rules"
+        _n=$(echo "$KP_ENDPOINTS" | wc -w)
+        for _ep in $KP_ENDPOINTS; do
+            _sep=$(_kp_ipt_sep_chain "$_file" "$_ep")
+            echo ":$_sep - [0:0]" >>"$_chains"
+            _chance=
+            [ "$_n" -le 1 ] ||
+                _chance="-m statistic --mode random --probability $(awk -v n="$_n" 'BEGIN { printf "%.10f", 1 / n }') "
+            {
+                echo "-A $_svc -m comment --comment \"$KP_SVC -> $_ep\" $_chance-j $_sep"
+                echo "-A $_sep -m comment --comment $KP_SVC -s ${_ep%:*} -j KUBE-MARK-MASQ"
+                echo "-A $_sep -m comment --comment $KP_SVC $_match -j DNAT --to-destination $_ep"
+            } >>"$_rules"
+            _n=$((_n - 1))
+        done
+    done
+    for _stale in "$@"; do
+        echo ":$_stale - [0:0]" >>"$_chains"
+        echo "-X $_stale" >>"$_rules"
+    done
+    {
+        cat <<'IPT'
+*filter
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-EXTERNAL-SERVICES - [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-FORWARD - [0:0]
+:KUBE-PROXY-FIREWALL - [0:0]
+-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+IPT
+        cat "$_chains"
+        [ -z "$_nodeports" ] || echo "${_nodeports#?}"
+        [ -z "$_services" ] || echo "${_services#?}"
+        cat <<'IPT'
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+IPT
+        cat "$_rules"
+        echo COMMIT
+    } >"$LAB_TMP/kp/iptables.restore"
+    iptables-restore --noflush <"$LAB_TMP/kp/iptables.restore" || {
+        cat "$LAB_TMP/kp/iptables.restore"
+        die "iptables-restore refused kube-proxy's rules"
+    }
 }

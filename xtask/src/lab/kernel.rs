@@ -36,6 +36,37 @@ pub(crate) const MODULES: &[&str] = &[
     "nf_conntrack_netlink",
 ];
 
+/// What kube-proxy's nftables and iptables (iptables-nft) modes need, loaded by
+/// `/lab/load-netfilter.sh` when a scenario asks (the IPVS scenarios' boots do not pay for
+/// them): nf_tables with the expressions kube-proxy's rules use (`numgen`, `ct`, `dnat`,
+/// `masquerade`, `reject`), and the x_tables matches and targets iptables-nft runs
+/// through nft_compat (`statistic`, `comment`, `mark`, `addrtype`, `conntrack`, `tcp`,
+/// `DNAT`, `MASQUERADE`). Present as modules in Debian's 5.10, 6.1, 6.12 and 7.2 builds; the
+/// nft_set_* backends, nft_meta and nft_counter are built into nf_tables there.
+pub(crate) const NETFILTER_MODULES: &[&str] = &[
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_numgen",
+    "nft_ct",
+    "nft_masq",
+    "nft_reject_ipv4",
+    "nft_compat",
+    "xt_statistic",
+    "xt_comment",
+    "xt_mark",
+    "xt_addrtype",
+    "xt_conntrack",
+    "xt_tcpudp",
+    "xt_nat",
+    "xt_MASQUERADE",
+];
+
+/// The legacy (x_tables) iptables tables, for `iptables-legacy`: `/lab/load-netfilter.sh
+/// legacy`. Apart from [`NETFILTER_MODULES`] because iptable_filter installs its table (and
+/// its hooks) as it loads.
+pub(crate) const LEGACY_IPTABLES_MODULES: &[&str] = &["ip_tables", "iptable_nat", "iptable_filter"];
+
 /// Unloaded by `/lab/unload-ipvs.sh`, schedulers first (they hold references on ip_vs).
 pub(crate) const IPVS_MODULES: &[&str] = &[
     "ip_vs_mh",
@@ -636,11 +667,16 @@ fn sha256(path: &Path) -> Result<String> {
         .context("sha256sum printed nothing")
 }
 
-/// The insmod order for [`MODULES`], from the host's `modprobe --show-depends` run against the
-/// unpacked tree: each module's closure in dependency order, first occurrence kept.
-pub(crate) fn load_order(tree: &KernelTree) -> Result<Vec<Module>> {
+/// The insmod order for `modules`, from the host's `modprobe --show-depends` run against the
+/// unpacked tree: each module's closure in dependency order, first occurrence kept, leaving
+/// out those in `loaded` (a group loaded before, e.g. [`MODULES`] at boot).
+pub(crate) fn load_order(
+    tree: &KernelTree,
+    modules: &[&str],
+    loaded: &[Module],
+) -> Result<Vec<Module>> {
     let mut order: Vec<Module> = Vec::new();
-    for module in MODULES {
+    for module in modules {
         let shown = cmd::stdout(
             Command::new("modprobe")
                 // No host configuration: the host's modprobe.d must not change the image.
@@ -657,7 +693,7 @@ pub(crate) fn load_order(tree: &KernelTree) -> Result<Vec<Module>> {
             let guest_path = format!("/{}", relative.to_string_lossy().trim_end_matches(".xz"));
             let file = guest_path.rsplit('/').next().unwrap_or_default();
             let name = file.trim_end_matches(".ko").replace('-', "_");
-            if order.iter().any(|m| m.name == name) {
+            if order.iter().chain(loaded).any(|m| m.name == name) {
                 continue;
             }
             // systemd's modprobe.d does the same on every real node: no stray dummy0.

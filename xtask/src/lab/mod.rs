@@ -13,10 +13,13 @@
 //! network interface besides what the script creates: nothing leaves it.
 //!
 //! Guest files: `/usr/bin/ipvs-trace`, `/usr/bin/lab-net`, `/sbin/ip` (iproute2; busybox's `ip`
-//! cannot do netns or veth), `/sbin/ipvsadm`, every busybox applet, `/lab/lib.sh` (the repo's
-//! `tests/lib/lab.sh`, when it exists), `/lab/script.sh`, `/lab/load-ipvs.sh`,
+//! cannot do netns or veth), `/sbin/ipvsadm`, `/sbin/conntrack`, `/sbin/nft` and iptables
+//! (`iptables*` = iptables-nft, `iptables-legacy*`), every busybox applet, `/lab/lib.sh` (the
+//! repo's `tests/lib/lab.sh`, when it exists), `/lab/script.sh`, `/lab/load-ipvs.sh`,
 //! `/lab/unload-ipvs.sh` (removes ip_vs and its schedulers after clearing the virtual services),
-//! `/etc/passwd` with root and nobody (65534).
+//! `/lab/load-netfilter.sh [legacy]` (nf_tables and the x_tables extensions kube-proxy's
+//! nftables and iptables modes use, not loaded at boot), `/etc/passwd` with root and nobody
+//! (65534).
 //!
 //! Caches live under `target/lab/`: `kernels/<package>/` (the verified .deb and its unpacked
 //! tree), `images/base-<kernel>-<hash>.cpio` (everything but the per-run files), and `runs/`
