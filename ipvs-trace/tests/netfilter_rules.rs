@@ -633,6 +633,10 @@ fn reader_equals_what_was_programmed() {
         program();
         let rules = read();
         assert_eq!(rules.modes(), [Dataplane::Nftables, Dataplane::Iptables]);
+        assert_eq!(
+            NetfilterRules::present_modes().unwrap(),
+            [Dataplane::Nftables, Dataplane::Iptables]
+        );
         assert!(rules.notices().is_empty(), "{:?}", rules.notices());
         assert_same(
             &read_as_expected(&rules, Dataplane::Nftables),
@@ -714,7 +718,15 @@ fn assert_rules_json(rules: &NetfilterRules) {
 /// A namespace with no rules of any kind: without ip_vs, the error that says to load it.
 #[test]
 fn nothing_at_all() {
-    in_new_netns("nothing_at_all", &[], || {
+    in_new_netns("nothing_at_all", &["nft"], || {
+        assert!(NetfilterRules::present_modes().unwrap().is_empty());
+        // kube-proxy's table without a Service is a mode all the same.
+        run("nft", &["add", "table", "ip", "kube-proxy"], "");
+        assert_eq!(
+            NetfilterRules::present_modes().unwrap(),
+            [Dataplane::Nftables]
+        );
+        run("nft", &["delete", "table", "ip", "kube-proxy"], "");
         let out = Command::new(env!("CARGO_BIN_EXE_ipvs-trace"))
             .args(["rules", "--no-kube"])
             .output()
@@ -742,6 +754,10 @@ fn legacy_iptables_equals_what_was_programmed() {
         run("ip6tables-legacy-restore", &[], &iptables_rules(true));
         let rules = read();
         assert_eq!(rules.modes(), [Dataplane::Iptables]);
+        assert_eq!(
+            NetfilterRules::present_modes().unwrap(),
+            [Dataplane::Iptables]
+        );
         assert!(rules.notices().is_empty(), "{:?}", rules.notices());
         assert!(rules
             .services()

@@ -53,8 +53,11 @@ pub struct NetfilterRules {
     any_local: HashMap<(u8, Family, u16), Dataplane>,
 }
 
-/// The tables [`nft::read`] reads: kube-proxy's, and iptables-nft's `nat`.
-struct Wanted;
+/// The tables [`nft::read`] reads: kube-proxy's, and iptables-nft's `nat`; with `rules`
+/// false their chains only.
+struct Wanted {
+    rules: bool,
+}
 
 impl nft::Selection for Wanted {
     fn table(&self, id: &TableId) -> bool {
@@ -64,6 +67,10 @@ impl nft::Selection for Wanted {
 
     fn elements(&self, table: &TableId, set: &Set) -> bool {
         kube_nft::is_table(table) && kube_nft::wants_elements(set)
+    }
+
+    fn rules(&self) -> bool {
+        self.rules
     }
 }
 
@@ -80,9 +87,25 @@ impl NetfilterRules {
         NetfilterRules::read_with(Some(dir))
     }
 
+    /// Which netfilter modes this network namespace has ([`Self::modes`]), without reading
+    /// their rules: the nf_tables tables and the `nat` tables' chains, and the legacy `nat`
+    /// table when it exists (`check`).
+    pub fn present_modes() -> anyhow::Result<Vec<Dataplane>> {
+        let netlink = netlink_sys::protocols::NETLINK_NETFILTER;
+        let ruleset = match Kernel::open_protocol(netlink, "netfilter netlink", None) {
+            Ok(mut kernel) => read_ruleset(&mut kernel, &Wanted { rules: false })?,
+            Err(error) => match NftError::from(error) {
+                NftError::NotAvailable(_) => Ruleset::default(),
+                other => return Err(other).context("opening a netfilter netlink socket"),
+            },
+        };
+        let (legacy, _) = read_legacy(None)?;
+        Ok(NetfilterRules::from_parts(&ruleset, &legacy, Vec::new()).modes())
+    }
+
     /// The nf_tables rules read through `transport` (a recording's replay, a fuzz input).
     pub fn from_transport(transport: &mut impl Transport) -> anyhow::Result<NetfilterRules> {
-        let ruleset = read_ruleset(transport)?;
+        let ruleset = read_ruleset(transport, &Wanted { rules: true })?;
         Ok(NetfilterRules::from_parts(&ruleset, &[], Vec::new()))
     }
 
@@ -91,7 +114,7 @@ impl NetfilterRules {
     pub fn replay(dir: &Path) -> anyhow::Result<NetfilterRules> {
         let mut replay = Replay::open(dir)
             .with_context(|| format!("opening the recording {}", dir.display()))?;
-        let ruleset = read_ruleset(&mut replay)?;
+        let ruleset = read_ruleset(&mut replay, &Wanted { rules: true })?;
         let mut legacy = Vec::new();
         for family in [Family::V4, Family::V6] {
             let path = dir.join(legacy_capture_name(family));
@@ -110,45 +133,13 @@ impl NetfilterRules {
     fn read_with(record: Option<&Path>) -> anyhow::Result<NetfilterRules> {
         let netlink = netlink_sys::protocols::NETLINK_NETFILTER;
         let ruleset = match Kernel::open_protocol(netlink, "netfilter netlink", record) {
-            Ok(mut kernel) => read_ruleset(&mut kernel)?,
+            Ok(mut kernel) => read_ruleset(&mut kernel, &Wanted { rules: true })?,
             Err(error) => match NftError::from(error) {
                 NftError::NotAvailable(_) => Ruleset::default(),
                 other => return Err(other).context("opening a netfilter netlink socket"),
             },
         };
-        let mut legacy = Vec::new();
-        let mut notices = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            let capture = legacy::capture(family).and_then(|capture| {
-                let Some(capture) = capture else {
-                    return Ok(None);
-                };
-                if let Some(dir) = record {
-                    std::fs::write(dir.join(legacy_capture_name(family)), &capture)?;
-                }
-                legacy::parse_capture(family, &capture)
-                    .map(Some)
-                    .map_err(|e| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-                    })
-            });
-            match capture {
-                Ok(Some(chains)) => legacy.push((family, chains)),
-                Ok(None) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    return Err(anyhow::anyhow!(
-                        "permission denied (the kernel refused to list the legacy iptables \
-                         nat table with EPERM): reading it needs CAP_NET_ADMIN over this \
-                         network namespace; run as root, or grant the capability \
-                         (`setcap cap_net_admin+ep ipvs-trace`)"
-                    ));
-                }
-                Err(e) => notices.push(format!(
-                    "the legacy iptables nat table ({}) could not be read: {e}",
-                    family.as_str()
-                )),
-            }
-        }
+        let (legacy, notices) = read_legacy(record)?;
         Ok(NetfilterRules::from_parts(&ruleset, &legacy, notices))
     }
 
@@ -261,6 +252,43 @@ impl NetfilterRules {
     }
 }
 
+/// The legacy `nat` tables of both families that exist, recorded into `record` when given;
+/// a table that cannot be read is a notice, missing CAP_NET_ADMIN an error.
+fn read_legacy(record: Option<&Path>) -> anyhow::Result<(Vec<(Family, ChainMap)>, Vec<String>)> {
+    let mut legacy = Vec::new();
+    let mut notices = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let capture = legacy::capture(family).and_then(|capture| {
+            let Some(capture) = capture else {
+                return Ok(None);
+            };
+            if let Some(dir) = record {
+                std::fs::write(dir.join(legacy_capture_name(family)), &capture)?;
+            }
+            legacy::parse_capture(family, &capture)
+                .map(Some)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+        });
+        match capture {
+            Ok(Some(chains)) => legacy.push((family, chains)),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(anyhow::anyhow!(
+                    "permission denied (the kernel refused to list the legacy iptables \
+                     nat table with EPERM): reading it needs CAP_NET_ADMIN over this \
+                     network namespace; run as root, or grant the capability \
+                     (`setcap cap_net_admin+ep ipvs-trace`)"
+                ));
+            }
+            Err(e) => notices.push(format!(
+                "the legacy iptables nat table ({}) could not be read: {e}",
+                family.as_str()
+            )),
+        }
+    }
+    Ok((legacy, notices))
+}
+
 /// The file of a recording that holds the legacy `nat` table of `family` (not `.bin`: the
 /// netlink replay takes every `.bin` file as a reply).
 fn legacy_capture_name(family: Family) -> String {
@@ -268,8 +296,8 @@ fn legacy_capture_name(family: Family) -> String {
 }
 
 /// The nf_tables tables the models read, through `transport`; no nf_tables is none.
-fn read_ruleset(transport: &mut impl Transport) -> anyhow::Result<Ruleset> {
-    match nft::read(transport, &Wanted) {
+fn read_ruleset(transport: &mut impl Transport, wanted: &Wanted) -> anyhow::Result<Ruleset> {
+    match nft::read(transport, wanted) {
         Ok(ruleset) => Ok(ruleset),
         Err(NftError::NotAvailable(_)) => Ok(Ruleset::default()),
         Err(e) => Err(e).context("reading the nf_tables ruleset"),

@@ -117,6 +117,11 @@ impl TableDump {
 pub trait Selection {
     fn table(&self, id: &TableId) -> bool;
     fn elements(&self, table: &TableId, set: &Set) -> bool;
+    /// Whether the rules and sets of the wanted tables are read, or only their chains (which
+    /// tables and chains exist is all some callers ask).
+    fn rules(&self) -> bool {
+        true
+    }
 }
 
 /// What the ruleset holds of the wanted tables: every table's id (`tables`, for who asks which
@@ -198,6 +203,15 @@ fn read_once(
         })?;
         // Kernels before 6.x dump every chain of the family whatever the filter says.
         chains.retain(|c| c.table == id.name);
+        if !selection.rules() {
+            read.push(TableDump {
+                id: id.clone(),
+                chains,
+                rules: Vec::new(),
+                sets: Vec::new(),
+            });
+            continue;
+        }
 
         let what = "NFT_MSG_GETRULE";
         let s = next(seq);
