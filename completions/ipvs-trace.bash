@@ -85,7 +85,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__balance)
-            opts="-o -h -V --output --duration --check --tolerance --vip --proto --wait --btf --ring-size --attach --kubeconfig --kube-snapshot --no-kube --namespace --service --help --version"
+            opts="-o -h -V --output --duration --check --tolerance --vip --proto --wait --btf --ring-size --attach --dataplane --kubeconfig --kube-snapshot --no-kube --namespace --service --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,6 +127,10 @@ _ipvs_trace() {
                     COMPREPLY=($(compgen -W "auto fentry kprobe" -- "${cur}"))
                     return 0
                     ;;
+                --dataplane)
+                    COMPREPLY=($(compgen -W "ipvs nftables iptables" -- "${cur}"))
+                    return 0
+                    ;;
                 --kubeconfig)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -151,7 +155,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__check)
-            opts="-h -V --btf --event --attach --help --version"
+            opts="-h -V --btf --event --attach --dataplane --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +171,10 @@ _ipvs_trace() {
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "auto fentry kprobe" -- "${cur}"))
+                    return 0
+                    ;;
+                --dataplane)
+                    COMPREPLY=($(compgen -W "ipvs nftables iptables" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -357,7 +365,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__serve)
-            opts="-h -V --metrics-addr --metrics-no-backend --history-size --history-dir --history-max-bytes --history-max-age --api-socket --api-addr --log-decisions --btf --ring-size --attach --kubeconfig --kube-snapshot --no-kube --help --version"
+            opts="-h -V --metrics-addr --metrics-no-backend --history-size --history-dir --history-max-bytes --history-max-age --api-socket --api-addr --log-decisions --btf --ring-size --attach --dataplane --kubeconfig --kube-snapshot --no-kube --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -403,6 +411,10 @@ _ipvs_trace() {
                     COMPREPLY=($(compgen -W "auto fentry kprobe" -- "${cur}"))
                     return 0
                     ;;
+                --dataplane)
+                    COMPREPLY=($(compgen -W "ipvs nftables iptables" -- "${cur}"))
+                    return 0
+                    ;;
                 --kubeconfig)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -419,7 +431,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__top)
-            opts="-b -h -V --batch --interval --iterations --vip --backend --proto --wait --btf --ring-size --attach --kubeconfig --kube-snapshot --no-kube --namespace --service --help --version"
+            opts="-b -h -V --batch --interval --iterations --vip --backend --proto --wait --btf --ring-size --attach --dataplane --kubeconfig --kube-snapshot --no-kube --namespace --service --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -457,6 +469,10 @@ _ipvs_trace() {
                     COMPREPLY=($(compgen -W "auto fentry kprobe" -- "${cur}"))
                     return 0
                     ;;
+                --dataplane)
+                    COMPREPLY=($(compgen -W "ipvs nftables iptables" -- "${cur}"))
+                    return 0
+                    ;;
                 --kubeconfig)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -481,7 +497,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__trace)
-            opts="-o -n -h -V --output --vip --backend --client --proto --event --count --duration --wait --btf --ring-size --attach --numeric --nat --debug-dump-netlink --kubeconfig --kube-snapshot --no-kube --namespace --service --pod --metrics-addr --metrics-no-backend --debug-kprobe-target --help --version"
+            opts="-o -n -h -V --output --vip --backend --client --proto --event --count --duration --wait --btf --ring-size --attach --dataplane --numeric --nat --debug-dump-netlink --kubeconfig --kube-snapshot --no-kube --namespace --service --pod --metrics-addr --metrics-no-backend --debug-kprobe-target --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -533,6 +549,10 @@ _ipvs_trace() {
                     ;;
                 --attach)
                     COMPREPLY=($(compgen -W "auto fentry kprobe" -- "${cur}"))
+                    return 0
+                    ;;
+                --dataplane)
+                    COMPREPLY=($(compgen -W "ipvs nftables iptables" -- "${cur}"))
                     return 0
                     ;;
                 --debug-dump-netlink)

@@ -37,6 +37,11 @@ pub struct CheckArgs {
         env = "IPVS_TRACE_ATTACH"
     )]
     pub attach: AttachMode,
+
+    /// Check what `trace --dataplane LIST` would attach: ipvs (the probes on ip_vs), nftables
+    /// and iptables (the probe on nf_nat). Without it, every dataplane.
+    #[arg(long, value_name = "LIST", value_enum, value_delimiter = ',')]
+    pub dataplane: Vec<crate::dataplane::Dataplane>,
 }
 
 impl CheckArgs {
@@ -46,6 +51,7 @@ impl CheckArgs {
             btf: self.btf,
             kinds: self.event,
             attach: self.attach,
+            dataplanes: self.dataplane,
         }
     }
 }

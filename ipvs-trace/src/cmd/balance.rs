@@ -113,9 +113,11 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         tracer = Tracer::start(&options) => tracer?,
         () = signals.recv() => return Ok(0),
     };
-    let mut reader = EventReader::new(tracer.take_ring()?)
+    let dataplanes = tracer.dataplanes().to_vec();
+    let mut reader = EventReader::new(tracer.take_ring()?, &dataplanes)
         .context("registering the ring buffer with the event loop")?;
-    let live = LiveTables::start(DEFAULT_INTERVAL).context("reading the IPVS tables")?;
+    // A node of kube-proxy's netfilter modes may have no ip_vs: its tables are then empty.
+    let live = LiveTables::start_or_empty(DEFAULT_INTERVAL).context("reading the IPVS tables")?;
     notice(&format!(
         "ipvs-trace: tracing ({}); the window opens in {} s, once the kernel's counters have \
          settled",

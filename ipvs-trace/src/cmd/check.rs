@@ -8,6 +8,7 @@
 //! are closed at once (`syscalls`). The output is stable (no addresses, no times), so it can be
 //! compared between nodes.
 
+mod dataplanes;
 mod features;
 mod syscalls;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use ipvs_trace_common::offsets::{flags, KernelOffsets};
 
-use crate::btf::Btf;
+use crate::dataplane::Dataplane;
 use crate::events::model::EventKind;
 use crate::loader::kallsyms::Kallsyms;
 use crate::loader::probes::{trampoline_target, AttachMode, Fit, Probe, PROBES};
@@ -33,6 +34,8 @@ pub struct CheckConfig {
     pub kinds: Vec<EventKind>,
     /// `--attach`: how `trace --attach` would hook the functions.
     pub attach: AttachMode,
+    /// `--dataplane`: the dataplanes `trace --dataplane` would trace (empty: every one).
+    pub dataplanes: Vec<Dataplane>,
 }
 
 /// How the node stands.
@@ -77,13 +80,8 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     syscalls::write(&mut out, privileged, &mut problems);
     features::write(&mut out, privileged, &mut problems);
 
-    let ip_vs_loaded = Path::new("/sys/module/ip_vs").exists();
-    if ip_vs_loaded {
-        out.push_str("ip_vs       loaded\n");
-    } else {
-        out.push_str("ip_vs       NOT LOADED: `modprobe ip_vs` (kube-proxy in IPVS mode loads it), or `trace --wait`\n");
-        problems.push("ip_vs is not loaded".into());
-    }
+    let (ip_vs_loaded, wants_netfilter) =
+        write_modules(&mut out, config, &mut problems, &mut degraded);
 
     let types = load_btf(config, &mut out, &mut problems);
     let kallsyms = match Kallsyms::read() {
@@ -100,9 +98,8 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
     let path = attach_path(&mut out, config.attach, types.as_ref(), ip_vs_loaded);
     write_probes(
         &mut out,
-        &config.kinds,
-        ip_vs_loaded,
-        types.as_ref().map(|t| &t.btf),
+        (&config.kinds, &config.dataplanes),
+        types.as_ref(),
         kallsyms.as_ref(),
         (
             config.attach,
@@ -112,7 +109,10 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
         &mut degraded,
     );
 
-    if let Some(types) = &types {
+    if let Some(types) = types.as_ref().filter(|_| !ip_vs_loaded) {
+        out.push_str("\noffsets     ip_vs not loaded: its structs are not resolved\n");
+        write_nat_offsets(&mut out, types, wants_netfilter, &mut degraded);
+    } else if let Some(types) = &types {
         match types.offsets(&release) {
             Ok(resolved) => {
                 out.push_str(match types.layout {
@@ -130,6 +130,7 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
                 problems.push("struct offsets".into());
             }
         }
+        write_nat_offsets(&mut out, types, wants_netfilter, &mut degraded);
     }
 
     out.push('\n');
@@ -151,6 +152,43 @@ pub fn report(config: &CheckConfig) -> (String, Verdict) {
         Verdict::Degraded
     };
     (out, verdict)
+}
+
+/// The `ip_vs`, `nf_nat` and `dataplane` lines; whether ip_vs is loaded and whether the
+/// netfilter dataplanes are asked for. ip_vs not loaded is a problem only where nothing else
+/// can be traced: a node of kube-proxy's netfilter modes is traced through nf_nat alone.
+fn write_modules(
+    out: &mut String,
+    config: &CheckConfig,
+    problems: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) -> (bool, bool) {
+    let wants = |d: Dataplane| config.dataplanes.is_empty() || config.dataplanes.contains(&d);
+    let wants_netfilter = wants(Dataplane::Nftables) || wants(Dataplane::Iptables);
+    let ip_vs_loaded = module_loaded("ip_vs");
+    let nf_nat_loaded = module_loaded("nf_nat");
+    if ip_vs_loaded {
+        out.push_str("ip_vs       loaded\n");
+    } else if wants_netfilter && nf_nat_loaded {
+        // A node of kube-proxy's netfilter modes: traced through nf_nat alone.
+        out.push_str("ip_vs       not loaded: no IPVS decisions (trace follows it if it loads)\n");
+        if wants(Dataplane::Ipvs) {
+            degraded.push("ip_vs is not loaded: no IPVS decisions".into());
+        }
+    } else {
+        out.push_str("ip_vs       NOT LOADED: `modprobe ip_vs` (kube-proxy in IPVS mode loads it), or `trace --wait`\n");
+        problems.push("ip_vs is not loaded".into());
+    }
+    if nf_nat_loaded {
+        out.push_str("nf_nat      loaded\n");
+    } else {
+        out.push_str(
+            "nf_nat      not loaded: no netfilter NAT on this node (kube-proxy's nftables and \
+             iptables modes load it)\n",
+        );
+    }
+    dataplanes::write(out);
+    (ip_vs_loaded, wants_netfilter)
 }
 
 /// The `attach` line: the mode, and whether the trampoline path is open on this node (the
@@ -178,53 +216,60 @@ fn attach_path(
             "attach      {mode_name}: BPF trampolines (fentry/fexit) on ip_vs's BTF in the kernel"
         ),
         (Err(_), AttachMode::Kprobe) => writeln!(out, "attach      kprobe: kprobes only"),
-        (Err(why), _) => writeln!(out, "attach      {mode_name}: kprobes, as {why}"),
+        (Err(why), _) => writeln!(out, "attach      {mode_name}: kprobes on ip_vs, as {why}"),
     };
     path
 }
 
 /// The hook `probe` will get, and how that was decided; `Err` for `--attach fentry` where
-/// no trampoline can be had.
+/// no trampoline can be had. `ip_vs_path` is the `attach` line's finding, which every probe on
+/// ip_vs shares; a probe on another module looks at that module's BTF.
 fn planned_hook(
     probe: &Probe,
-    (mode, path): (AttachMode, Result<(), &str>),
-    btf: Option<&Btf>,
+    (mode, ip_vs_path): (AttachMode, Result<(), &str>),
+    types: Option<&KernelTypes>,
 ) -> Result<(String, String), String> {
-    if let Err(why) = path {
-        // Shared by every probe, and said once on the `attach` line.
+    let path = match (probe.module, types) {
+        ("ip_vs", _) => ip_vs_path.map_err(|why| (why.to_owned(), true)),
+        (_, None) => Err(("no BTF".to_owned(), false)),
+        (module, Some(types)) => types
+            .for_trampolines(module, mode)
+            .map(drop)
+            .and_then(|()| trampoline::find_module(module).map_err(|e| e.to_string()))
+            .map_err(|why| (why, false)),
+    };
+    if mode == AttachMode::Kprobe {
+        return Ok((probe.kprobe_hook().name().to_owned(), String::new()));
+    }
+    if let Err((why, shared)) = path {
         return match mode {
-            AttachMode::Fentry => Err(why.to_owned()),
-            AttachMode::Auto | AttachMode::Kprobe => {
-                Ok((probe.kprobe_hook().name().to_owned(), String::new()))
-            }
+            AttachMode::Fentry => Err(why),
+            // Shared by every probe on ip_vs, and said once on the `attach` line.
+            _ if shared => Ok((probe.kprobe_hook().name().to_owned(), String::new())),
+            _ => Ok((probe.kprobe_hook().name().to_owned(), why)),
         };
     }
-    let trampoline = btf
+    let trampoline = types
         .ok_or_else(|| "no BTF".to_owned())
+        .and_then(|types| types.for_trampolines(probe.module, mode))
         .and_then(|btf| trampoline_target(probe, btf));
     match (trampoline, mode) {
         (Ok(_), _) => Ok((
             probe.trampoline_hook().name().to_owned(),
             "BPF trampoline".to_owned(),
         )),
-        (Err(_), AttachMode::Kprobe) => Ok((probe.kprobe_hook().name().to_owned(), String::new())),
         (Err(why), AttachMode::Fentry) => Err(why),
-        (Err(why), AttachMode::Auto) => Ok((probe.kprobe_hook().name().to_owned(), why)),
+        (Err(why), _) => Ok((probe.kprobe_hook().name().to_owned(), why)),
     }
 }
 
 /// One line per probe: function, hook, events, role and whether it attaches (and why not, or
 /// that `--event` leaves it out), with why a kprobe where a trampoline was possible in
 /// principle; under each function its prototype when BTF has it.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the report's parts, each computed once by the caller"
-)]
 fn write_probes(
     out: &mut String,
-    kinds: &[EventKind],
-    ip_vs_loaded: bool,
-    btf: Option<&Btf>,
+    (kinds, dataplanes): (&[EventKind], &[Dataplane]),
+    types: Option<&KernelTypes>,
     kallsyms: Option<&Kallsyms>,
     attach: (AttachMode, Result<(), &str>),
     problems: &mut Vec<String>,
@@ -235,14 +280,20 @@ fn write_probes(
     let mut fitting = 0;
     for probe in PROBES {
         let mut hook = "-".to_owned();
+        let btf = types.map(|t| t.for_prototypes(probe.module));
         let (verdict, detail) = if !probe.wanted(kinds, &[]) {
             (
                 "not attached",
                 "--event asks for none of its events".to_owned(),
             )
-        } else if ip_vs_loaded {
+        } else if !probe.wanted(&[], dataplanes) {
+            (
+                "not attached",
+                "--dataplane asks for none of its dataplanes".to_owned(),
+            )
+        } else if module_loaded(probe.module) {
             match probe.fit(btf, kallsyms) {
-                Fit::Fits { how } => match planned_hook(probe, attach, btf) {
+                Fit::Fits { how } => match planned_hook(probe, attach, types) {
                     Ok((planned, why)) => {
                         fitting += 1;
                         hook = planned;
@@ -271,7 +322,7 @@ fn write_probes(
                 }
             }
         } else {
-            ("unknown", "ip_vs is not loaded".to_owned())
+            ("unknown", format!("{} is not loaded", probe.module))
         };
         let role = if probe.loses.is_some() {
             "optional"
@@ -291,10 +342,15 @@ fn write_probes(
             let _ = writeln!(out, "      {signature}");
         }
     }
-    if ip_vs_loaded && fitting == 0 && problems.is_empty() {
+    if fitting == 0 && problems.is_empty() {
         // Only optional probes were asked for, and none fits: trace would attach nothing.
         problems.push("no probe of the events asked for fits".into());
     }
+}
+
+/// Whether a kernel module is loaded (built in: also listed under /sys/module).
+fn module_loaded(module: &str) -> bool {
+    Path::new("/sys/module").join(module).exists()
 }
 
 /// The BTF `trace` would use, reported on `out`.
@@ -335,6 +391,45 @@ fn load_btf(
             let _ = writeln!(out, "BTF         NONE for vmlinux: {err}");
             problems.push("no kernel BTF (CONFIG_DEBUG_INFO_BTF)".into());
             None
+        }
+    }
+}
+
+/// The NAT probe's members (`nf_conn` from vmlinux BTF), or why the probe cannot run.
+fn write_nat_offsets(
+    out: &mut String,
+    types: &KernelTypes,
+    wanted: bool,
+    degraded: &mut Vec<String>,
+) {
+    let mut o = KernelOffsets::default();
+    match crate::offsets::nat::resolve(&types.btf, &mut o) {
+        Ok(()) => {
+            out.push_str("\noffsets of the NAT probe (bytes, from vmlinux BTF)\n");
+            for (name, offset) in [
+                ("nf_conn.status", o.ct_status),
+                ("nf_conn.tuplehash[0].tuple", o.ct_orig),
+                ("nf_conn.tuplehash[1].tuple", o.ct_reply),
+                ("nf_conntrack_tuple.src.u3", o.tuple_src_u3),
+                ("nf_conntrack_tuple.src.u.all", o.tuple_src_port),
+                ("nf_conntrack_tuple.src.l3num", o.tuple_l3num),
+                ("nf_conntrack_tuple.dst.u3", o.tuple_dst_u3),
+                ("nf_conntrack_tuple.dst.u.all", o.tuple_dst_port),
+                ("nf_conntrack_tuple.dst.protonum", o.tuple_protonum),
+            ] {
+                let _ = writeln!(out, "  {name:<32} {offset}");
+            }
+            if o.flags & flags::NAT_NETNS != 0 {
+                let _ = writeln!(out, "  {:<32} {}", "nf_conn.ct_net.net", o.ct_net);
+            } else {
+                let _ = writeln!(out, "  {:<32} -", "nf_conn.ct_net.net");
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(out, "\noffsets of the NAT probe: NOT RESOLVED: {why}");
+            if wanted {
+                degraded.push(format!("no netfilter decisions: {why}"));
+            }
         }
     }
 }

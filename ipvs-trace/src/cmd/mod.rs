@@ -22,6 +22,10 @@ fn notice(text: &str) {
 /// the background, give them. If the tables cannot be read the command goes on without them,
 /// and the warning says what the user sees instead (`lacking`).
 fn tables_for_builtin_layout(lacking: &str) -> Option<LiveLookup> {
+    if !std::path::Path::new("/sys/module/ip_vs").exists() {
+        // A node traced through the netfilter dataplanes only: no IPVS event to fill in.
+        return None;
+    }
     match LiveTables::start(live::DEFAULT_INTERVAL) {
         Ok(live) => Some(LiveLookup::new(live)),
         Err(err) => {

@@ -86,7 +86,8 @@ pub async fn run(config: TopConfig) -> anyhow::Result<()> {
         _ = sigint.recv() => return Ok(()),
         _ = sigterm.recv() => return Ok(()),
     };
-    let mut reader = EventReader::new(tracer.take_ring()?)
+    let dataplanes = tracer.dataplanes().to_vec();
+    let mut reader = EventReader::new(tracer.take_ring()?, &dataplanes)
         .context("registering the ring buffer with the event loop")?;
     let mut counter = Counter {
         filter: config.filter.clone(),

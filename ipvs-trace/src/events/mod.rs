@@ -4,6 +4,7 @@
 //! Everything after this module works on [`Event`] only; the raw `#[repr(C)]` record never
 //! leaves it, so a change of the kernel/user format is contained here.
 
+pub mod classify;
 pub mod decode;
 pub mod model;
 pub mod reader;

@@ -20,7 +20,8 @@ use tokio::{
     time::{Interval, MissedTickBehavior},
 };
 
-use super::{decode, Event};
+use super::classify::Classifier;
+use super::{decode, Dataplane, Event};
 
 /// Most records taken from the ring in one [`EventReader::read_batch`] call.
 const MAX_BATCH: usize = 4096;
@@ -34,6 +35,8 @@ pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     poll: Interval,
     counts: ReadCounts,
+    /// Tells nftables from iptables decisions, and leaves out the dataplanes not asked for.
+    classifier: Classifier,
 }
 
 /// What the reader took from the ring so far.
@@ -48,8 +51,9 @@ struct ReadCounts {
 
 impl EventReader {
     /// Registers the ring buffer with the tokio reactor and starts the poll timer (needs a
-    /// runtime with I/O and time enabled).
-    pub fn new(ring: RingBuf<MapData>) -> io::Result<EventReader> {
+    /// runtime with I/O and time enabled). `dataplanes`: those asked for (`--dataplane`;
+    /// empty: every one).
+    pub fn new(ring: RingBuf<MapData>, dataplanes: &[Dataplane]) -> io::Result<EventReader> {
         // SAFETY: the fd is owned by the ring's `MapData` (an `OwnedFd`), which lives inside
         // the `AsyncFd` for its whole lifetime and always reports that same fd.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -61,6 +65,7 @@ impl EventReader {
             ring,
             poll,
             counts: ReadCounts::default(),
+            classifier: Classifier::new(dataplanes),
         })
     }
 
@@ -75,7 +80,7 @@ impl EventReader {
                 ready = self.ring.readable_mut() => {
                     let mut guard = ready?;
                     let emptied =
-                        drain(guard.get_inner_mut(), out, &mut self.counts, MAX_BATCH);
+                        drain(guard.get_inner_mut(), out, &mut self.counts, &mut self.classifier, MAX_BATCH);
                     if emptied {
                         guard.clear_ready();
                     }
@@ -84,7 +89,13 @@ impl EventReader {
                 _ = self.poll.tick() => {}
             }
             let before = out.len();
-            let emptied = drain(self.ring.get_mut(), out, &mut self.counts, MAX_BATCH);
+            let emptied = drain(
+                self.ring.get_mut(),
+                out,
+                &mut self.counts,
+                &mut self.classifier,
+                MAX_BATCH,
+            );
             if !emptied {
                 // The cap was hit: the rest is for the next call, without waiting a period.
                 self.poll.reset_immediately();
@@ -98,7 +109,13 @@ impl EventReader {
     /// Appends everything already in the ring to `out` without waiting (used at shutdown, so
     /// the events produced before the stop are not thrown away).
     pub fn drain_now(&mut self, out: &mut Vec<Event>) {
-        drain(self.ring.get_mut(), out, &mut self.counts, usize::MAX);
+        drain(
+            self.ring.get_mut(),
+            out,
+            &mut self.counts,
+            &mut self.classifier,
+            usize::MAX,
+        );
     }
 
     /// Records that could not be decoded so far.
@@ -112,6 +129,13 @@ impl EventReader {
     pub fn read(&self) -> u64 {
         self.counts.read
     }
+
+    /// Decisions read but left out because their dataplane was not asked for (the kernel
+    /// cannot tell nftables from iptables: this is where `--dataplane` does).
+    #[must_use]
+    pub fn filtered(&self) -> u64 {
+        self.classifier.filtered()
+    }
 }
 
 /// Takes up to `limit` records; returns whether the ring was emptied.
@@ -119,6 +143,7 @@ fn drain(
     ring: &mut RingBuf<MapData>,
     out: &mut Vec<Event>,
     counts: &mut ReadCounts,
+    classifier: &mut Classifier,
     limit: usize,
 ) -> bool {
     let mut taken = 0;
@@ -129,7 +154,11 @@ fn drain(
         taken += 1;
         counts.read += 1;
         match decode(&item) {
-            Ok(event) => out.push(event),
+            Ok(mut event) => {
+                if classifier.classify(&mut event) {
+                    out.push(event);
+                }
+            }
             Err(err) => {
                 counts.malformed += 1;
                 // The first one is worth a warning (format mismatch between the two halves);

@@ -117,6 +117,8 @@ pub struct LiveTables {
 }
 
 struct Shared {
+    /// ip_vs not loaded reads as no virtual services (see [`LiveTables::start_or_empty`]).
+    absent_is_empty: bool,
     current: RwLock<Arc<Tables>>,
     changes: Mutex<ChangeLog>,
     /// Held for a whole read-compare-store: two reads applied out of order would record a
@@ -134,8 +136,20 @@ impl LiveTables {
     /// Reads the tables now (an error here is the same as [`read_tables`]'s), then keeps them
     /// current on a thread, re-reading every `interval`.
     pub fn start(interval: Duration) -> Result<LiveTables, IpvsError> {
-        let first = read_tables()?;
+        Self::start_with(interval, false)
+    }
+
+    /// [`LiveTables::start`], where ip_vs not loaded is no error but empty tables (until it
+    /// loads): for a command that traces the netfilter dataplanes too, on a node that may have
+    /// no IPVS at all.
+    pub fn start_or_empty(interval: Duration) -> Result<LiveTables, IpvsError> {
+        Self::start_with(interval, true)
+    }
+
+    fn start_with(interval: Duration, absent_is_empty: bool) -> Result<LiveTables, IpvsError> {
+        let first = read(absent_is_empty)?;
         let shared = Arc::new(Shared {
+            absent_is_empty,
             current: RwLock::new(Arc::new(first)),
             changes: Mutex::new(ChangeLog::default()),
             reading: Mutex::new(()),
@@ -218,7 +232,7 @@ impl Shared {
 
     fn refresh(&self) -> Result<Arc<Tables>, IpvsError> {
         let _reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
-        let tables = Arc::new(read_tables()?);
+        let tables = Arc::new(read(self.absent_is_empty)?);
         let seen = SystemTime::now();
         let before = self.snapshot();
         let changes = diff(&before, &tables, seen);
@@ -231,6 +245,20 @@ impl Shared {
             log.dropped += excess as u64;
         }
         Ok(tables)
+    }
+}
+
+/// One read of the tables; with `absent_is_empty`, ip_vs not loaded is no virtual services.
+fn read(absent_is_empty: bool) -> Result<Tables, IpvsError> {
+    match read_tables() {
+        Err(IpvsError::NotLoaded) if absent_is_empty => Ok(Tables {
+            info: super::Info {
+                version: 0,
+                conn_table_size: 0,
+            },
+            services: Vec::new(),
+        }),
+        other => other,
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Tracer {
     _links: Vec<TrampolineLink>,
     /// The kernel-side filter as written now.
     filter: KernelFilter,
+    /// `--dataplane`, for the reader (the kernel tells IPVS from netfilter only).
+    dataplanes: Vec<Dataplane>,
     /// What the named-address maps hold now.
     named: NamedKeys,
     degraded: Vec<String>,
@@ -185,6 +187,7 @@ impl Tracer {
             attachment,
             _links: links,
             filter,
+            dataplanes: opts.dataplanes.clone(),
             named: NamedKeys::default(),
             degraded,
             layout: types.layout,
@@ -205,6 +208,12 @@ impl Tracer {
     #[must_use]
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The dataplanes asked for (empty: every one), for the reader of the ring.
+    #[must_use]
+    pub fn dataplanes(&self) -> &[Dataplane] {
+        &self.dataplanes
     }
 
     /// The ring buffer of records; can be taken once.
@@ -231,12 +240,15 @@ impl Tracer {
     /// counter that cannot be read is `None` (shown as unknown), the reason logged.
     #[must_use]
     pub fn losses(&self, reader: &crate::events::EventReader) -> Losses {
+        // A decision read but of a dataplane not asked for (which only userspace can tell)
+        // is filtered out like those the kernel left out, not matched.
+        let left_out = reader.filtered();
         Losses {
             ring_full: logged(self.lost_events(), "lost events"),
             unreadable: logged(self.read_errors(), "unreadable events"),
             malformed: reader.malformed(),
-            filtered: logged(self.filtered(), "decisions filtered out"),
-            read: reader.read(),
+            filtered: logged(self.filtered(), "decisions filtered out").map(|n| n + left_out),
+            read: reader.read() - left_out,
         }
     }
 

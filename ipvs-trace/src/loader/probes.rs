@@ -358,7 +358,7 @@ impl Attachment {
             .collect();
         let mut out = attached.join(", ");
         if !self.not_asked.is_empty() {
-            out.push_str("; not attached, as --event does not ask for their events: ");
+            out.push_str("; not attached, as --event or --dataplane does not ask for them: ");
             out.push_str(&listed(&self.not_asked));
         }
         out
@@ -764,7 +764,7 @@ mod tests {
         };
         assert_eq!(
             attachment.tracing_list(),
-            "ip_vs_conn_new (fexit); not attached, as --event does not ask for their events: \
+            "ip_vs_conn_new (fexit); not attached, as --event or --dataplane does not ask for them: \
              tcp_state_transition (reused, per packet), ip_vs_leave (no_dest)"
         );
         assert_eq!(

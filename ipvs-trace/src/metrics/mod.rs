@@ -108,7 +108,8 @@ impl Exporter {
     /// Every probe is attached: the IPVS tables (ip_vs is loaded now, also after `--wait`) are
     /// read in the background for the table metrics, and `/healthz` turns ready.
     pub fn attached(&self) {
-        match LiveTables::start(live::DEFAULT_INTERVAL) {
+        // On a node of the netfilter modes without ip_vs: no virtual services, not an error.
+        match LiveTables::start_or_empty(live::DEFAULT_INTERVAL) {
             Ok(tables) => self.metrics.watch_tables(tables),
             Err(err) => tracing::warn!(
                 "the metrics carry no IPVS table metrics: reading the IPVS tables failed: {err}"

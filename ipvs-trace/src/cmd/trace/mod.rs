@@ -314,6 +314,8 @@ async fn add_tables(summary: &mut Summary, filled: Option<&LiveLookup>) {
     }
     match tokio::task::spawn_blocking(crate::ipvs::read_tables).await {
         Ok(Ok(tables)) => summary.set_configured(&tables),
+        // A node of the netfilter dataplanes: there are no weights to show.
+        Ok(Err(crate::ipvs::IpvsError::NotLoaded)) => {}
         Ok(Err(err)) => tracing::warn!("the summary shows no configured weights: {err}"),
         Err(err) => tracing::warn!("the summary shows no configured weights: {err}"),
     }

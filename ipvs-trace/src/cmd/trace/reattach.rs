@@ -82,7 +82,8 @@ struct Attached {
 
 impl Attached {
     fn new(mut tracer: Tracer) -> anyhow::Result<Attached> {
-        let reader = EventReader::new(tracer.take_ring()?)
+        let dataplanes = tracer.dataplanes().to_vec();
+        let reader = EventReader::new(tracer.take_ring()?, &dataplanes)
             .context("registering the ring buffer with the event loop")?;
         Ok(Attached { tracer, reader })
     }
