@@ -56,12 +56,14 @@ impl NatView {
             src: event.client,
             dst: event.vip,
         };
-        let after = match event.fwd {
-            Some(FwdMethod::Masq) => Tuple {
+        // A netfilter decision is a DNAT to the endpoint, as IPVS's Masq.
+        let after = if event.fwd == Some(FwdMethod::Masq) || event.dataplane.is_netfilter() {
+            Tuple {
                 dst: backend,
                 ..before
-            },
-            _ => before,
+            }
+        } else {
+            before
         };
         Some(NatView {
             before,
@@ -138,6 +140,9 @@ impl NatStage {
                 )
             }
             Ok(_) => {}
+            // A node of kube-proxy's netfilter modes: every connection has its conntrack
+            // entry, the one its DNAT binding is on.
+            Err(_) if !Path::new("/sys/module/ip_vs").exists() => {}
             Err(err) => {
                 return Err(format!(
                     "cannot read {VS_CONNTRACK_SYSCTL} ({err}): ip_vs is not loaded, or built \

@@ -149,5 +149,14 @@ mod tests {
         // A template stands for a client IP, no_dest has no translation.
         assert_eq!(NatView::of(&events[1]), None);
         assert_eq!(NatView::of(&events[3]), None);
+        // A netfilter decision has no forwarding method: it is a DNAT to the endpoint.
+        let dnat = crate::events::Event {
+            dataplane: crate::dataplane::Dataplane::Nftables,
+            fwd: None,
+            ..events[2].clone()
+        };
+        let view = NatView::of(&dnat).expect("a netfilter new event");
+        assert_eq!(Some(view.after.dst), dnat.backend);
+        assert_eq!(view.before.dst, dnat.vip);
     }
 }
