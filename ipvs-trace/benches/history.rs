@@ -65,6 +65,7 @@ fn decision(i: u32, index: &Index) -> Decision {
     let unix_ns = START_NS + i64::from(i) * 20_000 + i64::from(i % 7) * 1_500;
     let event = Event {
         kind,
+        dataplane: ipvs_trace::dataplane::Dataplane::Ipvs,
         timestamp_ns: unix_ns as u64,
         cpu: i % 2,
         netns: Some(4_026_531_840),

@@ -299,6 +299,7 @@ fn exported_metrics() -> BTreeSet<String> {
     let (metrics, mut recorder) = Metrics::new(true, true);
     let event = Event {
         kind: EventKind::New,
+        dataplane: ipvs_trace::dataplane::Dataplane::Ipvs,
         timestamp_ns: 0,
         cpu: 0,
         netns: None,

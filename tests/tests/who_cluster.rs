@@ -92,6 +92,7 @@ fn decisions() -> Vec<Event> {
     .zip(0..)
     .map(|((client, port, backend), i)| Event {
         kind: EventKind::New,
+        dataplane: ipvs_trace::dataplane::Dataplane::Ipvs,
         timestamp_ns: start + i * 1_000_000_000,
         cpu: 0,
         netns: None,

@@ -38,7 +38,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::events::{model::EventKind, Event, Proto};
+use crate::events::{model::EventKind, Dataplane, Event, Proto};
 use crate::history::recorder::HistoryCounters;
 use crate::ipvs::live::{self, LiveTables};
 use crate::kube::source::Opened;
@@ -188,10 +188,12 @@ impl Metrics {
         let connections = Family::<ConnLabels, Counter>::default();
         registry.register(
             "connections",
-            "Connections IPVS handled, by event kind: new (scheduled to the backend), template \
-             (persistence template created), reused (a new connection hit an existing entry: not \
-             scheduled), no_dest (no usable real server). Service is the Kubernetes Service port \
-             when known, else the virtual address; backend the pod when known, else ip:port",
+            "Connections the Service load balancing handled, by event kind: new (scheduled to \
+             the backend), template (persistence template created), reused (a new connection hit \
+             an existing entry: not scheduled), no_dest (no usable real server); and by \
+             dataplane: ipvs, or kube-proxy's nftables or iptables mode (their new connections \
+             are the DNAT bindings). Service is the Kubernetes Service port when known, else the \
+             virtual address; backend the pod when known, else ip:port",
             connections.clone(),
         );
         let lost = LossCounters::default();
@@ -351,6 +353,7 @@ impl fmt::Debug for Recorder {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ConnKey {
     kind: EventKind,
+    dataplane: Dataplane,
     proto: Proto,
     vip: SocketAddr,
     service: Option<Arc<str>>,
@@ -363,6 +366,8 @@ struct ConnKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ConnLabels {
     event: &'static str,
+    /// `ipvs`, `nftables`, `iptables`: a node half-way through a migration compares them.
+    dataplane: &'static str,
     proto: Arc<str>,
     service: Arc<str>,
     scheduler: Arc<str>,
@@ -373,6 +378,7 @@ struct ConnLabels {
 impl EncodeLabelSet for ConnLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
         EncodeLabel::encode(&("event", self.event), encoder.encode_label())?;
+        EncodeLabel::encode(&("dataplane", self.dataplane), encoder.encode_label())?;
         EncodeLabel::encode(&("proto", &*self.proto), encoder.encode_label())?;
         EncodeLabel::encode(&("service", &*self.service), encoder.encode_label())?;
         EncodeLabel::encode(&("scheduler", &*self.scheduler), encoder.encode_label())?;
@@ -424,6 +430,7 @@ impl Recorder {
         }
         let key = ConnKey {
             kind: event.kind,
+            dataplane: event.dataplane,
             proto: event.proto,
             vip: event.vip,
             service: names.service.map(|s| Arc::clone(&s.label)),
@@ -499,6 +506,7 @@ fn labels_of(key: &ConnKey, backend_label: bool) -> ConnLabels {
     });
     ConnLabels {
         event: key.kind.as_str(),
+        dataplane: key.dataplane.as_str(),
         proto: Arc::from(key.proto.to_string()),
         service: key
             .service

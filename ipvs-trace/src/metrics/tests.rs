@@ -47,11 +47,11 @@ fn connections_by_kind_service_scheduler_and_backend() {
     assert_eq!(
         connections,
         [
-            "ipvs_trace_connections_total{event=\"new\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"\",backend=\"10.245.112.32:8080\"} 3",
-            "ipvs_trace_connections_total{event=\"new\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"rr\",backend=\"10.245.112.32:8080\"} 3",
-            "ipvs_trace_connections_total{event=\"no_dest\",proto=\"TCP\",service=\"172.31.42.227:443\",scheduler=\"rr\",backend=\"\"} 3",
-            "ipvs_trace_connections_total{event=\"reused\",proto=\"UDP\",service=\"[fd00:42::e3]:53\",scheduler=\"rr\",backend=\"[fd00:245::20]:53\"} 3",
-            "ipvs_trace_connections_total{event=\"template\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"wrr\",backend=\"10.245.112.32:8080\"} 3",
+            "ipvs_trace_connections_total{event=\"new\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"\",backend=\"10.245.112.32:8080\"} 3",
+            "ipvs_trace_connections_total{event=\"new\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"rr\",backend=\"10.245.112.32:8080\"} 3",
+            "ipvs_trace_connections_total{event=\"no_dest\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:443\",scheduler=\"rr\",backend=\"\"} 3",
+            "ipvs_trace_connections_total{event=\"reused\",dataplane=\"ipvs\",proto=\"UDP\",service=\"[fd00:42::e3]:53\",scheduler=\"rr\",backend=\"[fd00:245::20]:53\"} 3",
+            "ipvs_trace_connections_total{event=\"template\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"wrr\",backend=\"10.245.112.32:8080\"} 3",
         ],
         "{text}"
     );
@@ -73,7 +73,7 @@ fn names_replace_addresses_and_unresolved_ones_are_counted() {
     let lines = samples(&text);
     assert!(
         lines.contains(
-            &"ipvs_trace_connections_total{event=\"new\",proto=\"TCP\",service=\"ratel/vpaas-demo-prod:http\",scheduler=\"rr\",backend=\"ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm\"} 2"
+            &"ipvs_trace_connections_total{event=\"new\",dataplane=\"ipvs\",proto=\"TCP\",service=\"ratel/vpaas-demo-prod:http\",scheduler=\"rr\",backend=\"ratel/vpaas-demo.prod.ali.ratel-pod-deploy-295986-656758fc8d-dgzsm\"} 2"
         ),
         "{text}"
     );
@@ -84,7 +84,7 @@ fn names_replace_addresses_and_unresolved_ones_are_counted() {
         "{text}"
     );
     assert!(
-        lines.contains(&"ipvs_trace_connections_total{event=\"no_dest\",proto=\"TCP\",service=\"172.31.42.227:443\",scheduler=\"rr\",backend=\"\"} 2"),
+        lines.contains(&"ipvs_trace_connections_total{event=\"no_dest\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:443\",scheduler=\"rr\",backend=\"\"} 2"),
         "{text}"
     );
 }
@@ -105,7 +105,7 @@ fn no_backend_label_merges_backends() {
             .into_iter()
             .filter(|l| l.starts_with("ipvs_trace_connections_total"))
             .collect::<Vec<_>>(),
-        ["ipvs_trace_connections_total{event=\"new\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"rr\"} 3"],
+        ["ipvs_trace_connections_total{event=\"new\",dataplane=\"ipvs\",proto=\"TCP\",service=\"172.31.42.227:80\",scheduler=\"rr\"} 3"],
         "{text}"
     );
     // Nor does the hot path keep a key per backend.
