@@ -45,13 +45,18 @@ pub const SCENARIOS: &[&str] = &[
     "reload",
     "filter",
     "attach",
+    "nftables",
+    "iptables",
+    "migrating",
     "errors",
 ];
 
 /// What 7.2 runs: the scenarios that compare the tracer with the kernel's tables on every
 /// path of the probes (rr, wrr, UDP, reuse, no_dest, NodePort, IPv6, the built-in layout's
 /// refusal, rules, errors and check's golden), `serve` across a reload of ip_vs (the kprobes
-/// of a new load of the module, on every kernel CI runs), and the kernel-side filter.
+/// of a new load of the module, on every kernel CI runs), the kernel-side filter, and the
+/// netfilter scenarios (kube-proxy's nftables and iptables modes: the NAT probe on every CI
+/// kernel).
 ///
 /// Left out: `persistent`, which failed once on 7.2 in CI (46 of 63 entries missing from
 /// `ipvsadm -Lnc`; by hand every entry stays the full 120 s of TIME_WAIT, as on 6.x). The
@@ -74,6 +79,9 @@ pub const SCENARIOS_7_2: &[&str] = &[
     "reload",
     "filter",
     "attach",
+    "nftables",
+    "iptables",
+    "migrating",
     "errors",
 ];
 

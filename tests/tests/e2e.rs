@@ -24,13 +24,18 @@ use xtask::lab::Kernel;
 mod history_checks;
 use history_checks::history;
 
+#[path = "e2e/netfilter_checks.rs"]
+mod netfilter_checks;
+use netfilter_checks::{iptables, migrating, nftables};
+
 /// Calls `$then! {$($args)*; <every scenario>}`: the one list of scenarios, in the order of
 /// `SCENARIOS`, shared by the kernels' test modules and the completeness check below.
 macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, top, history, reload, filter, attach, errors
+            dualstack, nat, balance, metrics, top, history, reload, filter, attach, nftables,
+            iptables, migrating, errors
         }
     };
 }
@@ -67,7 +72,7 @@ macro_rules! kernel_7_2 {
 
 kernel_7_2!(
     rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, filter,
-    attach, errors
+    attach, nftables, iptables, migrating, errors
 );
 
 macro_rules! completeness {
