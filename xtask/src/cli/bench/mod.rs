@@ -6,6 +6,7 @@ mod guest;
 mod host;
 mod loss;
 mod memory;
+mod nat;
 mod overhead;
 mod soak;
 
@@ -18,6 +19,7 @@ use crate::paths;
 use host::host_bench;
 use loss::loss;
 use memory::memory;
+use nat::nat;
 use overhead::overhead;
 use soak::soak;
 
@@ -52,7 +54,12 @@ use soak::soak;
 ///   clocks count executed instructions (QEMU -icount), so the host's load does not move the
 ///   figures; `--wall-clock` times by the host's clock instead. Under QEMU TCG absolute rates
 ///   mean nothing; the ratios do.
-///
+/// - `nat` (lab): `overhead`'s `conn` storm through kube-proxy's nftables mode (issue 17), where
+///   the tracer's one probe is the NAT binding (`nf_nat_setup_info`, once per connection):
+///   `with`, `quiet` and `stopped` with `--dataplane nftables`, `stopped_all` with every probe
+///   attached, and `floor` (bpftrace's empty programs on the same hook), per attach path; and a
+///   `packets` run of long connections with the tracer stopped, which should cost nothing.
+///   Written to nat.json, apart from overhead.json.
 /// - `memory` (lab): peak and settled RSS (/proc/PID/status VmHWM, VmRSS) of `ipvs-trace
 ///   serve` with a cluster of 100k pods, 20k Services (two ports each), their 20k
 ///   EndpointSlices (100k endpoints) and 500 nodes indexed: through the real watch path (the
@@ -80,18 +87,18 @@ pub(super) struct Args {
     /// `loss`: connections in the burst.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     burst: u32,
-    /// `overhead`: connections per `conn` run.
+    /// `overhead`, `nat`: connections per `conn` run.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     storm: u32,
-    /// `overhead`: request/response exchanges per `packets` run (over 4 connections): 100,000
+    /// `overhead`, `nat`: request/response exchanges per `packets` run (over 4 connections): 100,000
     /// take about 4 s of guest time, so the 1/100 s resolution of its uptime is 0.25%.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     exchanges: u32,
-    /// `overhead`: rounds of (without, then with, quiet, stopped per attach path) per workload;
+    /// `overhead`, `nat`: rounds of (without, then with, quiet, stopped per attach path) per workload;
     /// one more `without` closes them.
     #[arg(long, value_name = "N", default_value_t = 3)]
     rounds: u32,
-    /// `overhead`: time the storms by the guest's wall clock (the host's) instead of by
+    /// `overhead`, `nat`: time the storms by the guest's wall clock (the host's) instead of by
     /// executed instructions (QEMU -icount), which is noisier by an order of magnitude.
     #[arg(long)]
     wall_clock: bool,
@@ -109,6 +116,7 @@ enum Bench {
     History,
     Loss,
     Overhead,
+    Nat,
     Memory,
     Soak,
 }
@@ -132,6 +140,9 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     }
     if wanted(Bench::Overhead) {
         overhead(args, &dir)?;
+    }
+    if wanted(Bench::Nat) {
+        nat(args, &dir)?;
     }
     if wanted(Bench::Memory) {
         memory(args, &dir)?;

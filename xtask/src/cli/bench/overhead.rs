@@ -185,8 +185,9 @@ impl Parsed {
     }
 }
 
-/// One workload's report: printed, and its JSON member returned.
-fn overhead_workload(workload: &str, list: &[(String, f64)]) -> Result<String> {
+/// One workload's report: printed, and its JSON member returned (`nat` reports its storms
+/// the same way).
+pub(super) fn overhead_workload(workload: &str, list: &[(String, f64)]) -> Result<String> {
     let (without, rates) = bracketed(list)?;
     let goals = overhead_goals(workload);
     println!(
