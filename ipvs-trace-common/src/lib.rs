@@ -40,3 +40,8 @@ pub mod drop {
 }
 /// Read-only global of type [`KernelOffsets`], filled by userspace from BTF before load.
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+/// Read-only global `u64`: the byte size of [`EVENTS_MAP`], set by userspace with the map's
+/// size, so that a record need not ask the kernel (`bpf_ringbuf_query`) each time.
+pub const RING_SIZE_GLOBAL: &str = "RING_SIZE";
+/// The ring's size when the user does not choose one (`--ring-size`): ~1,900 records.
+pub const DEFAULT_RING_SIZE: u32 = 256 * 1024;

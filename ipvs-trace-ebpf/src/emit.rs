@@ -9,7 +9,7 @@
 //! an irq_work and a context switch per connection, more than the probe itself.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     EbpfContext,
 };
@@ -18,7 +18,7 @@ use ipvs_trace_common::{drop, event::valid, offsets::flags, ConnEvent, EventKind
 
 use crate::{
     kernel::{addr_bytes, KernelPtr},
-    maps::{count_drop, offset, EVENTS},
+    maps::{count_drop, offset, ring_size, EVENTS},
 };
 
 /// Reserves a zeroed record of `kind` with its header filled, then lets `fill` complete it.
@@ -63,10 +63,10 @@ const FILLING: u64 = 8;
 /// size, a forced one from there on. The kernel's default (flags 0) wakes the reader for every
 /// record committed while it is caught up, which on a busy node is nearly every record.
 fn wakeup() -> u64 {
-    // Bytes not consumed yet (the record being submitted included) and the ring's data size.
+    // Bytes not consumed yet (the record being submitted included); the ring's size is the
+    // constant userspace set, not a second query.
     let pending = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
-    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
-    if pending >= size / FILLING {
+    if pending >= ring_size() / FILLING {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)

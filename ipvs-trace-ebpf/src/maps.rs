@@ -8,13 +8,24 @@ use aya_ebpf::{
 use ipvs_trace_common::{
     drop,
     filter::{NamedKey, NAMED_MAX},
-    KernelFilter, KernelOffsets,
+    KernelFilter, KernelOffsets, DEFAULT_RING_SIZE,
 };
 
 /// Records to userspace. 256 KiB holds ~1,900 records; userspace may resize it before load
 /// (`--ring-size`).
 #[map(name = "EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_SIZE, 0);
+
+/// [`EVENTS`]'s byte size, as userspace created it (a read-only global: a constant to the
+/// verifier, where `bpf_ringbuf_query(BPF_RB_RING_SIZE)` is a helper call per record).
+#[unsafe(no_mangle)]
+pub static RING_SIZE: u64 = DEFAULT_RING_SIZE as u64;
+
+/// Reads [`RING_SIZE`]; volatile for the reason [`offset!`] is.
+pub fn ring_size() -> u64 {
+    // SAFETY: a static; the pointer is valid and aligned.
+    unsafe { core::ptr::read_volatile(&raw const RING_SIZE) }
+}
 
 /// Drop counters per CPU, indexed by `ipvs_trace_common::drop`.
 #[map(name = "LOST")]

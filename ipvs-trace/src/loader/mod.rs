@@ -27,8 +27,8 @@ use aya::{
 };
 use ipvs_trace_common::filter::{test, NamedKey};
 use ipvs_trace_common::{
-    drop, KernelFilter, EVENTS_MAP, FILTER_MAP, LOST_MAP, NAMED_IPS_MAP, NAMED_VIPS_MAP,
-    OFFSETS_GLOBAL,
+    drop, KernelFilter, DEFAULT_RING_SIZE, EVENTS_MAP, FILTER_MAP, LOST_MAP, NAMED_IPS_MAP,
+    NAMED_VIPS_MAP, OFFSETS_GLOBAL, RING_SIZE_GLOBAL,
 };
 
 pub use error::LoadError;
@@ -111,14 +111,19 @@ impl Tracer {
         let wants_netfilter = wants(Dataplane::Nftables) || wants(Dataplane::Iptables);
         // Modules whose probes cannot attach on this start, and why.
         let mut blocked: Vec<(&'static str, String)> = Vec::new();
-        if wants_ipvs {
-            if wants_netfilter && !opts.wait && SysModule::ip_vs().state() == ModuleState::Absent {
-                blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned()));
-            } else {
-                kernel::ensure_ip_vs(opts.wait).await?;
+        if wants_ipvs && wants_netfilter {
+            // Whichever comes first: a node of either kind is traced as soon as it has one,
+            // and the trace starts again with both when ip_vs loads later (`module_watch`).
+            if opts.wait {
+                kernel::wait_for_any().await;
             }
+            if SysModule::ip_vs().state() == ModuleState::Absent {
+                blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned()));
+            }
+        } else if wants_ipvs {
+            kernel::ensure_ip_vs(opts.wait).await?;
         }
-        if wants_netfilter && !Path::new("/sys/module/nf_nat").exists() {
+        if wants_netfilter && !kernel::nf_nat_present() {
             blocked.push((
                 "nf_nat",
                 "the nf_nat module is not loaded (no NAT rule on this node yet)".to_owned(),
@@ -148,9 +153,10 @@ impl Tracer {
 
         let mut loader = EbpfLoader::new();
         loader.override_global(OFFSETS_GLOBAL, &resolved.offsets, true);
-        if let Some(size) = opts.ring_size {
-            loader.map_max_entries(EVENTS_MAP, size);
-        }
+        let ring_size = opts.ring_size.unwrap_or(DEFAULT_RING_SIZE);
+        loader.map_max_entries(EVENTS_MAP, ring_size);
+        let ring_size = u64::from(ring_size);
+        loader.override_global(RING_SIZE_GLOBAL, &ring_size, true);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;
