@@ -33,6 +33,8 @@ pub struct Event {
     pub conn: Option<String>,
     /// `--nat` only (`null` otherwise, and for events that are not one connection).
     pub nat: Option<Nat>,
+    /// `ipvs`, `nftables` or `iptables`: who made the decision.
+    pub dataplane: String,
 }
 
 /// `src` -> `dst` of one direction of a connection.
@@ -78,7 +80,7 @@ impl Event {
 
 /// The fields of the contract. serde would take a missing `Option` field for `null`; the
 /// contract says every line has every field, so presence is checked on its own.
-const CONTRACT_FIELDS: [&str; 21] = [
+const CONTRACT_FIELDS: [&str; 22] = [
     "time",
     "event",
     "proto",
@@ -100,6 +102,7 @@ const CONTRACT_FIELDS: [&str; 21] = [
     "cpu",
     "conn",
     "nat",
+    "dataplane",
 ];
 
 /// Parses JSON lines; a line that is not a contract object is an error naming it.

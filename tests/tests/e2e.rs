@@ -157,6 +157,7 @@ fn assert_scheduled_fields(event: &Event, proto: &str, scheduler: &str) {
 /// The kernel's part of a `new` or `template` event for a Masq service of `scheduler`.
 fn assert_scheduling(event: &Event, proto: &str, scheduler: &str) {
     let what = format!("{event:?}");
+    assert_eq!(event.dataplane, "ipvs", "{what}");
     assert_eq!(event.proto, proto, "{what}");
     assert_eq!(event.scheduler.as_deref(), Some(scheduler), "{what}");
     assert_eq!(event.fwd.as_deref(), Some("Masq"), "{what}");

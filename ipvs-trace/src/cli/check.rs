@@ -40,7 +40,13 @@ pub struct CheckArgs {
 
     /// Check what `trace --dataplane LIST` would attach: ipvs (the probes on ip_vs), nftables
     /// and iptables (the probe on nf_nat). Without it, every dataplane.
-    #[arg(long, value_name = "LIST", value_enum, value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_enum,
+        value_delimiter = ',',
+        env = "IPVS_TRACE_DATAPLANE"
+    )]
     pub dataplane: Vec<crate::dataplane::Dataplane>,
 }
 

@@ -348,9 +348,12 @@ fn write_probes(
     }
 }
 
-/// Whether a kernel module is loaded (built in: also listed under /sys/module).
+/// Whether a kernel module is there: loaded, or (nf_nat) built in.
 fn module_loaded(module: &str) -> bool {
-    Path::new("/sys/module").join(module).exists()
+    match module {
+        "nf_nat" => kernel::nf_nat_present(),
+        _ => Path::new("/sys/module").join(module).exists(),
+    }
 }
 
 /// The BTF `trace` would use, reported on `out`.

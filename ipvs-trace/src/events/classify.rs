@@ -30,6 +30,8 @@ pub const MIN_GAP: Duration = Duration::from_millis(200);
 struct Snapshot {
     rules: Option<NetfilterRules>,
     local: HashSet<IpAddr>,
+    /// Why the rules could not be read, if they could not.
+    failed: Option<String>,
 }
 
 /// Tells the netfilter mode of each netfilter decision, and keeps the dataplanes asked for.
@@ -114,7 +116,7 @@ impl RulesReader {
         let (wake, woken) = mpsc::sync_channel(1);
         // The first read before the first decision is classified: it is the one a node's
         // steady state needs, and it takes milliseconds.
-        *snapshot.lock().unwrap_or_else(PoisonError::into_inner) = read();
+        store(&snapshot, read());
         let shared = Arc::clone(&snapshot);
         let spawned = thread::Builder::new()
             .name("netfilter-rules".into())
@@ -137,23 +139,40 @@ fn refresh_loop(snapshot: &Mutex<Snapshot>, woken: &mpsc::Receiver<()>) {
             return;
         }
         let started = Instant::now();
-        let fresh = read();
-        *snapshot.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+        store(snapshot, read());
         if let Some(rest) = MIN_GAP.checked_sub(started.elapsed()) {
             thread::sleep(rest);
         }
     }
 }
 
-/// The rules and the node's addresses now; what cannot be read is said once per read at
-/// debug level (the start-up line and `check` say it to the user).
+/// Makes `fresh` the snapshot; a failure to read the rules is said once when it starts (a
+/// node where it fails keeps failing every read) and once when it ends.
+fn store(snapshot: &Mutex<Snapshot>, fresh: Snapshot) {
+    let mut current = snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+    match (&current.failed, &fresh.failed) {
+        (None, Some(why)) => tracing::warn!(
+            "cannot read kube-proxy's netfilter rules ({why}): netfilter decisions are all \
+             said to be the node's mode, nftables when unknown"
+        ),
+        (Some(_), None) => tracing::info!("kube-proxy's netfilter rules can be read again"),
+        _ => {}
+    }
+    // A failed read keeps the last good one: the rules rarely change between two reads.
+    let rules = fresh.rules.or_else(|| current.rules.take());
+    *current = Snapshot { rules, ..fresh };
+}
+
+/// The rules and the node's addresses now.
 fn read() -> Snapshot {
-    let rules = NetfilterRules::read()
-        .inspect_err(|err| tracing::debug!("reading the netfilter rules: {err:#}"))
-        .ok();
+    let (rules, failed) = match NetfilterRules::read() {
+        Ok(rules) => (Some(rules), None),
+        Err(err) => (None, Some(format!("{err:#}"))),
+    };
     Snapshot {
         rules,
         local: local_addresses(),
+        failed,
     }
 }
 
@@ -219,7 +238,10 @@ mod tests {
         let mut event = ipvs_event();
         assert!(all.classify(&mut event));
         assert_eq!(event.dataplane, Dataplane::Ipvs);
-        assert!(all.reader.is_none(), "an IPVS-only node never reads netfilter rules");
+        assert!(
+            all.reader.is_none(),
+            "an IPVS-only node never reads netfilter rules"
+        );
 
         let mut only_nft = Classifier::new(&[Dataplane::Nftables]);
         assert!(!only_nft.classify(&mut event));

@@ -1,4 +1,4 @@
-//! Facts about the running kernel: its release, and whether ip_vs is there.
+//! Facts about the running kernel: its release, and whether ip_vs and nf_nat are there.
 
 use std::{path::Path, time::Duration};
 
@@ -40,4 +40,29 @@ pub async fn ensure_ip_vs(wait: bool) -> Result<(), LoadError> {
         tokio::time::sleep(WAIT_POLL).await;
     }
     Ok(())
+}
+
+/// Whether nf_nat is there: loaded as a module, or built in (then it has no /sys/module entry
+/// of its own, but its function is in the symbol table).
+#[must_use]
+pub fn nf_nat_present() -> bool {
+    Path::new("/sys/module/nf_nat").exists()
+        || super::kallsyms::Kallsyms::read().is_ok_and(|k| k.has_function("nf_nat_setup_info"))
+}
+
+/// Waits until ip_vs is live or nf_nat is there, whichever comes first (`--wait` when both
+/// IPVS and the netfilter dataplanes are traced).
+pub async fn wait_for_any() {
+    let ip_vs = SysModule::ip_vs();
+    let mut said = false;
+    loop {
+        if matches!(ip_vs.state(), ModuleState::Live(_)) || nf_nat_present() {
+            return;
+        }
+        if !said {
+            eprintln!("ipvs-trace: waiting for the ip_vs or the nf_nat module to be loaded");
+            said = true;
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
 }

@@ -25,7 +25,7 @@ use crate::ipvs::Family;
 pub const TABLE: &str = "nat";
 /// The chain every Service address is dispatched from.
 pub const KUBE_SERVICES: &str = "KUBE-SERVICES";
-const KUBE_NODEPORTS: &str = "KUBE-NODEPORTS";
+pub const KUBE_NODEPORTS: &str = "KUBE-NODEPORTS";
 
 /// The Services of one `nat` table of `family`.
 #[must_use]

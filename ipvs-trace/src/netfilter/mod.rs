@@ -164,19 +164,21 @@ impl NetfilterRules {
                 rules.modes.insert(Dataplane::Nftables);
                 rules.services.extend(kube_nft::services(dump));
             } else if dump.has_chain(kube_ipt::KUBE_SERVICES) {
-                rules.modes.insert(Dataplane::Iptables);
                 let chains = ChainMap::from_dump(dump);
-                rules
-                    .services
-                    .extend(kube_ipt::services(&chains, family, Source::IptablesNft));
+                let services = kube_ipt::services(&chains, family, Source::IptablesNft);
+                if iptables_mode(&chains, &services) {
+                    rules.modes.insert(Dataplane::Iptables);
+                }
+                rules.services.extend(services);
             }
         }
         for (family, chains) in legacy {
             if chains.has_chain(kube_ipt::KUBE_SERVICES) {
-                rules.modes.insert(Dataplane::Iptables);
-                rules
-                    .services
-                    .extend(kube_ipt::services(chains, *family, Source::IptablesLegacy));
+                let services = kube_ipt::services(chains, *family, Source::IptablesLegacy);
+                if iptables_mode(chains, &services) {
+                    rules.modes.insert(Dataplane::Iptables);
+                }
+                rules.services.extend(services);
             }
         }
         rules.services.sort_by_key(|s| {
@@ -252,9 +254,12 @@ impl NetfilterRules {
     }
 }
 
+/// The legacy `nat` tables read, by family.
+type LegacyTables = Vec<(Family, ChainMap)>;
+
 /// The legacy `nat` tables of both families that exist, recorded into `record` when given;
 /// a table that cannot be read is a notice, missing CAP_NET_ADMIN an error.
-fn read_legacy(record: Option<&Path>) -> anyhow::Result<(Vec<(Family, ChainMap)>, Vec<String>)> {
+fn read_legacy(record: Option<&Path>) -> anyhow::Result<(LegacyTables, Vec<String>)> {
     let mut legacy = Vec::new();
     let mut notices = Vec::new();
     for family in [Family::V4, Family::V6] {
@@ -293,6 +298,13 @@ fn read_legacy(record: Option<&Path>) -> anyhow::Result<(Vec<(Family, ChainMap)>
 /// netlink replay takes every `.bin` file as a reply).
 fn legacy_capture_name(family: Family) -> String {
     format!("legacy-nat-{}.xt", family.as_str())
+}
+
+/// Whether a `nat` table with `KUBE-SERVICES` is kube-proxy's iptables mode: its IPVS mode
+/// makes a `KUBE-SERVICES` chain too (for masquerade marks, no DNAT), but no
+/// `KUBE-NODEPORTS` chain (IPVS mode's is `KUBE-NODE-PORT`) and no Service chains.
+fn iptables_mode(chains: &ChainMap, services: &[NfService]) -> bool {
+    !services.is_empty() || chains.has_chain(kube_ipt::KUBE_NODEPORTS)
 }
 
 /// The nf_tables tables the models read, through `transport`; no nf_tables is none.

@@ -179,13 +179,26 @@ impl Probes {
             }
             if let Step::Lost { reloaded } = self.watch.poll() {
                 self.detach(out, reloaded);
-                return Ok(if self.options.wait {
+                // A run on nf_nat alone goes on: it starts again with ip_vs's probes too.
+                return Ok(if self.options.wait || self.ipvs_arrived() {
                     Next::Detached
                 } else {
                     Next::Ended
                 });
             }
         }
+    }
+
+    /// Whether the tracer of the moment (or the last one) runs on nf_nat alone, having started
+    /// without ip_vs: then a change of ip_vs can only be its arrival, and the run starts again
+    /// at once with its probes too. A tracer with ip_vs's probes keeps the rule of the IPVS
+    /// dataplane: it goes with ip_vs and waits for it (its nf_nat probe too, meanwhile).
+    fn ipvs_arrived(&self) -> bool {
+        !self
+            .attachment
+            .attached
+            .iter()
+            .any(|a| a.probe.module == "ip_vs")
     }
 
     /// The probes' module is gone: takes what they left in their ring, keeps their losses,
@@ -202,7 +215,12 @@ impl Probes {
         } else {
             "ip_vs was unloaded"
         };
-        if self.options.wait {
+        if self.ipvs_arrived() {
+            tracing::warn!(
+                "ip_vs was loaded: the probes start again with its probes beside nf_nat's \
+                 (decisions made meanwhile are not seen)"
+            );
+        } else if self.options.wait {
             tracing::warn!(
                 "{what}: its probes went with it; not ready until they are attached to the \
                  ip_vs loaded now (waiting for it)"
@@ -225,7 +243,8 @@ impl Probes {
             }
             loop {
                 self.poll.tick().await;
-                if self.watch.poll() == Step::Attach {
+                // A run on nf_nat alone starts again at once.
+                if self.ipvs_arrived() || self.watch.poll() == Step::Attach {
                     break;
                 }
             }
