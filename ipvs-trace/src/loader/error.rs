@@ -21,6 +21,15 @@ pub enum LoadError {
     )]
     IpVsNotLoaded,
 
+    /// Neither `ip_vs` nor `nf_nat` is loaded: no dataplane asked for has anything to trace.
+    #[error(
+        "neither the ip_vs nor the nf_nat kernel module is loaded (no /sys/module/ip_vs, no \
+         /sys/module/nf_nat): kube-proxy loads ip_vs in IPVS mode and nf_nat in its nftables \
+         and iptables modes (`modprobe ip_vs` or `modprobe nf_nat`); `--wait` waits for either \
+         instead"
+    )]
+    NothingLoaded,
+
     /// A BTF file could not be read or parsed (the error names the file).
     #[error(transparent)]
     Btf(#[from] BtfError),

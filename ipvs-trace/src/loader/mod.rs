@@ -116,6 +116,10 @@ impl Tracer {
             // and the trace starts again with both when ip_vs loads later (`module_watch`).
             if opts.wait {
                 kernel::wait_for_any().await;
+            } else if SysModule::ip_vs().state() == ModuleState::Absent
+                && !kernel::nf_nat_present()
+            {
+                return Err(LoadError::NothingLoaded.into());
             }
             if SysModule::ip_vs().state() == ModuleState::Absent {
                 blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned()));
