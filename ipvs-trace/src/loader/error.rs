@@ -23,7 +23,7 @@ pub enum LoadError {
 
     /// Neither `ip_vs` nor `nf_nat` is loaded: no dataplane asked for has anything to trace.
     #[error(
-        "neither the ip_vs nor the nf_nat kernel module is loaded (no /sys/module/ip_vs, no \
+        "the ip_vs and nf_nat kernel modules are not loaded (no /sys/module/ip_vs, no \
          /sys/module/nf_nat): kube-proxy loads ip_vs in IPVS mode and nf_nat in its nftables \
          and iptables modes (`modprobe ip_vs` or `modprobe nf_nat`); `--wait` waits for either \
          instead"
