@@ -322,7 +322,12 @@ fn base_manifest(tree: &KernelTree) -> Result<Manifest> {
     m.bytes("/etc/group", 0o644, GROUP);
 
     let modules = kernel::load_order(tree, kernel::MODULES, &[])?;
-    let netfilter = kernel::load_order(tree, kernel::NETFILTER_MODULES, &modules)?;
+    let mut wanted = kernel::NETFILTER_MODULES.to_vec();
+    wanted.extend(kernel::separate_modules(
+        tree,
+        kernel::NETFILTER_MODULES_BUILT_IN_LATER,
+    )?);
+    let netfilter = kernel::load_order(tree, &wanted, &modules)?;
     let loaded: Vec<Module> = modules.iter().chain(&netfilter).cloned().collect();
     let legacy = kernel::load_order(tree, kernel::LEGACY_IPTABLES_MODULES, &loaded)?;
     for module in modules.iter().chain(&netfilter).chain(&legacy) {

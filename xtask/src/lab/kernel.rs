@@ -62,6 +62,11 @@ pub(crate) const NETFILTER_MODULES: &[&str] = &[
     "xt_MASQUERADE",
 ];
 
+/// Parts of nf_tables that older kernels build as modules of their own and newer ones into
+/// nf_tables itself: nft_counter (every iptables-nft rule counts) is a module on 5.10 and
+/// built in on 6.1, 6.12 and 7.2. Loaded where `modprobe` finds them ([`separate_modules`]).
+pub(crate) const NETFILTER_MODULES_BUILT_IN_LATER: &[&str] = &["nft_counter"];
+
 /// The legacy (x_tables) iptables tables, for `iptables-legacy`: `/lab/load-netfilter.sh
 /// legacy`. Apart from [`NETFILTER_MODULES`] because iptable_filter installs its table (and
 /// its hooks) as it loads.
@@ -707,6 +712,32 @@ pub(crate) fn load_order(
         }
     }
     Ok(order)
+}
+
+/// Those of `names` that `modprobe` finds as modules in `tree` (see
+/// [`NETFILTER_MODULES_BUILT_IN_LATER`]); a name it does not find is built into its parent
+/// there. Any other failure of `modprobe` is an error.
+pub(crate) fn separate_modules<'a>(tree: &KernelTree, names: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut found = Vec::new();
+    for name in names {
+        let out = cmd::output(
+            Command::new("modprobe")
+                .args(["-C", "/dev/null", "-S", &tree.release, "-d"])
+                .arg(&tree.modules_base)
+                .args(["--show-depends", name]),
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            found.push(*name);
+        } else if !stderr.contains("not found") {
+            bail!(
+                "modprobe --show-depends {name} failed in {}: {}",
+                tree.package,
+                stderr.trim()
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// The module files of `modprobe --show-depends` output; built-in modules need no loading.
