@@ -11,8 +11,10 @@
 # hooks; later packets reuse the binding. Workloads:
 # - `conn`: a storm of short TCP connections (one small write, closed with a RST): the cost
 #   per connection;
-# - `packets`: one long TCP connection per client making many small request/response
-#   exchanges, `stopped` only: that there is no per-packet cost.
+# - `packets`: long TCP connections (10 per client, one after another) making many small
+#   request/response exchanges, `stopped` only: that there is no per-packet cost. Where its
+#   connections land is random (numgen), and two on one pod cost otherwise than one on each:
+#   each run prints how many landed on each pod (`placement`), read from conntrack.
 # Modes, for each --attach path in ATTACH (fentry, kprobe): `with`: `trace -o json
 # --dataplane nftables` into a file, every event printed. `quiet`: the same with a --vip filter
 # that matches nothing (the probe drops every binding before the ring). `stopped`: the probe
@@ -26,7 +28,8 @@
 # connection (bpftool, with the kernel's BPF run statistics), and conntrack's drop counters.
 # Printed for xtask, one per run: `bench: nat round=R workload=W mode=M units=N ns=T` (T
 # nanoseconds of guest time for N connections or exchanges, see now_ns), `bench: nat round=R mode=M
-# traced=N lost=L` from each traced run's output and summary; at the end `bench: nat
+# traced=N lost=L` from each traced run's output and summary, `... placement=A+B+C+D` after each
+# packets run; at the end `bench: nat
 # profile=ATTACH program=NAME runs=N ns=T conns=C` and `bench: nat conntrack KEY=N...`.
 # Under QEMU TCG absolute rates mean nothing; the ratios do.
 set -e
@@ -75,13 +78,15 @@ now_ns() {
 # once; sets RUN_NS to the nanoseconds it took. Connections close with a RST so no TIME_WAIT
 # pins the clients' ports over the rounds.
 run() {
+    # Only this run's connections in the table, for `placement`.
+    [ "$1" != packets ] || conntrack -F 2>/dev/null || true
     _t0=$(now_ns)
     for i in $(seq 1 $CLIENTS); do
         case $1 in
         conn) client_start run$i client$i --to $VIP:80 --count $(($2 / CLIENTS)) --rst ;;
         packets)
-            client_start run$i client$i --to $VIP:90 --count 1 --exchanges $(($2 / CLIENTS)) \
-                --rst --timeout-ms 20000
+            client_start run$i client$i --to $VIP:90 --count 10 \
+                --exchanges $(($2 / CLIENTS / 10)) --rst --timeout-ms 20000
             ;;
         esac
     done
@@ -90,6 +95,14 @@ run() {
         die "connections failed during the $1 run"
     }
     RUN_NS=$(($(now_ns) - _t0))
+}
+
+# placement: how many of the last run's connections to the echo Service each pod got (the
+# reply source of their conntrack entries, which stay 10 s in CLOSE), e.g. `8+9+11+12`.
+placement() {
+    conntrack -L -p tcp --orig-dst $VIP --orig-port-dst 90 2>/dev/null |
+        sed -n 's/.* src=\(10\.245\.1\.[0-9]*\) dst=10\.245\.2\..*/\1/p' |
+        sort | uniq -c | awk '{ print $1 }' | sort -n | tr '\n' '+' | sed 's/+$//'
 }
 
 units() {
@@ -142,6 +155,8 @@ for round in $(seq 1 "$ROUNDS"); do
         n=$(units $workload)
         run $workload "$n"
         echo "bench: nat round=$round workload=$workload mode=without units=$n ns=$RUN_NS"
+        [ $workload != packets ] ||
+            echo "bench: nat round=$round workload=$workload mode=without placement=$(placement)"
         for attach in $ATTACH; do
             for mode in $(modes $workload); do
                 name=t$round-$workload-$attach-$mode
@@ -157,6 +172,8 @@ for round in $(seq 1 "$ROUNDS"); do
                 run $workload "$n"
                 case $mode in stopped*) kill -CONT "$TRACE_PID" ;; esac
                 echo "bench: nat round=$round workload=$workload mode=$attach.$mode units=$n ns=$RUN_NS"
+                [ $workload != packets ] ||
+                    echo "bench: nat round=$round workload=$workload mode=$attach.$mode placement=$(placement)"
                 TRACE_TO_CONSOLE=1 stop_trace >/dev/null
                 lines=$(wc -l <"$LAB_TMP/$name.out")
                 lost=$(sed -n 's/^ *lost: \([0-9]*\) .*/\1/p' "$LAB_TMP/$name.stderr")
@@ -188,6 +205,8 @@ for workload in conn packets; do
     n=$(units $workload)
     run $workload "$n"
     echo "bench: nat round=$((ROUNDS + 1)) workload=$workload mode=without units=$n ns=$RUN_NS"
+    [ $workload != packets ] ||
+        echo "bench: nat round=$((ROUNDS + 1)) workload=$workload mode=without placement=$(placement)"
 done
 
 # The NAT programs' own cost, after the ratios (and apart from them: the statistics cost two

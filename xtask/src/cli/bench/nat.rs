@@ -75,6 +75,12 @@ pub(super) fn nat(args: &Args, dir: &Path) -> Result<()> {
                 .join(", "),
         );
     }
+    for (mode, runs) in &parsed.placement {
+        println!(
+            "placement {mode}: connections per pod (numgen random), each run [{}]",
+            runs.join(", ")
+        );
+    }
     for p in &parsed.profile {
         println!(
             "profile {}: {} executes {} instructions a run, {:.2} runs a connection ({} runs \
@@ -137,6 +143,8 @@ struct Parsed {
     runs: Vec<(String, Vec<(String, f64)>)>,
     /// Per traced mode (`workload/attach.mode`): (events traced, counted lost) of each run.
     traced: Vec<(String, Vec<(u64, u64)>)>,
+    /// Per `packets` mode: how many connections each pod got, in each run (`8+10+10+12`).
+    placement: Vec<(String, Vec<String>)>,
     profile: Vec<Profile>,
     conntrack: Option<Conntrack>,
 }
@@ -147,6 +155,14 @@ impl Parsed {
         for line in bench_lines(output, "nat") {
             let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
             if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
+                if let Some(placement) = text_of("placement") {
+                    let key = format!("{workload}/{mode}");
+                    match parsed.placement.iter_mut().find(|(m, _)| *m == key) {
+                        Some((_, list)) => list.push(placement),
+                        None => parsed.placement.push((key, vec![placement])),
+                    }
+                    continue;
+                }
                 if text_of("traced").is_some() {
                     let key = format!("{workload}/{mode}");
                     let run = (field(&line, "traced")?, field(&line, "lost")?);
@@ -198,7 +214,8 @@ impl Parsed {
             "{{\n  \"bench\": \"nat\",\n  \"dataplane\": \"nftables\",\n  \"kernel\": \"{}\",\n  \
              \"guest\": \"QEMU TCG, -smp 1\",\n  \"clock\": \"{clock_name}\",\n  \
              \"conns_per_run\": {},\n  \"exchanges_per_run\": {},\n  \"workloads\": {{\n{}\n  }},\n  \
-             \"traced_lost\": {{ {} }},\n  \"profile\": [{}],\n  \"conntrack\": {}\n}}\n",
+             \"traced_lost\": {{ {} }},\n  \"placement\": {{ {} }},\n  \"profile\": [{}],\n  \
+             \"conntrack\": {}\n}}\n",
             args.kernel,
             args.storm,
             args.exchanges,
@@ -209,6 +226,17 @@ impl Parsed {
                     "\"{mode}\": [{}]",
                     runs.iter()
                         .map(|(t, l)| format!("[{t}, {l}]"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.placement
+                .iter()
+                .map(|(mode, runs)| format!(
+                    "\"{mode}\": [{}]",
+                    runs.iter()
+                        .map(|p| format!("\"{p}\""))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))
@@ -249,6 +277,7 @@ mod tests {
         let output = "bench: nat round=1 workload=conn mode=without units=20000 ns=4000000000\n\
                       bench: nat round=1 workload=conn mode=fentry.stopped units=20000 ns=4100000000\n\
                       bench: nat round=1 workload=conn mode=fentry.stopped traced=20000 lost=0\n\
+                      bench: nat round=1 workload=packets mode=without placement=9+10+10+11\n\
                       bench: nat round=2 workload=conn mode=without units=20000 ns=4000000000\n\
                       bench: nat profile=fentry program=nf_nat_setup_info_fexit runs=4000 \
                       ns=600000 conns=2000\n\
@@ -265,6 +294,10 @@ mod tests {
         );
         let profile = &parsed.profile[0];
         assert_eq!((profile.per_run(), profile.per_conn()), (150, 2.0));
+        assert_eq!(
+            parsed.placement,
+            [("packets/without".to_owned(), vec!["9+10+10+11".to_owned()])]
+        );
         assert_eq!(parsed.conntrack.as_ref().unwrap().insert_failed, 3);
     }
 }
