@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn parses_a_contract_line_and_refuses_others() {
-        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"backend_terminating":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000","nat":null}"#;
+        let line = r#"{"time":"2026-11-26T17:12:52.123456789Z","event":"new","proto":"TCP","client":"10.245.97.12:51234","vip":"172.31.42.227:80","backend":"10.245.112.32:8080","scheduler":"rr","fwd":"Masq","weight":1,"active_conns":1,"inactive_conns":0,"service":null,"service_type":null,"backend_pod":null,"backend_node":null,"client_pod":null,"backend_terminating":null,"netns":4026531840,"cpu":0,"conn":"0xffff8f3a00000000","nat":null,"dataplane":"ipvs"}"#;
         let events = parse_events(line).unwrap();
         assert_eq!(
             events[0].backend,
