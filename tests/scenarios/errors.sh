@@ -40,9 +40,11 @@ node_teardown
 [ -d /sys/module/ip_vs ] && die "ip_vs is still loaded after /lab/unload-ipvs.sh"
 mkdir -p "$LAB_TMP"
 : >"$LAB_PIDS"
-dump unloaded timeout 20 ipvs-trace trace -o json
+# The IPVS dataplane alone: an earlier scenario of the boot may have left nf_nat loaded, and
+# with it every dataplane would be traced through nf_nat (docs/dataplanes.md).
+dump unloaded timeout 20 ipvs-trace trace -o json --dataplane ipvs
 
-trace_bg wait --wait
+trace_bg wait --wait --dataplane ipvs
 sleep 1
 kill -0 "$TRACE_PID" 2>/dev/null || die "trace --wait exited while ip_vs was not loaded"
 grep -q '^ipvs-trace: tracing' "$LAB_TMP/wait.stderr" && die "trace --wait claims to trace without ip_vs"
