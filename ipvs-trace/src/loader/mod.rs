@@ -110,19 +110,19 @@ impl Tracer {
         let wants_ipvs = wants(Dataplane::Ipvs);
         let wants_netfilter = wants(Dataplane::Nftables) || wants(Dataplane::Iptables);
         // Modules whose probes cannot attach on this start, and why.
-        let mut blocked: Vec<(&'static str, String)> = Vec::new();
+        // (module, why, whether it is merely absent: a dataplane the node does not have).
+        let mut blocked: Vec<(&'static str, String, bool)> = Vec::new();
         if wants_ipvs && wants_netfilter {
             // Whichever comes first: a node of either kind is traced as soon as it has one,
             // and the trace starts again with both when ip_vs loads later (`module_watch`).
             if opts.wait {
                 kernel::wait_for_any().await;
-            } else if SysModule::ip_vs().state() == ModuleState::Absent
-                && !kernel::nf_nat_present()
+            } else if SysModule::ip_vs().state() == ModuleState::Absent && !kernel::nf_nat_present()
             {
                 return Err(LoadError::NothingLoaded.into());
             }
             if SysModule::ip_vs().state() == ModuleState::Absent {
-                blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned()));
+                blocked.push(("ip_vs", "the ip_vs module is not loaded".to_owned(), true));
             }
         } else if wants_ipvs {
             kernel::ensure_ip_vs(opts.wait).await?;
@@ -131,13 +131,14 @@ impl Tracer {
             blocked.push((
                 "nf_nat",
                 "the nf_nat module is not loaded (no NAT rule on this node yet)".to_owned(),
+                true,
             ));
         }
         // Read before the probes attach: a module swapped while they do is then noticed.
         let module = SysModule::ip_vs().state();
         let release = kernel::release();
         let types = KernelTypes::read(opts.btf.as_deref())?;
-        let ipvs_in_play = wants_ipvs && !blocked.iter().any(|(m, _)| *m == "ip_vs");
+        let ipvs_in_play = wants_ipvs && !blocked.iter().any(|(m, ..)| *m == "ip_vs");
         let mut resolved = if ipvs_in_play {
             types.offsets(&release)?
         } else {
@@ -146,9 +147,9 @@ impl Tracer {
                 degraded: Vec::new(),
             }
         };
-        if wants_netfilter && !blocked.iter().any(|(m, _)| *m == "nf_nat") {
+        if wants_netfilter && !blocked.iter().any(|(m, ..)| *m == "nf_nat") {
             if let Err(why) = offsets::nat::resolve(&types.btf, &mut resolved.offsets) {
-                blocked.push(("nf_nat", why));
+                blocked.push(("nf_nat", why, false));
             }
         }
         for note in &resolved.degraded {

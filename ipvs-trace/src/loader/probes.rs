@@ -458,7 +458,8 @@ pub struct AttachPlan<'a> {
     pub target_override: Option<&'a (String, String)>,
     /// Modules whose probes cannot attach on this start (not loaded, their structs not
     /// resolved), and why: each a note, not an error.
-    pub blocked: &'a [(&'static str, String)],
+    /// The flag: the module is merely absent (a dataplane the node does not have).
+    pub blocked: &'a [(&'static str, String, bool)],
 }
 
 /// Loads and attaches the probes the events and dataplanes asked for need, each through its
@@ -480,10 +481,16 @@ pub fn attach_all(
             continue;
         }
         let loses = probe.loses.unwrap_or("IPVS decisions");
-        if let Some((_, why)) = plan.blocked.iter().find(|(m, _)| *m == probe.module) {
+        if let Some((_, why, absent)) = plan.blocked.iter().find(|(m, ..)| *m == probe.module) {
             let note = format!("{why}: no probe on `{}`, no {loses}", probe.function);
-            tracing::warn!("{note}");
-            degraded.push(note);
+            if *absent && plan.dataplanes.is_empty() {
+                // Every dataplane the node has was asked for, and it has not this one: nothing
+                // is missing (the summary still lists the probe as unavailable).
+                tracing::info!("{note}");
+            } else {
+                tracing::warn!("{note}");
+                degraded.push(note);
+            }
             attachment.unavailable.push(probe);
             continue;
         }
