@@ -21,9 +21,12 @@ use crate::output::{self, ScenarioRun};
 use crate::trace;
 use crate::views::{is_client_dump, is_trace_dump};
 
-/// The scenarios of `tests/scenarios/`, in the order they run. `errors` comes last: it unloads
-/// and reloads ip_vs, which nothing after it should have to survive (`reload` does too, under a
-/// running `serve`, and leaves ip_vs loaded, as `node_reset` wants it).
+/// The scenarios of `tests/scenarios/`, in the order they run. `errors` comes after the other
+/// IPVS scenarios: it unloads and reloads ip_vs, which nothing after it should have to survive
+/// (`reload` does too, under a running `serve`, and leaves ip_vs loaded, as `node_reset` wants
+/// it). The netfilter scenarios (kube-proxy's nftables and iptables modes) run last: they load
+/// nf_tables and nf_nat, which stay loaded, and every scenario before them sees the node as a
+/// boot that runs it alone does.
 pub const SCENARIOS: &[&str] = &[
     "rr",
     "wrr",
@@ -45,10 +48,10 @@ pub const SCENARIOS: &[&str] = &[
     "reload",
     "filter",
     "attach",
+    "errors",
     "nftables",
     "iptables",
     "migrating",
-    "errors",
 ];
 
 /// What 7.2 runs: the scenarios that compare the tracer with the kernel's tables on every
@@ -79,10 +82,10 @@ pub const SCENARIOS_7_2: &[&str] = &[
     "reload",
     "filter",
     "attach",
+    "errors",
     "nftables",
     "iptables",
     "migrating",
-    "errors",
 ];
 
 /// The boot whose every ipvs-trace runs with `--attach kprobe` (`IPVS_TRACE_ATTACH=kprobe`):

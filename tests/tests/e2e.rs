@@ -34,8 +34,8 @@ macro_rules! with_scenarios {
     ($then:ident!($($args:tt)*)) => {
         $then! {$($args)*;
             rr, wrr, udp, persistent, reuse, no_dest, builtin, nodeport, names, snapshot, rules,
-            dualstack, nat, balance, metrics, top, history, reload, filter, attach, nftables,
-            iptables, migrating, errors
+            dualstack, nat, balance, metrics, top, history, reload, filter, attach, errors,
+            nftables, iptables, migrating
         }
     };
 }
@@ -72,7 +72,7 @@ macro_rules! kernel_7_2 {
 
 kernel_7_2!(
     rr, wrr, udp, reuse, no_dest, builtin, nodeport, rules, dualstack, history, reload, filter,
-    attach, nftables, iptables, migrating, errors
+    attach, errors, nftables, iptables, migrating
 );
 
 macro_rules! completeness {
