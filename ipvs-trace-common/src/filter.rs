@@ -65,9 +65,10 @@ pub struct NamedKey {
 pub const ROLE_BACKEND: u16 = 1;
 /// [`NamedKey::port`] of a pod IP as a client.
 pub const ROLE_CLIENT: u16 = 2;
-/// Entries of each named-address map at most: a name filter that resolves to more (a
-/// namespace of more pods) is not applied in the kernel, only in userspace.
-pub const NAMED_MAX: u32 = 65_536;
+/// Entries of each named-address map when a trace has name filters: a name filter that
+/// resolves to more (a namespace of more pods) is not applied in the kernel, only in
+/// userspace. The maps are preallocated, about 80 bytes an entry: 1.3 MiB each.
+pub const NAMED_MAX: u32 = 16_384;
 
 /// The one entry of [`crate::FILTER_MAP`].
 #[repr(C)]

@@ -43,5 +43,8 @@ pub const OFFSETS_GLOBAL: &str = "OFFSETS";
 /// Read-only global `u64`: the byte size of [`EVENTS_MAP`], set by userspace with the map's
 /// size, so that a record need not ask the kernel (`bpf_ringbuf_query`) each time.
 pub const RING_SIZE_GLOBAL: &str = "RING_SIZE";
+/// Read-only global `u32`: the inode number of the network namespace whose DNAT bindings are
+/// kube-proxy's (the tracer's own, the node's); 0 takes every namespace's.
+pub const NAT_NETNS_GLOBAL: &str = "NAT_NETNS";
 /// The ring's size when the user does not choose one (`--ring-size`): ~1,900 records.
 pub const DEFAULT_RING_SIZE: u32 = 256 * 1024;

@@ -1,7 +1,6 @@
 //! Maps and the read-only offsets global, named by the constants in `ipvs_trace_common`.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -27,6 +26,19 @@ pub fn ring_size() -> u64 {
     unsafe { core::ptr::read_volatile(&raw const RING_SIZE) }
 }
 
+/// The network namespace (its inode number) whose DNAT bindings the NAT probe reports, set by
+/// userspace at load to its own: kube-proxy programs the node's namespace only, and a pod's
+/// own rules (a service mesh's `REDIRECT` of every outgoing connection) are no Service's
+/// decision. 0: every namespace. A read-only global, a constant to the verifier.
+#[unsafe(no_mangle)]
+pub static NAT_NETNS: u32 = 0;
+
+/// Reads [`NAT_NETNS`]; volatile for the reason [`offset!`] is.
+pub fn nat_netns() -> u32 {
+    // SAFETY: a static; the pointer is valid and aligned.
+    unsafe { core::ptr::read_volatile(&raw const NAT_NETNS) }
+}
+
 /// Drop counters per CPU, indexed by `ipvs_trace_common::drop`.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0);
@@ -36,16 +48,20 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0
 #[map(name = "FILTER")]
 pub static FILTER: Array<KernelFilter> = Array::with_max_entries(1, 0);
 
-/// The VIPs the name filters resolve to (see `filter::test::NAMES`). Not preallocated: most
-/// traces have no name filter, and one that has holds a few entries.
+/// The VIPs the name filters resolve to (see `filter::test::NAMES`).
+///
+/// Preallocated, as every hash map a kprobe uses must be: on 5.10 the verifier answers a
+/// kprobe program using a `BPF_F_NO_PREALLOC` map with `WARN_ONCE("trace type BPF program
+/// uses run-time allocation")`, a kernel warning that taints the kernel (and panics a node
+/// booted with `panic_on_warn`), and a PREEMPT_RT kernel refuses the load. Userspace sizes
+/// the maps at load: [`NAMED_MAX`] entries with name filters, one without.
 #[map(name = "NAMED_VIPS")]
-pub static NAMED_VIPS: HashMap<NamedKey, u8> =
-    HashMap::with_max_entries(NAMED_MAX, BPF_F_NO_PREALLOC);
+pub static NAMED_VIPS: HashMap<NamedKey, u8> = HashMap::with_max_entries(NAMED_MAX, 0);
 
-/// The pod IPs the name filters resolve to, as backend or client.
+/// The pod IPs the name filters resolve to, as backend or client (preallocated and sized as
+/// [`NAMED_VIPS`]).
 #[map(name = "NAMED_IPS")]
-pub static NAMED_IPS: HashMap<NamedKey, u8> =
-    HashMap::with_max_entries(NAMED_MAX, BPF_F_NO_PREALLOC);
+pub static NAMED_IPS: HashMap<NamedKey, u8> = HashMap::with_max_entries(NAMED_MAX, 0);
 
 /// The kprobe path of the NAT probe: the `struct nf_conn *` of a destination binding being set
 /// up, by task (`pid_tgid`), from `nf_nat_setup_info`'s entry to its return. LRU: an entry

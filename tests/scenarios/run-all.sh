@@ -6,7 +6,10 @@
 #   ...
 #   @@SCENARIO name END status=N elapsed=S.SS@@
 # A scenario that failed is followed by the kernel log's tail (a dump named `dmesg`), and by
-# a reset of anything it may have left behind so the next one starts clean.
+# a reset of anything it may have left behind so the next one starts clean. A scenario during
+# which the kernel logged a warning, a BUG or an oops fails whatever its own checks said: a
+# tool left running on every node must never make the kernel warn (on a node booted with
+# panic_on_warn a WARN is a crash).
 # Exit status: the number of failed scenarios.
 
 [ $# -gt 0 ] || {
@@ -18,13 +21,23 @@ uptime_s() {
     cut -d' ' -f1 /proc/uptime
 }
 
+# kernel_complaints: how many warnings, BUGs and oopses the kernel has logged since boot.
+kernel_complaints() {
+    dmesg | grep -c -E 'WARNING: CPU|BUG:|Oops:|general protection fault'
+}
+
 failed=0
 for file in "$@"; do
     name=$(basename "$file" .sh)
     start=$(uptime_s)
     echo "@@SCENARIO $name BEGIN@@"
+    complaints=$(kernel_complaints)
     sh "$file" </dev/null 2>&1
     status=$?
+    if [ "$(kernel_complaints)" -ne "$complaints" ]; then
+        echo "FAIL: the kernel logged a warning, BUG or oops during $name (dmesg below)"
+        [ "$status" -ne 0 ] || status=1
+    fi
     if [ "$status" -ne 0 ]; then
         failed=$((failed + 1))
         echo "@@DUMP dmesg@@"

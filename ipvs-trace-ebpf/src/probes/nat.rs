@@ -25,7 +25,7 @@ use ipvs_trace_common::{
 use crate::{
     emit, filter,
     kernel::{addr_bytes, BtfPtr, KPtr, KernelPtr},
-    maps::{count_drop, offset, NAT_PENDING},
+    maps::{count_drop, nat_netns, offset, NAT_PENDING},
 };
 
 /// Exit of
@@ -124,6 +124,18 @@ fn binding<C: EbpfContext, K: KernelPtr>(ctx: &C, ct: K) {
     if status & IPS_DST_NAT == 0 {
         return;
     }
+    // Where the binding was made: outside kube-proxy's namespace it is no Service's decision
+    // (not counted as filtered either: it was never one the user could ask for).
+    let netns = if offset!(flags) & flags::NAT_NETNS != 0 {
+        ct.ptr(offset!(ct_net))
+            .and_then(|net| net.read::<u32>(offset!(net_ns_inum)))
+    } else {
+        None
+    };
+    let scope = nat_netns();
+    if scope != 0 && netns.is_some_and(|inum| inum != scope) {
+        return;
+    }
     if !filter::wants(EventKind::New) {
         return;
     }
@@ -156,14 +168,9 @@ fn binding<C: EbpfContext, K: KernelPtr>(ctx: &C, ct: K) {
         event.backend_addr = addr_bytes(b.backend);
         event.backend_port = b.backend_port;
         event.valid = valid::BACKEND | valid::CLIENT_PORT;
-        if offset!(flags) & flags::NAT_NETNS != 0 {
-            let inum = ct
-                .ptr(offset!(ct_net))
-                .and_then(|net| net.read::<u32>(offset!(net_ns_inum)));
-            if let Some(inum) = inum {
-                event.header.netns = inum;
-                event.valid |= valid::NETNS;
-            }
+        if let Some(inum) = netns {
+            event.header.netns = inum;
+            event.valid |= valid::NETNS;
         }
         Some(())
     });

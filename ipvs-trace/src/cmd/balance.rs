@@ -104,10 +104,8 @@ pub async fn run(config: BalanceConfig) -> anyhow::Result<u8> {
         ring_size: config.ring_size,
         attach: config.attach,
         dataplanes: config.dataplanes.clone(),
-        // Every kind: their columns need new, reused and no_dest.
-        kinds: Vec::new(),
-        filter: None,
-        kprobe_target_override: None,
+        // Every kind (their columns need new, reused and no_dest), every decision.
+        ..LoaderOptions::default()
     };
     let mut tracer = tokio::select! {
         tracer = Tracer::start(&options) => tracer?,

@@ -42,6 +42,16 @@ pub async fn ensure_ip_vs(wait: bool) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The inode number of this process's network namespace (what `ip netns identify` and
+/// `lsns` show, and what `struct net`'s `ns.inum` holds), or `None` when `/proc` does not say.
+#[must_use]
+pub fn own_netns() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
+    // The kernel's namespace inode numbers are `unsigned int`.
+    u32::try_from(inode).ok()
+}
+
 /// Whether nf_nat is there: loaded as a module, or built in (then it has no /sys/module entry
 /// of its own, but its function is in the symbol table).
 #[must_use]

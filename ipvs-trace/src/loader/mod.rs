@@ -25,10 +25,10 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
-use ipvs_trace_common::filter::{test, NamedKey};
+use ipvs_trace_common::filter::{test, NamedKey, NAMED_MAX};
 use ipvs_trace_common::{
     drop, KernelFilter, DEFAULT_RING_SIZE, EVENTS_MAP, FILTER_MAP, LOST_MAP, NAMED_IPS_MAP,
-    NAMED_VIPS_MAP, OFFSETS_GLOBAL, RING_SIZE_GLOBAL,
+    NAMED_VIPS_MAP, NAT_NETNS_GLOBAL, OFFSETS_GLOBAL, RING_SIZE_GLOBAL,
 };
 
 pub use error::LoadError;
@@ -63,6 +63,9 @@ pub struct LoaderOptions {
     pub dataplanes: Vec<Dataplane>,
     /// What the probes deliver ([`crate::filter::Filter::kernel`]); `None`: everything.
     pub filter: Option<KernelFilter>,
+    /// Whether the filter has names (`--service`, `--namespace`, `--pod`): the named-address
+    /// maps are sized for them, and hold one entry otherwise.
+    pub named_filter: bool,
     /// fentry/fexit, kprobes, or each where it works (`--attach`).
     pub attach: AttachMode,
     /// Test hook: attach the probe for kernel function `.0` to symbol `.1` instead.
@@ -162,6 +165,15 @@ impl Tracer {
         loader.map_max_entries(EVENTS_MAP, ring_size);
         let ring_size = u64::from(ring_size);
         loader.override_global(RING_SIZE_GLOBAL, &ring_size, true);
+        // kube-proxy's DNATs are the node's namespace's, which the tracer runs in (hostNetwork).
+        // Without /proc's answer (never seen) every namespace's are taken.
+        let nat_netns = kernel::own_netns().unwrap_or(0);
+        loader.override_global(NAT_NETNS_GLOBAL, &nat_netns, true);
+        // Preallocated maps (see `maps.rs` in the eBPF crate): a trace without name filters
+        // does not pay NAMED_MAX entries of kernel memory for them.
+        let named_capacity = if opts.named_filter { NAMED_MAX } else { 1 };
+        loader.map_max_entries(NAMED_VIPS_MAP, named_capacity);
+        loader.map_max_entries(NAMED_IPS_MAP, named_capacity);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|err| privileges::explain_load_error(err.into()))?;

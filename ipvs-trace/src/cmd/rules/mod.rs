@@ -13,7 +13,6 @@ mod select;
 mod table;
 
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -95,7 +94,7 @@ pub async fn run(config: RulesConfig) -> anyhow::Result<()> {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     });
-    let netns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+    let netns = crate::loader::kernel::own_netns().map(u64::from);
     let view = View::new(
         tables.as_ref(),
         &netfilter,

@@ -167,6 +167,7 @@ fn loader_options(config: &TraceConfig) -> LoaderOptions {
         dataplanes: config.dataplanes.clone(),
         kinds: config.filter.kinds.clone(),
         filter: Some(config.filter.kernel()),
+        named_filter: config.filter.uses_names(),
         kprobe_target_override: config.kprobe_target_override.clone(),
     }
 }

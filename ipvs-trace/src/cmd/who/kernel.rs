@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,7 +56,7 @@ pub async fn answer(path: &Path, query: &Query, names: &NameSource) -> anyhow::R
                 path.display()
             )
         })?;
-        let netns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ok();
+        let netns = crate::loader::kernel::own_netns().map(u64::from);
         let guard = index.as_ref().map(crate::kube::read);
         let mut selection = Selection::new(&query, guard.as_deref(), netns);
         let stats = conn_table::read(BufReader::new(file), |entry| selection.offer(entry))
