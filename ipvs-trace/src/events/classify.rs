@@ -12,12 +12,12 @@
 //! destination not found there takes the node's own mode (see [`Classifier::classify`]).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::model::{Dataplane, Event};
+use super::model::{Dataplane, Event, Proto};
 use crate::netfilter::NetfilterRules;
 
 /// How often the rules are read again while netfilter decisions come in.
@@ -25,13 +25,63 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 /// The shortest gap between two reads, whatever asks for them.
 pub const MIN_GAP: Duration = Duration::from_millis(200);
 
-/// The last read of the rules and of this node's addresses.
+/// One read of the rules and of this node's addresses: the classifier's last, or one of its
+/// own for a caller that classifies a table once (`who` without serve).
 #[derive(Default)]
-struct Snapshot {
+pub struct Snapshot {
     rules: Option<NetfilterRules>,
     local: HashSet<IpAddr>,
     /// Why the rules could not be read, if they could not.
     failed: Option<String>,
+}
+
+impl Snapshot {
+    /// The rules and the node's addresses now.
+    #[must_use]
+    pub fn read() -> Snapshot {
+        let (rules, failed) = match NetfilterRules::read() {
+            Ok(rules) => (Some(rules), None),
+            Err(err) => (None, Some(format!("{err:#}"))),
+        };
+        Snapshot {
+            rules,
+            local: local_addresses(),
+            failed,
+        }
+    }
+
+    /// Why the rules could not be read, if they could not.
+    #[must_use]
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The netfilter mode of a DNAT of `proto` to `vip`, and whether kube-proxy's rules
+    /// program that destination (`false`: the node's mode was taken, see
+    /// [`Classifier::classify`]).
+    #[must_use]
+    pub fn dataplane_of(&self, proto: Proto, vip: SocketAddr) -> (Dataplane, bool) {
+        let proto = u8::try_from(proto.number()).unwrap_or(0);
+        let local = self.local.contains(&vip.ip());
+        let found = self
+            .rules
+            .as_ref()
+            .and_then(|rules| rules.dataplane_of(proto, vip, local));
+        if let Some(dataplane) = found {
+            return (dataplane, true);
+        }
+        let modes = self
+            .rules
+            .as_ref()
+            .map(NetfilterRules::modes)
+            .unwrap_or_default();
+        let dataplane = if let [only] = modes.as_slice() {
+            *only
+        } else {
+            Dataplane::Nftables
+        };
+        (dataplane, false)
+    }
 }
 
 /// Tells the netfilter mode of each netfilter decision, and keeps the dataplanes asked for.
@@ -74,33 +124,16 @@ impl Classifier {
     pub fn classify(&mut self, event: &mut Event) -> bool {
         if event.dataplane.is_netfilter() {
             let reader = self.reader.get_or_insert_with(RulesReader::start);
-            let snapshot = reader
+            let (dataplane, found) = reader
                 .snapshot
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let proto = u8::try_from(event.proto.number()).unwrap_or(0);
-            let local = snapshot.local.contains(&event.vip.ip());
-            let found = snapshot
-                .rules
-                .as_ref()
-                .and_then(|rules| rules.dataplane_of(proto, event.vip, local));
-            event.dataplane = if let Some(dataplane) = found {
-                dataplane
-            } else {
-                let modes = snapshot
-                    .rules
-                    .as_ref()
-                    .map(NetfilterRules::modes)
-                    .unwrap_or_default();
-                drop(snapshot);
+                .unwrap_or_else(PoisonError::into_inner)
+                .dataplane_of(event.proto, event.vip);
+            if !found {
                 // A full channel means a read is asked for already.
                 let _ = reader.wake.try_send(());
-                if let [only] = modes.as_slice() {
-                    *only
-                } else {
-                    Dataplane::Nftables
-                }
-            };
+            }
+            event.dataplane = dataplane;
         }
         let wanted = self.asked.is_empty() || self.asked.contains(&event.dataplane);
         if !wanted {
@@ -116,7 +149,7 @@ impl RulesReader {
         let (wake, woken) = mpsc::sync_channel(1);
         // The first read before the first decision is classified: it is the one a node's
         // steady state needs, and it takes milliseconds.
-        store(&snapshot, read());
+        store(&snapshot, Snapshot::read());
         let shared = Arc::clone(&snapshot);
         let spawned = thread::Builder::new()
             .name("netfilter-rules".into())
@@ -139,7 +172,7 @@ fn refresh_loop(snapshot: &Mutex<Snapshot>, woken: &mpsc::Receiver<()>) {
             return;
         }
         let started = Instant::now();
-        store(snapshot, read());
+        store(snapshot, Snapshot::read());
         if let Some(rest) = MIN_GAP.checked_sub(started.elapsed()) {
             thread::sleep(rest);
         }
@@ -161,19 +194,6 @@ fn store(snapshot: &Mutex<Snapshot>, fresh: Snapshot) {
     // A failed read keeps the last good one: the rules rarely change between two reads.
     let rules = fresh.rules.or_else(|| current.rules.take());
     *current = Snapshot { rules, ..fresh };
-}
-
-/// The rules and the node's addresses now.
-fn read() -> Snapshot {
-    let (rules, failed) = match NetfilterRules::read() {
-        Ok(rules) => (Some(rules), None),
-        Err(err) => (None, Some(format!("{err:#}"))),
-    };
-    Snapshot {
-        rules,
-        local: local_addresses(),
-        failed,
-    }
 }
 
 /// The addresses of this network namespace's interfaces: a NodePort's destination is one.
