@@ -1,5 +1,5 @@
-//! ctnetlink messages: the `IPCTNL_MSG_CT_GET` request by original tuple, and the entry the
-//! kernel answers with, encoded and decoded by hand against
+//! ctnetlink messages: the `IPCTNL_MSG_CT_GET` request by original tuple, the same request as
+//! a dump of the whole table, and the entries the kernel answers with, encoded and decoded by hand against
 //! `include/uapi/linux/netfilter/nfnetlink_conntrack.h` and `net/netfilter/nf_conntrack_netlink.c`
 //! (`ctnetlink_fill_info`, `ctnetlink_dump_tuples`, `ipv4_tuple_to_nlattr`,
 //! `nf_ct_port_tuple_to_nlattr`).
@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 
 use super::model::{Entry, Status, Tuple};
@@ -154,26 +154,39 @@ pub fn get_request(seq: u32, key: &Tuple) -> Option<Vec<u8>> {
     put(&mut tuple, CTA_TUPLE_PROTO | NLA_F_NESTED, &proto);
     let mut attrs = Vec::new();
     put(&mut attrs, CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple);
+    let family = match family {
+        Family::V4 => AF_INET as u8,
+        Family::V6 => AF_INET6 as u8,
+    };
+    Some(get_message(seq, NLM_F_ACK, family, attrs))
+}
 
+/// The `IPCTNL_MSG_CT_GET` dump request `seq`: every entry of the table, both families
+/// (`nfgen_family` `AF_UNSPEC` and no attribute: `ctnetlink_start` sets no filter), ended by
+/// `NLMSG_DONE`.
+#[must_use]
+pub fn dump_request(seq: u32) -> Vec<u8> {
+    get_message(seq, NLM_F_DUMP, 0, Vec::new())
+}
+
+/// An `IPCTNL_MSG_CT_GET` request with `flags` on top of `NLM_F_REQUEST`.
+fn get_message(seq: u32, flags: u16, family: u8, attrs: Vec<u8>) -> Vec<u8> {
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    header.flags = NLM_F_REQUEST | flags;
     header.sequence_number = seq;
     let message = CtMessage {
         kind: IPCTNL_MSG_CT_GET,
-        family: match family {
-            Family::V4 => AF_INET as u8,
-            Family::V6 => AF_INET6 as u8,
-        },
+        family,
         attrs,
     };
     let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
     message.finalize();
     let mut bytes = vec![0; message.buffer_len()];
     message.serialize(&mut bytes);
-    Some(bytes)
+    bytes
 }
 
-/// The entry of a `IPCTNL_MSG_CT_GET` reply.
+/// The entry of a `IPCTNL_MSG_CT_GET` reply (one message of a dump's).
 pub fn entry(message: &CtMessage) -> Result<Entry, DecodeError> {
     if message.kind != IPCTNL_MSG_CT_NEW {
         return Err(DecodeError::new(format!(

@@ -6,6 +6,9 @@
 //! and rewrites its reply tuple to pod:port -> client, so the entry found by the original tuple
 //! (client -> VIP:vport) holds both sides, including any SNAT kube-proxy's iptables rules add.
 //!
+//! `who` without a serve reads the whole table with [`Client::dump`] (`conntrack -L`), one
+//! datagram at a time, keeping only what its question wants.
+//!
 //! [`Client::get`] asks for one entry by original tuple (`IPCTNL_MSG_CT_GET`); [`decode`]
 //! encodes the request and reads the reply, [`model`] is the typed result, [`worker`] runs the
 //! lookups on a thread of their own so that the event loop never waits for the kernel, and
@@ -37,14 +40,14 @@ pub enum ConntrackError {
     )]
     NotLoaded,
     #[error(
-        "permission denied (the kernel refused a conntrack lookup with EPERM): reading \
+        "permission denied (the kernel refused a conntrack request with EPERM): reading \
          conntrack needs CAP_NET_ADMIN over this network namespace; run as root, or grant the \
          capability (`setcap cap_net_admin+ep ipvs-trace`)"
     )]
     PermissionDenied,
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
-    #[error("the kernel refused a conntrack lookup: {0}")]
+    #[error("the kernel refused a conntrack request: {0}")]
     Kernel(io::Error),
     #[error("malformed ctnetlink reply: {0}")]
     Malformed(DecodeError),
@@ -107,6 +110,23 @@ impl<T: Transport> Client<T> {
         get_reply(&reply, seq)
     }
 
+    /// Every entry of the table, handed to `each` as the kernel sends them: a dump is read a
+    /// datagram at a time and never held whole (a node's table can hold a million entries).
+    /// An entry that cannot be decoded is counted and skipped; a reply that cannot be walked
+    /// at all, or a refusal, ends the dump with the error.
+    pub fn dump(&mut self, each: &mut dyn FnMut(Entry)) -> Result<DumpStats, ConntrackError> {
+        self.seq += 1;
+        let mut reader = DumpReader {
+            seq: self.seq,
+            stats: DumpStats::default(),
+            end: None,
+        };
+        let request = decode::dump_request(self.seq);
+        self.transport
+            .stream("dump", &request, &mut |part| reader.feed(part, each))?;
+        reader.finish()
+    }
+
     /// Whether lookups work at all: one for a tuple no connection has (port 0 to port 0 on
     /// loopback), which the kernel answers with ENOENT when everything is in place, and with
     /// the error to report otherwise.
@@ -117,6 +137,82 @@ impl<T: Transport> Client<T> {
             dst: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
         };
         self.get(&nowhere).map(|_| ())
+    }
+}
+
+/// What a dump read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DumpStats {
+    /// Entries decoded and handed on.
+    pub entries: u64,
+    /// Messages that were not entries this decoder can read, skipped.
+    pub malformed: u64,
+    /// Why the first of them was skipped.
+    pub first_error: Option<String>,
+}
+
+/// A dump's reply, read as it comes.
+struct DumpReader {
+    seq: u32,
+    stats: DumpStats,
+    /// Set once the reply ended: with `NLMSG_DONE`, or with the error that ended it.
+    end: Option<Result<(), ConntrackError>>,
+}
+
+impl DumpReader {
+    /// Reads one piece of the reply; `true` once it ended.
+    fn feed(&mut self, part: &[u8], each: &mut dyn FnMut(Entry)) -> bool {
+        if self.end.is_some() {
+            return true;
+        }
+        let stats = &mut self.stats;
+        let walked = nl::walk_reply::<CtMessage>(
+            part,
+            self.seq,
+            &mut |message| match decode::entry(&message) {
+                Ok(entry) => {
+                    stats.entries += 1;
+                    each(entry);
+                }
+                Err(error) => {
+                    stats.malformed += 1;
+                    stats.first_error.get_or_insert_with(|| error.to_string());
+                }
+            },
+        );
+        match walked {
+            Ok(false) => false,
+            Ok(true) => {
+                self.end = Some(Ok(()));
+                true
+            }
+            Err(error) => {
+                self.end = Some(Err(refused(error)));
+                true
+            }
+        }
+    }
+
+    fn finish(self) -> Result<DumpStats, ConntrackError> {
+        match self.end {
+            Some(Ok(())) => Ok(self.stats),
+            Some(Err(error)) => Err(error),
+            None => Err(ConntrackError::Malformed(DecodeError::new(
+                "the dump ended without NLMSG_DONE (truncated)",
+            ))),
+        }
+    }
+}
+
+/// What a reply that yields no messages means.
+fn refused(error: ReplyError) -> ConntrackError {
+    match error {
+        ReplyError::Kernel(libc::EPERM) => ConntrackError::PermissionDenied,
+        // nfnetlink answers EOPNOTSUPP for a subsystem nobody registered (after trying to
+        // load its module).
+        ReplyError::Kernel(libc::EOPNOTSUPP) => ConntrackError::NotLoaded,
+        ReplyError::Kernel(errno) => ConntrackError::Kernel(io::Error::from_raw_os_error(errno)),
+        ReplyError::Malformed(error) => ConntrackError::Malformed(error),
     }
 }
 
@@ -133,14 +229,7 @@ pub fn get_reply(reply: &[u8], seq: u32) -> Result<Option<Entry>, ConntrackError
             )))),
         },
         Err(ReplyError::Kernel(libc::ENOENT)) => Ok(None),
-        Err(ReplyError::Kernel(libc::EPERM)) => Err(ConntrackError::PermissionDenied),
-        // nfnetlink answers EOPNOTSUPP for a subsystem nobody registered (after trying to
-        // load its module).
-        Err(ReplyError::Kernel(libc::EOPNOTSUPP)) => Err(ConntrackError::NotLoaded),
-        Err(ReplyError::Kernel(errno)) => {
-            Err(ConntrackError::Kernel(io::Error::from_raw_os_error(errno)))
-        }
-        Err(ReplyError::Malformed(error)) => Err(ConntrackError::Malformed(error)),
+        Err(error) => Err(refused(error)),
     }
 }
 

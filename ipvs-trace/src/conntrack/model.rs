@@ -61,6 +61,14 @@ impl Status {
     ];
 
     pub const CONFIRMED: u32 = 1 << 3;
+    /// `IPS_DST_NAT`: the entry's destination was translated (a DNAT binding that changed the
+    /// tuple; netfilter's null bindings, IPVS connections' included, leave it clear).
+    pub const DST_NAT: u32 = 1 << 5;
+
+    #[must_use]
+    pub fn dst_nat(self) -> bool {
+        self.0 & Status::DST_NAT != 0
+    }
 
     /// Each set bit by name; a bit newer kernels added shows as `0x...`, never dropped.
     #[must_use]

@@ -9,6 +9,7 @@ use super::decode::get_request;
 use super::nat::{NatStage, NatStats, Released};
 use super::worker::{Job, Lookups, Outcome, Retry};
 use super::*;
+use super::{DumpReader, DumpStats};
 use crate::events::{Event, Proto};
 use crate::ipvs::netlink::Replay;
 use crate::kube::OwnedNames;
@@ -344,4 +345,201 @@ fn stage_without_lookups_passes_events_through() {
         stage.summary_line(),
         "nat: conntrack lookups off: net.ipv4.vs.conntrack is 0"
     );
+}
+
+/// The dump recorded by `who --debug-dump-netlink` (tests/conntrack/dump-6.18, README there).
+fn dump_capture() -> Vec<u8> {
+    let path = capture_dir("dump-6.18").join("00-dump.bin");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The dump request is the GET of `conntrack -L`: nlmsghdr (type 0x0101, flags REQUEST |
+/// DUMP = ROOT | MATCH), nfgenmsg AF_UNSPEC (both families), no attribute.
+#[test]
+fn dump_request_bytes() {
+    let bytes = decode::dump_request(3);
+    #[rustfmt::skip]
+    let expected: Vec<u8> = vec![
+        20, 0, 0, 0, 0x01, 0x01, 0x01, 0x03, 3, 0, 0, 0, 0, 0, 0, 0, // nlmsghdr
+        0, 0, 0, 0, // nfgenmsg
+    ];
+    assert_eq!(bytes, expected);
+}
+
+/// Reads `pieces` as the kernel's socket would hand them, each entry collected.
+fn read_dump(pieces: &[&[u8]]) -> (Result<DumpStats, ConntrackError>, Vec<Entry>) {
+    let mut entries = Vec::new();
+    let mut reader = DumpReader {
+        seq: 1,
+        stats: DumpStats::default(),
+        end: None,
+    };
+    for piece in pieces {
+        if reader.feed(piece, &mut |entry| entries.push(entry)) {
+            break;
+        }
+    }
+    (reader.finish(), entries)
+}
+
+/// The netlink messages of a recorded reply, each on its own.
+fn messages(reply: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = reply;
+    while !rest.is_empty() {
+        let len = u32::from_ne_bytes(rest[..4].try_into().unwrap()) as usize;
+        let (message, tail) = rest.split_at(len.next_multiple_of(4).min(rest.len()));
+        out.push(message);
+        rest = tail;
+    }
+    out
+}
+
+/// An entry's two tuples as conntrack -L prints them (flags such as `[UNREPLIED]` may stand
+/// between them).
+fn listed(entry: &Entry) -> [String; 2] {
+    [entry.orig, entry.reply].map(|t| {
+        format!(
+            "src={} dst={} sport={} dport={}",
+            t.src.ip(),
+            t.dst.ip(),
+            t.src.port(),
+            t.dst.port()
+        )
+    })
+}
+
+/// Every entry of the recorded dump (both families, several datagrams) is a line of
+/// `conntrack -L` of the same moment and every line an entry; exactly the DNATed ones (to the
+/// two Service addresses) have IPS_DST_NAT, each with the endpoint as the reply's source.
+#[test]
+fn captured_dump_equals_what_conntrack_listed() {
+    let dir = capture_dir("dump-6.18");
+    let listing: Vec<String> = ["conntrack-L-ipv4.txt", "conntrack-L-ipv6.txt"]
+        .iter()
+        .flat_map(|name| {
+            let text = std::fs::read_to_string(dir.join(name)).expect("the listing");
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut client = Client::new(Replay::open(&dir).expect("the recording"));
+    let mut entries = Vec::new();
+    let stats = client
+        .dump(&mut |entry| entries.push(entry))
+        .expect("the recorded dump");
+    assert_eq!((stats.entries, stats.malformed), (166, 0));
+    assert_eq!(entries.len(), listing.len());
+    for entry in &entries {
+        let [orig, reply] = listed(entry);
+        assert!(
+            listing
+                .iter()
+                .any(|l| l.contains(&format!("{orig} ")) && l.contains(&format!("{reply} "))),
+            "{orig} {reply} not listed"
+        );
+    }
+    let vips = ["172.31.0.90", "fd00:31::90"];
+    let dnat: Vec<&Entry> = entries.iter().filter(|e| e.status.dst_nat()).collect();
+    assert_eq!(
+        dnat.len(),
+        150 + 4 + 5,
+        "TCP and UDP over IPv4, TCP over IPv6"
+    );
+    for entry in &entries {
+        let to_vip = vips.contains(&entry.orig.dst.ip().to_string().as_str());
+        assert_eq!(entry.status.dst_nat(), to_vip, "{:?}", listed(entry));
+        if to_vip {
+            assert_ne!(entry.reply.src, entry.orig.dst);
+            assert!(entry.reply.src.ip().to_string().contains("245"));
+        }
+    }
+    let parts = messages(&dump_capture()).len();
+    assert_eq!(parts, 166 + 1, "one message per entry, and NLMSG_DONE");
+}
+
+/// Fed a message at a time (the smallest pieces a socket can hand), the same entries.
+#[test]
+fn a_dump_read_piece_by_piece() {
+    let capture = dump_capture();
+    let (whole, all) = read_dump(&[&capture]);
+    assert_eq!(whole.expect("the dump").entries, 166);
+    let (pieces, each) = read_dump(&messages(&capture));
+    assert_eq!(pieces.expect("the dump").entries, 166);
+    assert_eq!(all, each);
+}
+
+/// A dump cut anywhere is an error, never a panic or a silent end; one whose end is missing
+/// says it was truncated.
+#[test]
+fn truncated_dumps_are_errors() {
+    let capture = dump_capture();
+    for len in (0..capture.len()).step_by(61).chain([capture.len() - 20]) {
+        let (result, _) = read_dump(&[&capture[..len]]);
+        assert!(result.is_err(), "{len} of {} bytes accepted", capture.len());
+    }
+    let (result, entries) = read_dump(&[&capture[..capture.len() - 20]]);
+    assert_eq!(entries.len(), 166, "every entry before the cut");
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("truncated"), "{error}");
+}
+
+/// A message that is no entry this decoder reads is counted and skipped; damage to the
+/// framing ends the dump with an error; bytes changed anywhere never panic.
+#[test]
+fn corrupted_dumps_skip_or_refuse() {
+    let capture = dump_capture();
+    let second = messages(&capture)[0].len();
+    // The second entry's nfgenmsg family (after its 16-byte nlmsghdr) made unknown.
+    let mut family = capture.clone();
+    family[second + 16] = 7;
+    let (result, entries) = read_dump(&[&family]);
+    let stats = result.expect("the rest of the dump");
+    assert_eq!(
+        (stats.entries, stats.malformed, entries.len()),
+        (165, 1, 165)
+    );
+    assert!(
+        stats
+            .first_error
+            .as_deref()
+            .is_some_and(|e| e.contains("family 7")),
+        "{stats:?}"
+    );
+    // Its length made longer than the dump: the framing cannot be walked.
+    let mut long = capture.clone();
+    long[second..second + 4].copy_from_slice(&0x7fff_ffffu32.to_ne_bytes());
+    assert!(matches!(
+        read_dump(&[&long]).0,
+        Err(ConntrackError::Malformed(_))
+    ));
+    // Another request's messages.
+    let mut other = capture.clone();
+    other[second + 8..second + 12].copy_from_slice(&9u32.to_ne_bytes());
+    let error = read_dump(&[&other]).0.unwrap_err().to_string();
+    assert!(error.contains("reply to request"), "{error}");
+    let len = capture.len();
+    for at in (0..len).step_by(7) {
+        let mut bad = capture[..len.min(4096)].to_vec();
+        if at < bad.len() {
+            bad[at] ^= 0xff;
+            let _ = read_dump(&[&bad]);
+        }
+    }
+}
+
+/// The kernel's refusals of a dump say what to do, as a lookup's do.
+#[test]
+fn a_refused_dump_says_why() {
+    let ((_, enoent), _) = probe_and_entry();
+    for (errno, needle) in [
+        (libc::EPERM, "CAP_NET_ADMIN"),
+        (libc::EOPNOTSUPP, "modprobe nf_conntrack_netlink"),
+    ] {
+        let mut reply = enoent.clone();
+        reply[16..20].copy_from_slice(&(-errno).to_ne_bytes());
+        let (result, entries) = read_dump(&[&reply]);
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains(needle), "{error}");
+        assert!(entries.is_empty());
+    }
 }

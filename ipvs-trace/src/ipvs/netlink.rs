@@ -86,6 +86,22 @@ where
     I: NetlinkDeserializable,
 {
     let mut messages = Vec::new();
+    if walk_reply(bytes, seq, &mut |message| messages.push(message))? {
+        Ok(messages)
+    } else {
+        Err(ReplyError::Malformed(DecodeError::new(
+            "the reply ended without NLMSG_DONE or an ack (truncated)",
+        )))
+    }
+}
+
+/// Hands the messages of `bytes` (whole netlink messages: a reply, or one datagram of a
+/// dump's) to `each`, in order. `Ok(true)` once the reply's end (`NLMSG_DONE`, an ack) is
+/// among them, `Ok(false)` when more is to come; the checks are [`parse_reply`]'s.
+pub fn walk_reply<I>(bytes: &[u8], seq: u32, each: &mut dyn FnMut(I)) -> Result<bool, ReplyError>
+where
+    I: NetlinkDeserializable,
+{
     let mut rest = bytes;
     while !rest.is_empty() {
         let len = message_len(rest).map_err(ReplyError::Malformed)?;
@@ -98,11 +114,11 @@ where
             ))));
         }
         match message.payload {
-            NetlinkPayload::InnerMessage(inner) => messages.push(inner),
+            NetlinkPayload::InnerMessage(inner) => each(inner),
             NetlinkPayload::Error(error) => {
                 return match error.code {
                     // An ack: the end of a request's answer.
-                    None => Ok(messages),
+                    None => Ok(true),
                     // saturating: a corrupt i32::MIN must not overflow the negation.
                     Some(code) => Err(ReplyError::Kernel(code.get().saturating_neg())),
                 };
@@ -110,7 +126,7 @@ where
             NetlinkPayload::Done(done) if done.code < 0 => {
                 return Err(ReplyError::Kernel(done.code.saturating_neg()))
             }
-            NetlinkPayload::Done(_) => return Ok(messages),
+            NetlinkPayload::Done(_) => return Ok(true),
             NetlinkPayload::Noop => {}
             NetlinkPayload::Overrun(_) => {
                 return Err(ReplyError::Malformed(DecodeError::new(
@@ -126,9 +142,7 @@ where
         }
         rest = &rest[len.next_multiple_of(4).min(rest.len())..];
     }
-    Err(ReplyError::Malformed(DecodeError::new(
-        "the reply ended without NLMSG_DONE or an ack (truncated)",
-    )))
+    Ok(false)
 }
 
 /// The length of the netlink message at the start of `bytes`, checked against them.
@@ -159,6 +173,24 @@ fn reply_complete(bytes: &[u8]) -> bool {
 pub trait Transport {
     /// `what` names the request in files and messages (`family`, `services`, `dests`...).
     fn round_trip(&mut self, what: &'static str, request: &[u8]) -> Result<Vec<u8>, IpvsError>;
+
+    /// Carries a request whose reply may be too large to hold (a dump of the conntrack
+    /// table) and hands the reply to `part` as it comes, in pieces of whole netlink messages,
+    /// until `part` answers `true` (it saw the reply's end, or gave up on it). The kernel's
+    /// socket hands each datagram as it is read, so a dump never sits in memory whole; this
+    /// default hands the complete reply of [`Self::round_trip`] at once (a replay). After a
+    /// `part` that gave up early the rest of the reply may still be queued: such a transport
+    /// is not for another request.
+    fn stream(
+        &mut self,
+        what: &'static str,
+        request: &[u8],
+        part: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), IpvsError> {
+        let reply = self.round_trip(what, request)?;
+        part(&reply);
+        Ok(())
+    }
 }
 
 /// The kernel, through a `NETLINK_GENERIC` socket of this process's network namespace.
@@ -238,6 +270,42 @@ impl Transport for Kernel {
             *n += 1;
         }
         Ok(reply)
+    }
+
+    fn stream(
+        &mut self,
+        what: &'static str,
+        request: &[u8],
+        part: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), IpvsError> {
+        let io = |action: &str| {
+            let what = format!("{action} ({what})");
+            move |source| IpvsError::Io { what, source }
+        };
+        // The recording is written as the datagrams come: the same file round_trip writes.
+        let mut record = match &mut self.record {
+            Some((dir, n)) => {
+                let path = dir.join(format!("{n:02}-{what}.bin"));
+                *n += 1;
+                let file =
+                    fs::File::create(&path).map_err(io(&format!("creating {}", path.display())))?;
+                Some((path, file))
+            }
+            None => None,
+        };
+        self.socket
+            .send(request, 0)
+            .map_err(io("sending a netlink request"))?;
+        loop {
+            let datagram = self.receive().map_err(io("reading the netlink reply"))?;
+            if let Some((path, file)) = &mut record {
+                io::Write::write_all(file, &datagram)
+                    .map_err(io(&format!("writing {}", path.display())))?;
+            }
+            if part(&datagram) {
+                return Ok(());
+            }
+        }
     }
 }
 
