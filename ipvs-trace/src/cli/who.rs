@@ -126,6 +126,11 @@ pub struct WhoArgs {
     )]
     pub cluster_namespace: String,
 
+    /// Without a serve: also write each raw conntrack netlink reply to DIR (the decoder's
+    /// test material).
+    #[arg(long, hide = true, value_name = "DIR", conflicts_with_all = ["server", "history_dir", "cluster"])]
+    pub debug_dump_netlink: Option<PathBuf>,
+
     #[command(flatten)]
     pub names: NameSourceArgs,
 }
@@ -169,6 +174,7 @@ impl WhoArgs {
             output: self.output,
             source,
             names: self.names.into_source(),
+            record: self.debug_dump_netlink,
         })
     }
 }
@@ -226,6 +232,7 @@ mod tests {
                 output: OutputFormat::Table,
                 source: Source::Local,
                 names: NameSource::Auto,
+                record: None,
             }
         );
     }
