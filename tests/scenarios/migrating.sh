@@ -13,7 +13,8 @@
 # entries, netfilter ones their `conntrack -L` entries; exactly one event per connection (the
 # IPVS connections pass netfilter's NAT hooks too, as null bindings, and must not count
 # again); the narrowed trace has the nftables connections only; `rules -o json` shows each
-# service with its dataplane.
+# service with its dataplane. Then `who` with no serve for mclient1: both tables answer (the IPVS
+# table and conntrack's DNAT entries), each connection once with its dataplane.
 set -e
 . /lab/lib.sh
 node_setup
@@ -55,5 +56,8 @@ client_wait || lab_log "some connections failed (see the client dumps)"
 dump_conns conns-narrowed
 dump_conntrack conntrack-narrowed
 stop_trace 10
+dump_conns conns-who
+dump_conntrack conntrack-who
+dump who-client ipvs-trace who -o json --limit 100000 198.51.100.91
 dump_clients
 dump_netfilter

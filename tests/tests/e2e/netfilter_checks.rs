@@ -279,6 +279,119 @@ fn seed_through(run: &ScenarioRun, mode: &str) {
     let vips = seed_vips(mode);
     assert_rules(run, "rules.json", mode, &vips, None);
     assert_rules(run, "rules-removed.json", mode, &vips, Some(REMOVED));
+    if mode == "nftables" {
+        assert_who_from_conntrack(run, &dialled);
+    }
+}
+
+/// The lines of a `who -o json` dump (stdout and stderr together), each with `dataplane`;
+/// the stderr lines apart.
+fn who_answer(run: &ScenarioRun, name: &str) -> (Vec<Decision>, String) {
+    let dump = run.dump(name);
+    assert_eq!(dump.status, Some(0), "{name}: exit status\n{}", dump.text);
+    let mut decisions = Vec::new();
+    let mut stderr = String::new();
+    for line in dump.text.lines() {
+        if !line.starts_with('{') {
+            stderr.push_str(line);
+            stderr.push('\n');
+            continue;
+        }
+        let raw: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {line}"));
+        assert!(
+            raw["time"].is_null(),
+            "{name}: the tables have no time: {line}"
+        );
+        let mut decision: Decision =
+            serde_json::from_value(raw.clone()).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+        decision.raw = raw;
+        decisions.push(decision);
+    }
+    (decisions, stderr)
+}
+
+/// `who` with no serve on the nftables node: conntrack's DNAT entries answer. Each line is
+/// its connection's conntrack entry (reply source = backend), nftables, `random`, named; by
+/// Service, every DNAT of that Service in both listings around the question is answered, and
+/// nothing that was in neither.
+fn assert_who_from_conntrack(run: &ScenarioRun, dialled: &BTreeSet<(SocketAddr, SocketAddr)>) {
+    let before = conntrack_table(run, &["conntrack-who"]);
+    let after = conntrack_table(run, &["conntrack-who-after"]);
+    let (each, stderr) = who_answer(run, "who-each");
+    assert_eq!(each.len(), 2, "who CLIENT:PORT, two connections:\n{stderr}");
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("ipvs-trace who:"))
+        .collect();
+    assert_eq!(notices.len(), 2, "who-each: {stderr}");
+    for line in notices {
+        assert!(
+            line.contains("from the kernel's connection table")
+                && line.contains("conntrack's DNAT entries"),
+            "who-each: {line}"
+        );
+    }
+    let (service, stderr) = who_answer(run, "who-service");
+    assert!(
+        stderr.contains("from the kernel's connection table"),
+        "who-service: {stderr}"
+    );
+    let mut seen = BTreeSet::new();
+    for decision in each.iter().chain(&service) {
+        let what = &decision.raw;
+        assert_eq!(decision.event, "new", "{what}");
+        assert_eq!(decision.dataplane, "nftables", "{what}");
+        assert_eq!(decision.scheduler.as_deref(), Some("random"), "{what}");
+        for field in NULL_IN_NETFILTER.iter().chain(&["conn"]) {
+            assert!(
+                what.get(field).is_some_and(Value::is_null),
+                "{field} must be present and null: {what}"
+            );
+        }
+        assert!(
+            dialled.contains(&decision.key()),
+            "who: not a connection made: {what}"
+        );
+        let entry = before
+            .get(&decision.key())
+            .unwrap_or_else(|| panic!("who: no conntrack entry for {what}"));
+        assert_eq!(
+            entry.reply.0,
+            decision.backend(),
+            "who: the backend is not the conntrack entry's reply source {entry:?}: {what}"
+        );
+        assert_seed_names(decision);
+    }
+    for decision in &service {
+        assert!(
+            seen.insert(decision.key()),
+            "who-service: twice: {}",
+            decision.raw
+        );
+    }
+    let http = |key: &(SocketAddr, SocketAddr)| {
+        key.1.ip().to_string() == seed::CLUSTER_IP && key.1.port() == 80
+            || key.1.ip().to_string() == seed::NODE_IP && key.1.port() == 32380
+    };
+    let in_both: BTreeSet<(SocketAddr, SocketAddr)> = before
+        .iter()
+        .filter(|(key, entry)| http(key) && entry.reply.0 != key.1 && after.contains_key(key))
+        .map(|(key, _)| *key)
+        .collect();
+    assert!(
+        in_both.len() >= 300,
+        "DNAT entries listed: {}",
+        in_both.len()
+    );
+    let missing: Vec<_> = in_both.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "who-service: {} of {} DNAT entries not answered, e.g. {:?}",
+        missing.len(),
+        in_both.len(),
+        &missing[..missing.len().min(3)]
+    );
 }
 
 /// The seed's names on a netfilter event, from the lab's API server.
@@ -528,6 +641,8 @@ pub fn migrating(run: &ScenarioRun) {
         assert_eq!(connections(run, &[tag]).len(), 10, "{tag} connections made");
     }
 
+    assert_who_migrating(run);
+
     // rules: all three side by side, each VIP with its dataplane and the three pods.
     let doc = rules_document(run, "rules.json");
     let dataplanes: BTreeSet<&str> = doc["dataplanes"]
@@ -582,4 +697,54 @@ fn assert_ipvs_events(decisions: &[&Decision], entries: &[ConnEntry]) {
         left.is_empty(),
         "ipvsadm -Lnc entries without an event: {left:?}"
     );
+}
+
+/// `who` with no serve on the half-migrated node, for mclient1: both tables answer, each of
+/// its 120 connections once, with its VIP's dataplane; IPVS lines are `ipvsadm -Lnc` entries,
+/// netfilter ones `conntrack -L` entries (IPVS connections' conntrack entries are null
+/// bindings: not answered again).
+fn assert_who_migrating(run: &ScenarioRun) {
+    let (decisions, stderr) = who_answer(run, "who-client");
+    assert!(
+        stderr.contains("from the kernel's connection tables (/proc/net/ip_vs_conn and conntrack's DNAT entries)"),
+        "who-client: {stderr}"
+    );
+    let made = connections(
+        run,
+        &[
+            "all-80-1",
+            "all-81-1",
+            "all-82-1",
+            "narrowed-80",
+            "narrowed-81",
+            "narrowed-82",
+        ],
+    );
+    assert_eq!(made.len(), 120, "mclient1's connections");
+    let decisions: Vec<&Decision> = decisions.iter().collect();
+    assert_one_event_per_connection("who-client", &decisions, &made);
+    let table = conntrack_table(run, &["conntrack-who"]);
+    let conns = run.conns_named("conns-who");
+    for decision in &decisions {
+        let what = &decision.raw;
+        assert_eq!(decision.dataplane, dataplane_of(decision.vip), "{what}");
+        if decision.dataplane == "ipvs" {
+            assert_eq!(
+                decision.scheduler, None,
+                "the IPVS table has no scheduler: {what}"
+            );
+            assert!(
+                conns.iter().any(|e| e.source == decision.client
+                    && e.virtual_addr == decision.vip
+                    && e.destination == decision.backend()),
+                "no ipvsadm -Lnc entry for {what}"
+            );
+        } else {
+            assert_eq!(decision.scheduler.as_deref(), Some("random"), "{what}");
+            let entry = table
+                .get(&decision.key())
+                .unwrap_or_else(|| panic!("who-client: no conntrack entry for {what}"));
+            assert_eq!(entry.reply.0, decision.backend(), "{what}");
+        }
+    }
 }
