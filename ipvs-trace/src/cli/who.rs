@@ -34,8 +34,10 @@ Examples:
 
 Who answers (one line on stderr says which did):
   default         serve on this node, over unix:/run/ipvs-trace/api.sock (root only); when no
-                  serve runs there, the kernel's connection table (/proc/net/ip_vs_conn): live
-                  connections only, without times (`time` is null in JSON)
+                  serve runs there, the kernel's connection tables: IPVS's
+                  (/proc/net/ip_vs_conn) and conntrack's DNAT entries (kube-proxy's nftables
+                  and iptables modes; needs nf_conntrack_netlink), each when the node has it:
+                  live connections only, without times (`time` is null in JSON)
   --server        that serve, and no other (an error if it cannot be reached)
   --history-dir   the files serve --history-dir wrote, read here
   --cluster       every pod of the ipvs-trace DaemonSet, through the Kubernetes API (needs
@@ -102,7 +104,7 @@ pub struct WhoArgs {
     pub output: OutputFormat,
 
     /// Ask this serve: unix:PATH (its --api-socket) or http://IP:PORT (its --api-addr).
-    /// Without it, serve on unix:/run/ipvs-trace/api.sock, or the kernel's connection table
+    /// Without it, serve on unix:/run/ipvs-trace/api.sock, or the kernel's connection tables
     /// when no serve runs there.
     #[arg(long, value_name = "unix:PATH|http://IP:PORT", value_parser = parse_endpoint)]
     pub server: Option<Endpoint>,
@@ -376,6 +378,7 @@ mod tests {
             .to_string();
         for needle in [
             "/proc/net/ip_vs_conn",
+            "conntrack's DNAT entries",
             "/run/ipvs-trace/api.sock",
             "pods/exec",
             "--history-dir",
