@@ -18,8 +18,8 @@ kp_seed_scenario nftables
 
 # who without a serve: two of the connections to the ClusterIP by client ip:port, and the
 # Service's, between two listings of the table (TIME_WAIT entries may leave between them);
-# names from the seed's snapshot (each who's own watches of the API server would cost seconds
-# of guest time).
+# names from the seed's snapshot (cheaper in guest time than each who syncing its own watches
+# of the API server).
 conntrack -L -f ipv4 -o extended 2>/dev/null >"$LAB_TMP/conntrack-who"
 dump conntrack-who cat "$LAB_TMP/conntrack-who"
 dump who-each sh -c 'for c in $(sed -n "s/.* src=\([0-9.]*\) dst=$1 sport=\([0-9]*\) dport=80 .*/\1:\2/p" "$0" |
