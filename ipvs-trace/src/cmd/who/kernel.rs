@@ -7,9 +7,8 @@
 //!   destination NAT binding (`IPS_DST_NAT`), read with a ctnetlink dump
 //!   ([`crate::conntrack::Client::dump`]): kube-proxy's nftables or iptables DNAT to the
 //!   endpoint. The client and the Service address are the original tuple's, the backend the
-//!   reply tuple's source, as the live events have them
-//!   ([dataplanes.md](../../../../docs/dataplanes.md)). IPVS connections' conntrack entries
-//!   carry a null binding (IPVS rewrites the reply tuple itself), never `IPS_DST_NAT`, so a
+//!   reply tuple's source, as the live events have them (docs/dataplanes.md). IPVS
+//!   connections' conntrack entries carry a null binding (IPVS rewrites the reply tuple itself), never `IPS_DST_NAT`, so a
 //!   half-migrated node shows each connection once.
 //!
 //! Each table is read when the node has it: a table that is absent (ip_vs or
