@@ -595,7 +595,7 @@ _ipvs_trace() {
             return 0
             ;;
         ipvs_trace__subcmd__who)
-            opts="-o -h -V --backend --pod --service --since --until --limit --output --server --history-dir --cluster --cluster-namespace --kubeconfig --kube-snapshot --no-kube --help --version"
+            opts="-o -h -V --backend --pod --service --since --until --limit --output --server --history-dir --cluster --cluster-namespace --debug-dump-netlink --kubeconfig --kube-snapshot --no-kube --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -642,6 +642,10 @@ _ipvs_trace() {
                     return 0
                     ;;
                 --cluster-namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --debug-dump-netlink)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
