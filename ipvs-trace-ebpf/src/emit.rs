@@ -13,6 +13,8 @@ use aya_ebpf::{
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     EbpfContext,
 };
+use core::mem::MaybeUninit;
+
 use aya_log_ebpf::warn;
 use ipvs_trace_common::{drop, event::valid, offsets::flags, ConnEvent, EventKind};
 
@@ -33,7 +35,7 @@ pub fn record<C: EbpfContext>(
         count_drop(drop::RING_FULL);
         return;
     };
-    let event = entry.write(ConnEvent::zeroed());
+    let event = zeroed(&mut entry);
     event.header.kind = kind as u32;
     // SAFETY: plain helper calls without arguments.
     event.header.cpu = unsafe { bpf_get_smp_processor_id() };
@@ -48,6 +50,27 @@ pub fn record<C: EbpfContext>(
             "reading kernel memory failed; dropped an event of kind {}", kind as u32
         );
     }
+}
+
+/// Zeroes a reserved record in 8-byte stores and hands it out.
+///
+/// Not `write(ConnEvent::zeroed())`: a store of the whole 136-byte struct compiles to a call to
+/// `memset`, which on BPF is compiler_builtins' byte loop, 132 iterations of five
+/// instructions. Measured on 6.12 (bpf_stats under icount), that loop was about 700 of the 1,718
+/// instructions a record cost. Volatile stores keep LLVM from turning these back into the same
+/// call.
+fn zeroed(record: &mut MaybeUninit<ConnEvent>) -> &mut ConnEvent {
+    const WORDS: usize = size_of::<ConnEvent>() / 8;
+    const _: () = assert!(size_of::<ConnEvent>().is_multiple_of(8) && align_of::<ConnEvent>() == 8);
+    let words = record.as_mut_ptr().cast::<u64>();
+    for i in 0..WORDS {
+        // SAFETY: `record` is a reservation of size_of::<ConnEvent>() bytes, 8-byte aligned
+        // (ring records start 8-byte aligned and ConnEvent's alignment is 8), so every word
+        // is inside it.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: every byte is now zero, a valid ConnEvent (plain integers and byte arrays).
+    unsafe { record.assume_init_mut() }
 }
 
 /// The ring's fill level, as a fraction `1 / FILLING` of its size, from which a record wakes
