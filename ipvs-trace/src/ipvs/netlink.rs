@@ -252,23 +252,13 @@ impl Kernel {
 }
 
 impl Transport for Kernel {
+    /// The reply gathered from [`Self::stream`] until its last message.
     fn round_trip(&mut self, what: &'static str, request: &[u8]) -> Result<Vec<u8>, IpvsError> {
-        let io = |action: &str| {
-            let what = format!("{action} ({what})");
-            move |source| IpvsError::Io { what, source }
-        };
-        self.socket
-            .send(request, 0)
-            .map_err(io("sending a netlink request"))?;
         let mut reply = Vec::new();
-        while !reply_complete(&reply) {
-            reply.extend(self.receive().map_err(io("reading the netlink reply"))?);
-        }
-        if let Some((dir, n)) = &mut self.record {
-            let path = dir.join(format!("{n:02}-{what}.bin"));
-            fs::write(&path, &reply).map_err(io(&format!("writing {}", path.display())))?;
-            *n += 1;
-        }
+        self.stream(what, request, &mut |datagram| {
+            reply.extend_from_slice(datagram);
+            reply_complete(&reply)
+        })?;
         Ok(reply)
     }
 
@@ -282,7 +272,7 @@ impl Transport for Kernel {
             let what = format!("{action} ({what})");
             move |source| IpvsError::Io { what, source }
         };
-        // The recording is written as the datagrams come: the same file round_trip writes.
+        // The recording is written as the datagrams come (`NN-what.bin`, what Replay reads).
         let mut record = match &mut self.record {
             Some((dir, n)) => {
                 let path = dir.join(format!("{n:02}-{what}.bin"));
