@@ -27,7 +27,7 @@
 # price before any code of ours. Last, the NAT programs' own instructions a run and runs a
 # connection (bpftool, with the kernel's BPF run statistics), and conntrack's drop counters.
 # Printed for xtask, one per run: `bench: nat round=R workload=W mode=M units=N ns=T` (T
-# nanoseconds of guest time for N connections or exchanges, see now_ns), `bench: nat round=R mode=M
+# nanoseconds of guest time for N connections or exchanges, see now_ns in /lab/lib.sh), `bench: nat round=R mode=M
 # traced=N lost=L` from each traced run's output and summary, `... placement=A+B+C+D` after each
 # packets run; at the end `bench: nat
 # profile=ATTACH program=NAME runs=N ns=T conns=C` and `bench: nat conntrack KEY=N...`.
@@ -61,18 +61,6 @@ kp_service nftables bench/echo:echo tcp $VIP:90 $EPS_ECHO
 for i in $(seq 1 $CLIENTS); do
     mk_client client$i 10.245.2.$i
 done
-
-# now_ns: the guest's monotonic clock in nanoseconds, which under -icount shift=0 counts
-# executed instructions: /proc/timer_list's `now at N nsecs`. /proc/uptime (uptime_cs) has
-# centiseconds, 500 instructions a connection in a storm of 20,000, coarser than the cost
-# measured; the two reads of a run (an awk each) add the same few instructions to every run.
-now_ns() {
-    if [ -r /proc/timer_list ]; then
-        awk '/^now at/ { print $3; exit }' /proc/timer_list
-    else
-        echo "$(uptime_cs)0000000"
-    fi
-}
 
 # run WORKLOAD COUNT: COUNT connections (conn) or exchanges (packets) from CLIENTS clients at
 # once; sets RUN_NS to the nanoseconds it took. Connections close with a RST so no TIME_WAIT

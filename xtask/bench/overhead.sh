@@ -21,8 +21,9 @@
 # per backend (skipped, saying why, where bpftrace cannot run it); and `floor`, per attach path:
 # empty programs on the same hooks, the price of the hooks alone. Last, each of our programs'
 # own instructions a run (bpftool, with the kernel's BPF run statistics).
-# Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N cs=T` (T
-# centiseconds of guest uptime for N connections or exchanges), then `bench: overhead round=R
+# Printed for xtask, one per run: `bench: overhead round=R workload=W mode=M units=N ns=T` (T
+# nanoseconds of guest time for N connections or exchanges, now_ns in /lab/lib.sh: under
+# -icount one nanosecond is one instruction), then `bench: overhead round=R
 # traced=N lost=L` from the tracer's summaries (`stopped` prints its lines only after SIGCONT,
 # from the ring), and at the end the packets IPVS counted for the `packets` service
 # (`bench: overhead packets=P exchanges=E`). Under QEMU TCG absolute rates mean nothing; the
@@ -59,11 +60,11 @@ for i in $(seq 1 $CLIENTS); do
 done
 
 # run WORKLOAD COUNT: COUNT connections (conn) or exchanges (packets) from CLIENTS clients at
-# once; sets RUN_CS to the centiseconds it took. Connections close with a RST so no TIME_WAIT
+# once; sets RUN_NS to the nanoseconds of guest time it took (now_ns). Connections close with a RST so no TIME_WAIT
 # pins the clients' ports over the rounds.
 EXCHANGES_DONE=0
 run() {
-    _t0=$(uptime_cs)
+    _t0=$(now_ns)
     [ "$1" != packets ] || EXCHANGES_DONE=$((EXCHANGES_DONE + $2))
     for i in $(seq 1 $CLIENTS); do
         case $1 in
@@ -87,11 +88,11 @@ run() {
         cat "$LAB_TMP"/client-run*.err | sort | uniq -c | head
         die "connections failed during the $1 run"
     }
-    RUN_CS=$(($(uptime_cs) - _t0))
+    RUN_NS=$(($(now_ns) - _t0))
     if [ "$1" = bulk ]; then
         # iperf3 -n ends on a whole second of its reporting timer (every bulk run took 100 cs
         # by the uptime): the transfer's own time is its receiver line's interval.
-        RUN_CS=$(awk '/receiver/ { split($3, t, "-"); printf "%d", t[2] * 100 }' "$LAB_TMP/iperf3.out")
+        RUN_NS=$(awk '/receiver/ { split($3, t, "-"); printf "%d", t[2] * 1e9 }' "$LAB_TMP/iperf3.out")
     fi
 }
 
@@ -160,7 +161,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for workload in conn packets bulk; do
         n=$(units $workload)
         run $workload "$n"
-        echo "bench: overhead round=$round workload=$workload mode=without units=$n cs=$RUN_CS"
+        echo "bench: overhead round=$round workload=$workload mode=without units=$n ns=$RUN_NS"
         for attach in $ATTACH; do
             modes="with quiet stopped"
             # The per-packet workloads make a handful of records: the default ring holds them
@@ -184,7 +185,7 @@ for round in $(seq 1 "$ROUNDS"); do
                 esac
                 run $workload "$n"
                 case $mode in stopped*) kill -CONT "$TRACE_PID" ;; esac
-                echo "bench: overhead round=$round workload=$workload mode=$attach.$mode units=$n cs=$RUN_CS"
+                echo "bench: overhead round=$round workload=$workload mode=$attach.$mode units=$n ns=$RUN_NS"
                 TRACE_TO_CONSOLE=1 stop_trace >/dev/null
                 lines=$(wc -l <"$LAB_TMP/$name.out")
                 lost=$(sed -n 's/^ *lost: \([0-9]*\) .*/\1/p' "$LAB_TMP/$name.stderr")
@@ -194,7 +195,7 @@ for round in $(seq 1 "$ROUNDS"); do
         done
         if [ -z "$PEER_REASON" ] && peer_start; then
             run $workload "$n"
-            echo "bench: overhead round=$round workload=$workload mode=peer.bpftrace units=$n cs=$RUN_CS"
+            echo "bench: overhead round=$round workload=$workload mode=peer.bpftrace units=$n ns=$RUN_NS"
             peer_stop
         fi
     done
@@ -213,7 +214,7 @@ for round in $(seq 1 "$ROUNDS"); do
         for workload in conn packets; do
             n=$(units $workload)
             run $workload "$n"
-            echo "bench: overhead round=$round workload=$workload mode=$attach.floor units=$n cs=$RUN_CS"
+            echo "bench: overhead round=$round workload=$workload mode=$attach.floor units=$n ns=$RUN_NS"
         done
         kill -INT "$BT_PID"
         wait "$BT_PID" || true
@@ -226,7 +227,7 @@ done
 for workload in conn packets bulk; do
     n=$(units $workload)
     run $workload "$n"
-    echo "bench: overhead round=$((ROUNDS + 1)) workload=$workload mode=without units=$n cs=$RUN_CS"
+    echo "bench: overhead round=$((ROUNDS + 1)) workload=$workload mode=without units=$n ns=$RUN_NS"
 done
 IPVS_SNAPSHOT_AT=$(uptime_cs)
 ipvs_settle

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 
 /// The `bench: NAME key=value...` lines a lab script printed, as key/value lists.
 pub(super) fn bench_lines(output: &str, name: &str) -> Vec<Vec<(String, String)>> {
@@ -38,6 +38,17 @@ pub(super) fn text<'a>(pairs: &'a [(String, String)], key: &str) -> Result<&'a s
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .with_context(|| format!("no `{key}=` in the bench line"))
+}
+
+/// A run's rate, units a second of guest time, from its `units=N ns=T` (T nanoseconds by the
+/// guest's clock, `now_ns` in tests/lib/lab.sh: under -icount one nanosecond is one
+/// instruction, where /proc/uptime's centiseconds were 500 instructions a connection).
+pub(super) fn rate(pairs: &[(String, String)]) -> Result<f64> {
+    let ns = field(pairs, "ns")?;
+    if ns == 0 {
+        bail!("a run of no guest time: the script's clock is broken");
+    }
+    Ok(float(field(pairs, "units")?) / (float(ns) / 1e9))
 }
 
 /// kB counts and seconds as floats for the arithmetic: far below 2^52, nothing is lost.
@@ -97,6 +108,24 @@ mod tests {
         assert_eq!(field(&lines[0], "lost").unwrap(), 1960);
         assert!(field(&lines[0], "new").is_err());
         assert_eq!(bench_lines(output, "overhead")[0][1].1, "with");
+    }
+
+    #[test]
+    fn a_rate_is_units_a_second_of_guest_time() {
+        let output = "bench: overhead mode=a units=20000 ns=4000000000\n\
+                      bench: overhead mode=b units=20000 ns=0\n\
+                      bench: overhead mode=c units=20000 cs=400\n";
+        let lines = bench_lines(output, "overhead");
+        assert!((rate(&lines[0]).unwrap() - 5000.0).abs() < 1e-9);
+        assert!(rate(&lines[1])
+            .unwrap_err()
+            .to_string()
+            .contains("no guest time"));
+        // The centisecond lines of the scripts before the nanosecond clock are refused.
+        assert!(rate(&lines[2])
+            .unwrap_err()
+            .to_string()
+            .contains("no `ns=`"));
     }
 
     #[test]

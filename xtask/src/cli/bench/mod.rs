@@ -90,8 +90,8 @@ pub(super) struct Args {
     /// `overhead`, `nat`: connections per `conn` run.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     storm: u32,
-    /// `overhead`, `nat`: request/response exchanges per `packets` run (over 4 connections): 100,000
-    /// take about 4 s of guest time, so the 1/100 s resolution of its uptime is 0.25%.
+    /// `overhead`, `nat`: request/response exchanges per `packets` run (over 4 connections):
+    /// 100,000 take about 4 s of guest time.
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     exchanges: u32,
     /// `overhead`, `nat`: rounds of (without, then with, quiet, stopped per attach path) per workload;

@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::figures::{bench_lines, field, float, write};
+use super::figures::{bench_lines, field, float, rate, write};
 use super::guest::{lab_run_with, GuestClock};
 use super::overhead::overhead_workload;
 use super::Args;
@@ -172,13 +172,7 @@ impl Parsed {
                     }
                     continue;
                 }
-                let ns = field(&line, "ns")?;
-                if ns == 0 {
-                    bail!("a run of no time (`{mode}`): the script's clock is broken");
-                }
-                // Nanoseconds of guest time, not /proc/uptime's centiseconds: see now_ns in
-                // nat.sh.
-                let rate = float(field(&line, "units")?) / (float(ns) / 1e9);
+                let rate = rate(&line)?;
                 match parsed.runs.iter_mut().find(|(w, _)| *w == workload) {
                     Some((_, list)) => list.push((mode, rate)),
                     None => parsed.runs.push((workload, vec![(mode, rate)])),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::figures::{bench_lines, field, float, listed, spread, write};
+use super::figures::{bench_lines, field, float, listed, rate, spread, write};
 use super::guest::{lab_run_with, GuestClock};
 use super::Args;
 use crate::lab;
@@ -113,9 +113,7 @@ impl Parsed {
         for line in bench_lines(output, "overhead") {
             let text_of = |key: &str| line.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
             if let (Some(workload), Some(mode)) = (text_of("workload"), text_of("mode")) {
-                let small =
-                    |key| -> Result<f64> { Ok(f64::from(u32::try_from(field(&line, key)?)?)) };
-                let rate = small("units")? / (small("cs")? / 100.0);
+                let rate = rate(&line)?;
                 match parsed.runs.iter_mut().find(|(w, _)| *w == workload) {
                     Some((_, list)) => list.push((mode, rate)),
                     None => parsed.runs.push((workload, vec![(mode, rate)])),
