@@ -49,6 +49,10 @@ pub struct KernelOffsets {
     pub iph_daddr: u32,
     // struct sk_buff
     pub skb_data: u32,
+    /// vmlinux BTF type ids of `struct iphdr` and `struct tcphdr`, for the per-packet
+    /// trampoline program's `bpf_rdonly_cast` (set with [`flags::PACKET_CAST`]).
+    pub btf_iphdr: u32,
+    pub btf_tcphdr: u32,
     // struct nf_conn (vmlinux BTF): the netfilter dataplanes' decision, a new DNAT binding
     pub ct_status: u32,
     /// `tuplehash[IP_CT_DIR_ORIGINAL].tuple`: client -> VIP.
@@ -104,6 +108,8 @@ impl KernelOffsets {
             iph_saddr: 0,
             iph_daddr: 0,
             skb_data: 0,
+            btf_iphdr: 0,
+            btf_tcphdr: 0,
             ct_status: 0,
             ct_orig: 0,
             ct_reply: 0,
@@ -156,7 +162,18 @@ pub mod flags {
     pub const NAT: u32 = 1 << 6;
     /// `nf_conn.ct_net` resolved: netfilter events carry the netns inode.
     pub const NAT_NETNS: u32 = 1 << 7;
+    /// vmlinux has the `bpf_rdonly_cast` kfunc (6.2+) and `btf_iphdr`/`btf_tcphdr` are set: the
+    /// per-packet trampoline program reads a packet's headers by loads, and the loader turns
+    /// its [`RDONLY_CAST_CALL`](super::RDONLY_CAST_CALL) calls into calls of that kfunc.
+    pub const PACKET_CAST: u32 = 1 << 8;
 }
+
+/// The helper number the eBPF code calls `bpf_rdonly_cast` by: no helper has it, and the
+/// trampoline loader rewrites every call of it into a call of the kfunc (`BPF_PSEUDO_KFUNC_CALL`
+/// with the kfunc's vmlinux BTF id), or, where the kernel has no such kfunc (and
+/// [`flags::PACKET_CAST`] is unset, so the code is never reached), into a harmless helper.
+/// Only trampoline programs call it; the kprobe programs aya loads never do.
+pub const RDONLY_CAST_CALL: i32 = 0x7ffe_0001;
 
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]`, only `u32` fields, so no padding and every bit pattern is valid.

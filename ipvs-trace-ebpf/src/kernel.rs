@@ -17,9 +17,14 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
+use ipvs_trace_common::offsets::RDONLY_CAST_CALL;
 
 /// A kernel pointer to a struct, non-null by construction, read one of the two ways above.
 pub trait KernelPtr: Copy {
+    /// Whether this is the trampoline programs' kind, which may read memory by loads through
+    /// [`BtfPtr::cast`] (a compile-time constant: the kprobe programs never contain the cast).
+    const TYPED: bool = false;
+
     fn new(ptr: *const u8) -> Option<Self>;
 
     fn as_ptr(self) -> *const u8;
@@ -90,7 +95,26 @@ impl KernelPtr for KPtr {
 #[derive(Clone, Copy)]
 pub struct BtfPtr(*const u8);
 
+impl BtfPtr {
+    /// `addr` as a pointer to the vmlinux struct of BTF id `btf_id`, through the
+    /// `bpf_rdonly_cast` kfunc (6.2+): the verifier inlines the call into a move and types the
+    /// result as an untrusted pointer to that struct, so loads through it are checked against
+    /// its layout and guarded like every load here (a fault reads zero). Only to be reached
+    /// with [`flags::PACKET_CAST`](ipvs_trace_common::offsets::flags::PACKET_CAST) set, which
+    /// says the kernel has the kfunc, `btf_id` is a frozen global's value (the verifier wants
+    /// a constant), and the loader turned the placeholder call into the kfunc's.
+    pub fn cast(addr: u64, btf_id: u32) -> BtfPtr {
+        // SAFETY: the placeholder helper number the loader rewrites into the kfunc (see
+        // RDONLY_CAST_CALL), called with the kfunc's arguments; the verifier checks the call.
+        let kfunc: unsafe extern "C" fn(u64, u32) -> *const u8 =
+            unsafe { core::mem::transmute(RDONLY_CAST_CALL as usize) };
+        BtfPtr(unsafe { kfunc(addr, btf_id) })
+    }
+}
+
 impl KernelPtr for BtfPtr {
+    const TYPED: bool = true;
+
     fn new(ptr: *const u8) -> Option<Self> {
         (!ptr.is_null()).then_some(BtfPtr(ptr))
     }

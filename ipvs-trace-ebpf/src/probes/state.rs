@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
     EbpfContext,
 };
-use ipvs_trace_common::EventKind;
+use ipvs_trace_common::{offsets::flags, EventKind};
 
 use crate::{
     emit, filter,
@@ -45,12 +45,13 @@ const TCP_FLAGS_OFFSET: u32 = 13;
 ///    any of them (`ESTABLISHED` included: a client that reused a port the server still holds)
 ///    is forwarded unscheduled;
 /// 3. `skb->data` (one read): where the packet starts;
-/// 4. the packet's headers (one helper read, [`is_bare_syn`]): only a SYN without ACK is a new
-///    connection.
+/// 4. the packet's headers ([`is_bare_syn`]): only a SYN without ACK is a new connection.
+///    Two loads in the fentry program where the kernel has `bpf_rdonly_cast` (6.2+), else one
+///    helper read of the headers.
 ///
-/// So a packet in the client's direction of an existing entry costs two member reads (loads
-/// in the fentry program, helper calls in the kprobe) and one helper read of the packet, a
-/// reply none; only a reused SYN goes on to the filter and the record.
+/// So a packet in the client's direction of an existing entry costs two member reads and two
+/// header loads in the fentry program (helper calls in the kprobe, and for the headers on
+/// 6.1), a reply none; only a reused SYN goes on to the filter and the record.
 #[kprobe]
 pub fn tcp_state_transition(ctx: ProbeContext) -> u32 {
     if let Some(direction) = ctx.arg::<i32>(1) {
@@ -84,7 +85,7 @@ fn state_transition<C: EbpfContext, K: KernelPtr>(
         return None;
     }
     let data = K::new(skb)?.bytes_ptr(offset!(skb_data))?;
-    if !is_bare_syn(data)? {
+    if !is_bare_syn::<K>(data)? {
         return None;
     }
     // A reused connection now: a decision, filtered like the others (after the tests above,
@@ -107,18 +108,47 @@ const HEADERS: usize = 56;
 /// Whether the packet whose network header is at `data` is a TCP SYN without ACK. At the IPVS
 /// hooks `skb->data` points at the network header; the kernel finds the TCP header the same
 /// way (`ip_hdrlen` for IPv4, a fixed 40 bytes for IPv6; in the client's direction the
-/// packet's family is the entry's). One helper read for the common headers, a second for an
-/// IPv4 header with options; the indices are constants, which the 5.10 verifier needs on the
-/// stack.
-fn is_bare_syn(data: KPtr) -> Option<bool> {
-    let headers = data.read::<[u8; HEADERS]>(0)?;
-    let first = headers[0];
-    let flags = if first >> 4 == IP_VERSION_6 {
-        headers[40 + TCP_FLAGS_OFFSET as usize]
-    } else if first & 0x0f == 5 {
-        headers[20 + TCP_FLAGS_OFFSET as usize]
+/// packet's family is the entry's).
+fn is_bare_syn<K: KernelPtr>(data: KPtr) -> Option<bool> {
+    let flags = if K::TYPED && offset!(flags) & flags::PACKET_CAST != 0 {
+        tcp_flags_by_loads(data)
     } else {
-        data.read::<u8>(u32::from(first & 0x0f) * 4 + TCP_FLAGS_OFFSET)?
+        tcp_flags_by_helper(data)?
     };
     Some(flags & TCP_FLAG_SYN != 0 && flags & TCP_FLAG_ACK == 0)
+}
+
+/// The trampoline program's way where the kernel has `bpf_rdonly_cast` (6.2+): two loads
+/// through the headers cast to `struct iphdr` and `struct tcphdr`, a few instructions, where
+/// the helper's call costs about 150 (lab, 6.12) on every client packet of an established
+/// entry. A load that faults reads zero: no SYN. The first byte is the version and header
+/// length of IPv4, and the version of IPv6 too.
+fn tcp_flags_by_loads(data: KPtr) -> u8 {
+    let data = data.as_ptr() as u64;
+    let first = BtfPtr::cast(data, offset!(btf_iphdr))
+        .read::<u8>(0)
+        .unwrap_or(0);
+    let header_len = if first >> 4 == IP_VERSION_6 {
+        40
+    } else {
+        u64::from(first & 0x0f) * 4
+    };
+    BtfPtr::cast(data + header_len, offset!(btf_tcphdr))
+        .read::<u8>(TCP_FLAGS_OFFSET)
+        .unwrap_or(0)
+}
+
+/// The kprobe's way, and the trampoline's without the kfunc: one helper read for the common
+/// headers, a second for an IPv4 header with options; the indices are constants, which the
+/// 5.10 verifier needs on the stack.
+fn tcp_flags_by_helper(data: KPtr) -> Option<u8> {
+    let headers = data.read::<[u8; HEADERS]>(0)?;
+    let first = headers[0];
+    if first >> 4 == IP_VERSION_6 {
+        Some(headers[40 + TCP_FLAGS_OFFSET as usize])
+    } else if first & 0x0f == 5 {
+        Some(headers[20 + TCP_FLAGS_OFFSET as usize])
+    } else {
+        data.read::<u8>(u32::from(first & 0x0f) * 4 + TCP_FLAGS_OFFSET)
+    }
 }

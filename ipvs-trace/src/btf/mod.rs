@@ -323,6 +323,18 @@ impl Btf {
         self.index().functions.get(name).copied()
     }
 
+    /// The base this split BTF continues (vmlinux for a module's), `None` for base BTF.
+    #[must_use]
+    pub fn base(&self) -> Option<&Btf> {
+        self.base.as_deref()
+    }
+
+    /// The type id of the first struct or union named `name` in this blob alone.
+    #[must_use]
+    pub fn composite_id(&self, name: &str) -> Option<u32> {
+        self.index().composites.get(name)?.first().copied()
+    }
+
     /// The type id of function `name` in this blob alone (not its base): for a module's split
     /// BTF, the id in the split numbering the kernel expects with the module's BTF object.
     #[must_use]

@@ -142,19 +142,13 @@ impl Tracer {
         let release = kernel::release();
         let types = KernelTypes::read(opts.btf.as_deref())?;
         let ipvs_in_play = wants_ipvs && !blocked.iter().any(|(m, ..)| *m == "ip_vs");
-        let mut resolved = if ipvs_in_play {
-            types.offsets(&release)?
-        } else {
-            offsets::Resolved {
-                offsets: ipvs_trace_common::KernelOffsets::default(),
-                degraded: Vec::new(),
-            }
-        };
-        if wants_netfilter && !blocked.iter().any(|(m, ..)| *m == "nf_nat") {
-            if let Err(why) = offsets::nat::resolve(&types.btf, &mut resolved.offsets) {
-                blocked.push(("nf_nat", why, false));
-            }
-        }
+        let (resolved, rdonly_cast) = resolve_offsets(
+            &types,
+            &release,
+            ipvs_in_play,
+            wants_netfilter,
+            &mut blocked,
+        )?;
         for note in &resolved.degraded {
             tracing::warn!("{note}");
         }
@@ -179,7 +173,7 @@ impl Tracer {
             .map_err(|err| privileges::explain_load_error(err.into()))?;
         // Before the logger takes its map out of `ebpf`: the trampoline programs are relocated
         // against every map.
-        let trampolines = prepare_trampolines(&ebpf, opts.attach);
+        let trampolines = prepare_trampolines(&ebpf, opts.attach, rdonly_cast);
         let logger = start_kernel_logger(&mut ebpf);
         // The name test is off until names are known (`set_named`).
         let mut filter = opts.filter.unwrap_or(KernelFilter::EVERYTHING);
@@ -412,6 +406,12 @@ impl KernelTypes {
         })
     }
 
+    /// The running kernel's own vmlinux BTF (the base of a module's split BTF).
+    #[must_use]
+    pub fn vmlinux(&self) -> &Btf {
+        self.btf.base().unwrap_or(&self.btf)
+    }
+
     /// The BTF that describes `module`'s function prototypes, as far as known: its own split
     /// BTF, else what was read (vmlinux alone, where the probe's prototype goes unchecked).
     #[must_use]
@@ -443,16 +443,54 @@ impl KernelTypes {
     }
 }
 
+/// The offsets the programs read, with the NAT probe's where a netfilter dataplane is wanted
+/// (a module whose members do not resolve goes to `blocked`, saying why), and the
+/// `bpf_rdonly_cast` kfunc's id where the per-packet program can use it.
+fn resolve_offsets(
+    types: &KernelTypes,
+    release: &str,
+    ipvs_in_play: bool,
+    wants_netfilter: bool,
+    blocked: &mut Vec<(&'static str, String, bool)>,
+) -> Result<(offsets::Resolved, Option<u32>), offsets::OffsetError> {
+    let mut resolved = if ipvs_in_play {
+        types.offsets(release)?
+    } else {
+        offsets::Resolved {
+            offsets: ipvs_trace_common::KernelOffsets::default(),
+            degraded: Vec::new(),
+        }
+    };
+    // The per-packet program's header reads (IPVS only): by loads where vmlinux has the kfunc
+    // for it.
+    let rdonly_cast = if ipvs_in_play {
+        offsets::packet::resolve(types.vmlinux(), &mut resolved.offsets)
+    } else {
+        None
+    };
+    if wants_netfilter && !blocked.iter().any(|(m, ..)| *m == "nf_nat") {
+        if let Err(why) = offsets::nat::resolve(&types.btf, &mut resolved.offsets) {
+            blocked.push(("nf_nat", why, false));
+        }
+    }
+    Ok((resolved, rdonly_cast))
+}
+
 /// The trampoline programs relocated and the modules' BTF objects found, or why every probe
 /// gets a kprobe on this start.
-fn prepare_trampolines(ebpf: &Ebpf, mode: AttachMode) -> Result<Trampolines, String> {
+fn prepare_trampolines(
+    ebpf: &Ebpf,
+    mode: AttachMode,
+    rdonly_cast: Option<u32>,
+) -> Result<Trampolines, String> {
     if mode == AttachMode::Kprobe {
         return Err("--attach kprobe".to_owned());
     }
     let programs: Vec<&str> = PROBES.iter().map(|p| p.trampoline_program).collect();
     let mut modules: Vec<&'static str> = PROBES.iter().map(|p| p.module).collect();
     modules.dedup();
-    Trampolines::prepare(ebpf, EBPF_OBJECT, &programs, &modules).map_err(|e| e.to_string())
+    Trampolines::prepare(ebpf, EBPF_OBJECT, &programs, &modules, rdonly_cast)
+        .map_err(|e| e.to_string())
 }
 
 /// Whether the attach mode and the layout's source leave the trampoline path open: a

@@ -35,6 +35,7 @@ use aya::{
     Ebpf,
 };
 use aya_obj::generated::bpf_insn;
+use ipvs_trace_common::offsets::RDONLY_CAST_CALL;
 
 /// The verifier log asked for when a load fails, to explain it: bounded, as a log of a
 /// rejected program can be long, and only its end says why.
@@ -118,11 +119,16 @@ impl Trampolines {
     /// Relocates `programs` of `object` (the bytes aya loaded into `ebpf`) against `ebpf`'s
     /// maps, and looks for the BTF objects of `modules`. Call before any map is taken out of
     /// `ebpf`.
+    ///
+    /// `rdonly_cast` is the vmlinux BTF id of the `bpf_rdonly_cast` kfunc, when the kernel has
+    /// it: the programs' calls of [`RDONLY_CAST_CALL`] become calls of it (see
+    /// [`link_rdonly_cast`]).
     pub fn prepare(
         ebpf: &Ebpf,
         object: &[u8],
         programs: &[&str],
         modules: &[&'static str],
+        rdonly_cast: Option<u32>,
     ) -> Result<Trampolines, TrampolineError> {
         let mut obj =
             aya_obj::Object::parse(object).map_err(|e| TrampolineError::Object(e.to_string()))?;
@@ -166,7 +172,9 @@ impl Trampolines {
                 .functions
                 .get(&program.function_key())
                 .ok_or_else(|| TrampolineError::NoProgram(name.to_owned()))?;
-            images.insert(name.to_owned(), function.instructions.clone());
+            let mut instructions = function.instructions.clone();
+            link_rdonly_cast(&mut instructions, rdonly_cast);
+            images.insert(name.to_owned(), instructions);
         }
         Ok(Trampolines {
             images,
@@ -234,6 +242,40 @@ impl Trampolines {
             _program: prog,
         })
     }
+}
+
+/// `BPF_JMP | BPF_CALL`.
+const CALL: u8 = 0x85;
+/// `src_reg` of a call of a kfunc (`BPF_PSEUDO_KFUNC_CALL`): `imm` is its BTF id, `off` the
+/// index of its BTF object in `fd_array`, 0 for vmlinux.
+const PSEUDO_KFUNC_CALL: u8 = 2;
+/// `bpf_get_smp_processor_id`: a helper every program type may call, without arguments.
+const HARMLESS_HELPER: i32 = 8;
+
+/// Rewrites the calls of [`RDONLY_CAST_CALL`] (a helper number no kernel has, which the eBPF
+/// code uses as a placeholder: aya's toolchain has no way to declare a kfunc) into calls of
+/// the `bpf_rdonly_cast` kfunc with vmlinux BTF id `kfunc`, as libbpf does for an `extern`
+/// `__ksym` function. Without the kfunc they become a harmless helper instead: the code that
+/// calls it then sits behind [`flags::PACKET_CAST`](ipvs_trace_common::offsets::flags), which
+/// is unset, so the verifier never walks it, but the program still holds only calls the
+/// kernel knows. Returns how many calls were rewritten.
+fn link_rdonly_cast(insns: &mut [bpf_insn], kfunc: Option<u32>) -> usize {
+    let mut rewritten = 0;
+    for insn in insns
+        .iter_mut()
+        .filter(|i| i.code == CALL && i.src_reg() == 0 && i.imm == RDONLY_CAST_CALL)
+    {
+        match kfunc.and_then(|id| i32::try_from(id).ok()) {
+            Some(id) => {
+                insn.set_src_reg(PSEUDO_KFUNC_CALL);
+                insn.off = 0;
+                insn.imm = id;
+            }
+            None => insn.imm = HARMLESS_HELPER,
+        }
+        rewritten += 1;
+    }
+    rewritten
 }
 
 /// What [`probe_vmlinux_fentry`] found wrong.
@@ -578,6 +620,67 @@ mod tests {
         );
         assert!(tail.ends_with("line 39"), "{tail}");
         assert_eq!(log_tail(&[0; 8]), "");
+    }
+
+    fn call(src_reg: u8, imm: i32) -> bpf_insn {
+        bpf_insn {
+            code: CALL,
+            _bitfield_align_1: [],
+            _bitfield_1: bpf_insn::new_bitfield_1(0, src_reg),
+            off: 0,
+            imm,
+        }
+    }
+
+    #[test]
+    fn rdonly_cast_placeholders_become_kfunc_calls_or_a_known_helper() {
+        let program = [
+            call(0, RDONLY_CAST_CALL),
+            call(0, 113),
+            call(0, RDONLY_CAST_CALL),
+            // A bpf-to-bpf call with the same number is not a placeholder.
+            call(1, RDONLY_CAST_CALL),
+        ];
+        let mut linked = program;
+        assert_eq!(link_rdonly_cast(&mut linked, Some(55_000)), 2);
+        for i in [0, 2] {
+            assert_eq!(
+                (linked[i].src_reg(), linked[i].off, linked[i].imm),
+                (PSEUDO_KFUNC_CALL, 0, 55_000)
+            );
+        }
+        assert_eq!((linked[1].src_reg(), linked[1].imm), (0, 113));
+        assert_eq!((linked[3].src_reg(), linked[3].imm), (1, RDONLY_CAST_CALL));
+
+        let mut unlinked = program;
+        assert_eq!(link_rdonly_cast(&mut unlinked, None), 2);
+        assert_eq!(
+            (unlinked[0].src_reg(), unlinked[0].imm),
+            (0, HARMLESS_HELPER)
+        );
+        assert_eq!(
+            (unlinked[2].src_reg(), unlinked[2].imm),
+            (0, HARMLESS_HELPER)
+        );
+    }
+
+    #[test]
+    fn the_per_packet_program_calls_the_placeholder_and_no_kprobe_does() {
+        // The placeholder is only ever compiled into trampoline programs: aya loads the
+        // kprobes, and nothing rewrites their calls.
+        let obj = aya_obj::Object::parse(super::super::EBPF_OBJECT).unwrap();
+        let calls = |program: &str| {
+            let key = obj.programs[program].function_key();
+            obj.functions[&key]
+                .instructions
+                .iter()
+                .filter(|i| i.code == CALL && i.src_reg() == 0 && i.imm == RDONLY_CAST_CALL)
+                .count()
+        };
+        assert_eq!(calls("tcp_state_transition_fentry"), 2);
+        for probe in super::super::probes::PROBES {
+            assert_eq!(calls(probe.program), 0, "{}", probe.program);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod error;
 mod fake_kernel;
 mod fields;
 pub mod nat;
+pub mod packet;
 mod resolve;
 
 use ipvs_trace_common::offsets::KernelOffsets;
