@@ -91,8 +91,9 @@ run() {
     RUN_NS=$(($(now_ns) - _t0))
     if [ "$1" = bulk ]; then
         # iperf3 -n ends on a whole second of its reporting timer (every bulk run took 100 cs
-        # by the uptime): the transfer's own time is its receiver line's interval.
-        RUN_NS=$(awk '/receiver/ { split($3, t, "-"); printf "%d", t[2] * 1e9 }' "$LAB_TMP/iperf3.out")
+        # by the uptime): the transfer's own time is its receiver line's interval. `%.0f`, not
+        # `%d`: busybox awk's `%d` is 32 bits, and 4 s are 4e9 ns.
+        RUN_NS=$(awk '/receiver/ { split($3, t, "-"); printf "%.0f", t[2] * 1e9 }' "$LAB_TMP/iperf3.out")
     fi
 }
 

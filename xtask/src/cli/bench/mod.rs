@@ -102,6 +102,11 @@ pub(super) struct Args {
     /// executed instructions (QEMU -icount), which is noisier by an order of magnitude.
     #[arg(long)]
     wall_clock: bool,
+    /// `overhead`, `nat`: report from FILE, the saved console output of an earlier run (its
+    /// `bench: NAME ...` lines), instead of booting the lab: a long run's figures read again
+    /// after a fix to the report.
+    #[arg(long, value_name = "FILE")]
+    from_log: Option<std::path::PathBuf>,
     /// `memory`: connections traced after the index is built.
     #[arg(long, value_name = "N", default_value_t = 4000)]
     events: u32,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::figures::{bench_lines, field, float, rate, write};
 use super::guest::{lab_run_with, GuestClock};
@@ -25,25 +25,29 @@ pub(super) fn nat(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
-    // The floor (bpftrace) and the per-program profile (bpftool): Debian's packages, copied
-    // into this boot only.
-    crate::setup::ensure_packages(
-        "the nat benchmark's floor and profile",
-        &["bpftrace", "bpftool"],
-    )?;
-    let mut extra = Vec::new();
-    for program in ["/usr/bin/bpftrace", "/usr/sbin/bpftool"] {
-        extra.extend(lab::host_program(Path::new(program))?);
-    }
-    let output = lab_run_with(
-        args,
-        dir,
-        "nat",
-        &env,
-        &extra,
-        Duration::from_hours(2),
-        clock,
-    )?;
+    let output = if let Some(log) = &args.from_log {
+        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?
+    } else {
+        // The floor (bpftrace) and the per-program profile (bpftool): Debian's packages, copied
+        // into this boot only.
+        crate::setup::ensure_packages(
+            "the nat benchmark's floor and profile",
+            &["bpftrace", "bpftool"],
+        )?;
+        let mut extra = Vec::new();
+        for program in ["/usr/bin/bpftrace", "/usr/sbin/bpftool"] {
+            extra.extend(lab::host_program(Path::new(program))?);
+        }
+        lab_run_with(
+            args,
+            dir,
+            "nat",
+            &env,
+            &extra,
+            Duration::from_hours(2),
+            clock,
+        )?
+    };
     let parsed = Parsed::read(&output)?;
     let clock_name = match clock {
         GuestClock::Wall => "wall clock",
