@@ -120,7 +120,7 @@ fn is_bare_syn<K: KernelPtr>(data: KPtr) -> Option<bool> {
 
 /// The trampoline program's way where the kernel has `bpf_rdonly_cast` (6.2+): two loads
 /// through the headers cast to `struct iphdr` and `struct tcphdr`, a few instructions, where
-/// the helper's call costs about 130 (lab, 6.12) on every client packet of an established
+/// the helper's call costs about 160 (lab, 6.12) on every client packet of an established
 /// entry. A load that faults reads zero: no SYN. The first byte is the version and header
 /// length of IPv4, and the version of IPv6 too.
 fn tcp_flags_by_loads(data: KPtr) -> u8 {
