@@ -396,6 +396,27 @@ now_ns() {
     fi
 }
 
+# quiesce [MAX_SECONDS]: waits (up to MAX_SECONDS of guest time, default 150: IPVS's and
+# conntrack's TIME_WAIT last 120 s) until the connection entries earlier runs left behind are
+# gone: no IPVS entry (/proc/net/ip_vs_conn) and at most 16 conntrack entries. A storm's
+# entries expire 10 s after its RSTs, so without this the timers of one run's 20,000 entries
+# fire during the next runs and bill them. Under -icount with sleep=off an idle guest's time
+# passes at once, so the wait costs no wall time there; the benchmarks call it before each run.
+quiesce() {
+    _max=${1:-150}
+    while [ "$_max" -gt 0 ]; do
+        _ipvs=0
+        [ ! -r /proc/net/ip_vs_conn ] || _ipvs=$(($(wc -l </proc/net/ip_vs_conn) - 1))
+        _ct=0
+        [ ! -r /proc/sys/net/netfilter/nf_conntrack_count ] ||
+            _ct=$(cat /proc/sys/net/netfilter/nf_conntrack_count)
+        [ "$_ipvs" -gt 0 ] || [ "$_ct" -gt 16 ] || return 0
+        sleep 1
+        _max=$((_max - 1))
+    done
+    lab_log "quiesce: still $_ipvs IPVS and $_ct conntrack entries"
+}
+
 # wait_for FILE TEXT TIMEOUT_SECONDS: until FILE contains TEXT (status 1 on timeout).
 wait_for() {
     _n=$(($3 * 20))

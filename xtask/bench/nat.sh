@@ -68,6 +68,7 @@ done
 run() {
     # Only this run's connections in the table, for `placement`.
     [ "$1" != packets ] || conntrack -F 2>/dev/null || true
+    quiesce
     _t0=$(now_ns)
     for i in $(seq 1 $CLIENTS); do
         case $1 in

@@ -64,6 +64,7 @@ done
 # pins the clients' ports over the rounds.
 EXCHANGES_DONE=0
 run() {
+    quiesce
     _t0=$(now_ns)
     [ "$1" != packets ] || EXCHANGES_DONE=$((EXCHANGES_DONE + $2))
     for i in $(seq 1 $CLIENTS); do
