@@ -15,7 +15,8 @@
 # stopped (SIGSTOP) once attached, its ring large enough for the whole run (32 MiB for
 # `conn`; for `packets` and `bulk`, which make a handful of records, the default ring, and
 # `stopped_ring32m` the 32 MiB one, to tell what the big ring costs): the kernel-side cost
-# without any userspace. The guest has one vCPU, where the tracer's userspace competes
+# without any userspace; `stopped_new` the same with `--event new` only (no per-packet probe,
+# no ip_vs_leave): the question the bpftrace one-liner answers. The guest has one vCPU, where the tracer's userspace competes
 # with the traffic itself, which on a real node it does on another core. And `peer.bpftrace`:
 # the one-liner a user would write instead, a kretprobe on ip_vs_conn_new counting connections
 # per backend (skipped, saying why, where bpftrace cannot run it); and `floor`, per attach path:
@@ -165,7 +166,9 @@ for round in $(seq 1 "$ROUNDS"); do
         run $workload "$n"
         echo "bench: overhead round=$round workload=$workload mode=without units=$n ns=$RUN_NS"
         for attach in $ATTACH; do
-            modes="with quiet stopped"
+            # `stopped_new`: only the probes `--event new` asks for (no per-packet probe), the
+            # question the bpftrace one-liner answers: what that costs, beside the peer.
+            modes="with quiet stopped stopped_new"
             # The per-packet workloads make a handful of records: the default ring holds them
             # while stopped, and `stopped_ring32m` tells what the big ring itself costs.
             [ $workload = conn ] || modes="$modes stopped_ring32m"
@@ -182,6 +185,10 @@ for round in $(seq 1 "$ROUNDS"); do
                     else
                         start_trace "$name" --attach "$attach"
                     fi
+                    kill -STOP "$TRACE_PID"
+                    ;;
+                stopped_new)
+                    start_trace "$name" --attach "$attach" --event new --ring-size 33554432
                     kill -STOP "$TRACE_PID"
                     ;;
                 esac
