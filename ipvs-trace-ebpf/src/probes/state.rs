@@ -99,10 +99,10 @@ fn state_transition<C: EbpfContext, K: KernelPtr>(
     Some(())
 }
 
-/// How many bytes of the packet [`is_bare_syn`] reads at once: enough for the TCP flags after
-/// an IPv4 header without options (byte 33) and after an IPv6 header (byte 53). Past the
-/// packet's own bytes in a short packet, the read stays in the skb's head buffer, which
-/// always ends with its `skb_shared_info`.
+/// How many bytes of the packet [`tcp_flags_by_helper`] reads at once: enough for the TCP
+/// flags after an IPv4 header without options (byte 33) and after an IPv6 header (byte 53).
+/// Past the packet's own bytes in a short packet, the read stays in the skb's head buffer,
+/// which always ends with its `skb_shared_info`.
 const HEADERS: usize = 56;
 
 /// Whether the packet whose network header is at `data` is a TCP SYN without ACK. At the IPVS
