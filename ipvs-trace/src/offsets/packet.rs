@@ -6,10 +6,12 @@
 //! established entry its program must look at the TCP flags. Through the helper that read is a
 //! call of about 160 instructions: measured in the lab on 6.12 (`kernel.bpf_stats_enabled`),
 //! the program ran 180 instructions a run on average over both directions with it and 116
-//! with the loads below (docs/performance.md). `bpf_rdonly_cast(addr, id)` (6.2+) turns an address into an untrusted pointer to
-//! type `id`, which the verifier inlines into a register move; the loads through it are checked
-//! against the type's layout and guarded like every trampoline load (a fault reads zero). So
-//! the test costs a few loads. Without the kfunc (6.1) the program keeps the helper.
+//! with the loads below (docs/performance.md).
+//!
+//! `bpf_rdonly_cast(addr, id)` (6.2+) turns an address into an untrusted pointer to type `id`,
+//! which the verifier inlines into a register move; the loads through it are checked against
+//! the type's layout and guarded like every trampoline load (a fault reads zero). So the test
+//! costs a few loads. Without the kfunc (6.1) the program keeps the helper.
 
 use ipvs_trace_common::offsets::{flags, KernelOffsets};
 
