@@ -69,3 +69,27 @@ pub(super) fn lab_run_with(
     }
     Ok(output.script_output)
 }
+
+/// The console of a timed benchmark (`overhead`, `nat`): the saved one `--from-log` names, or a
+/// boot of `name`'s script with `tools` (a Debian package and the program of it the script
+/// runs, installed on the host for `why`) copied into the guest for this boot only.
+pub(super) fn timed_run(
+    args: &Args,
+    dir: &Path,
+    name: &str,
+    env: &str,
+    clock: GuestClock,
+    why: &str,
+    tools: &[(&str, &str)],
+) -> Result<String> {
+    if let Some(log) = &args.from_log {
+        return std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()));
+    }
+    let packages: Vec<&str> = tools.iter().map(|(package, _)| *package).collect();
+    crate::setup::ensure_packages(why, &packages)?;
+    let mut extra = Vec::new();
+    for (_, program) in tools {
+        extra.extend(lab::host_program(Path::new(program))?);
+    }
+    lab_run_with(args, dir, name, env, &extra, Duration::from_hours(2), clock)
+}

@@ -5,15 +5,13 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::figures::{bench_lines, field, float, rate, write};
-use super::guest::{lab_run_with, GuestClock};
+use super::guest::{timed_run, GuestClock};
 use super::overhead::overhead_workload;
 use super::Args;
-use crate::lab;
 
 pub(super) fn nat(args: &Args, dir: &Path) -> Result<()> {
     let env = format!(
@@ -25,29 +23,20 @@ pub(super) fn nat(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
-    let output = if let Some(log) = &args.from_log {
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?
-    } else {
-        // The floor (bpftrace) and the per-program profile (bpftool): Debian's packages, copied
-        // into this boot only.
-        crate::setup::ensure_packages(
-            "the nat benchmark's floor and profile",
-            &["bpftrace", "bpftool"],
-        )?;
-        let mut extra = Vec::new();
-        for program in ["/usr/bin/bpftrace", "/usr/sbin/bpftool"] {
-            extra.extend(lab::host_program(Path::new(program))?);
-        }
-        lab_run_with(
-            args,
-            dir,
-            "nat",
-            &env,
-            &extra,
-            Duration::from_hours(2),
-            clock,
-        )?
-    };
+    // The floor (bpftrace) and the per-program profile (bpftool): Debian's packages, copied
+    // into this boot only.
+    let output = timed_run(
+        args,
+        dir,
+        "nat",
+        &env,
+        clock,
+        "the nat benchmark's floor and profile",
+        &[
+            ("bpftrace", "/usr/bin/bpftrace"),
+            ("bpftool", "/usr/sbin/bpftool"),
+        ],
+    )?;
     let parsed = Parsed::read(&output)?;
     let clock_name = match clock {
         GuestClock::Wall => "wall clock",

@@ -3,14 +3,12 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use super::figures::{bench_lines, field, float, listed, rate, spread, write};
-use super::guest::{lab_run_with, GuestClock};
+use super::guest::{timed_run, GuestClock};
 use super::Args;
-use crate::lab;
 
 pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
     let env = format!(
@@ -22,29 +20,21 @@ pub(super) fn overhead(args: &Args, dir: &Path) -> Result<()> {
     } else {
         GuestClock::Instructions
     };
-    let output = if let Some(log) = &args.from_log {
-        std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?
-    } else {
-        // The peer and the floor (bpftrace), the bulk stream (iperf3) and the per-program profile
-        // (bpftool): Debian's packages, copied into this boot only.
-        crate::setup::ensure_packages(
-            "the overhead benchmark's peer, floor, bulk stream and profile",
-            &["bpftrace", "iperf3", "bpftool"],
-        )?;
-        let mut extra = Vec::new();
-        for program in ["/usr/bin/bpftrace", "/usr/bin/iperf3", "/usr/sbin/bpftool"] {
-            extra.extend(lab::host_program(Path::new(program))?);
-        }
-        lab_run_with(
-            args,
-            dir,
-            "overhead",
-            &env,
-            &extra,
-            Duration::from_hours(2),
-            clock,
-        )?
-    };
+    // The peer and the floor (bpftrace), the bulk stream (iperf3) and the per-program profile
+    // (bpftool): Debian's packages, copied into this boot only.
+    let output = timed_run(
+        args,
+        dir,
+        "overhead",
+        &env,
+        clock,
+        "the overhead benchmark's peer, floor, bulk stream and profile",
+        &[
+            ("bpftrace", "/usr/bin/bpftrace"),
+            ("iperf3", "/usr/bin/iperf3"),
+            ("bpftool", "/usr/sbin/bpftool"),
+        ],
+    )?;
     let parsed = Parsed::read(&output)?;
     let clock_name = match clock {
         GuestClock::Wall => "wall clock",
