@@ -260,12 +260,10 @@ const HARMLESS_HELPER: i32 = 8;
 /// is unset, so the verifier never walks it, but the program still holds only calls the
 /// kernel knows. Returns how many calls were rewritten.
 fn link_rdonly_cast(insns: &mut [bpf_insn], kfunc: Option<u32>) -> usize {
+    let kfunc = kfunc.and_then(|id| i32::try_from(id).ok());
     let mut rewritten = 0;
-    for insn in insns
-        .iter_mut()
-        .filter(|i| i.code == CALL && i.src_reg() == 0 && i.imm == RDONLY_CAST_CALL)
-    {
-        match kfunc.and_then(|id| i32::try_from(id).ok()) {
+    for insn in insns.iter_mut().filter(|i| is_rdonly_cast_placeholder(**i)) {
+        match kfunc {
             Some(id) => {
                 insn.set_src_reg(PSEUDO_KFUNC_CALL);
                 insn.off = 0;
@@ -276,6 +274,11 @@ fn link_rdonly_cast(insns: &mut [bpf_insn], kfunc: Option<u32>) -> usize {
         rewritten += 1;
     }
     rewritten
+}
+
+/// A helper call (`src_reg` 0, not a bpf-to-bpf or kfunc call) of [`RDONLY_CAST_CALL`].
+fn is_rdonly_cast_placeholder(insn: bpf_insn) -> bool {
+    insn.code == CALL && insn.src_reg() == 0 && insn.imm == RDONLY_CAST_CALL
 }
 
 /// What [`probe_vmlinux_fentry`] found wrong.
@@ -674,7 +677,7 @@ mod tests {
             obj.functions[&key]
                 .instructions
                 .iter()
-                .filter(|i| i.code == CALL && i.src_reg() == 0 && i.imm == RDONLY_CAST_CALL)
+                .filter(|i| is_rdonly_cast_placeholder(**i))
                 .count()
         };
         assert_eq!(calls("tcp_state_transition_fentry"), 2);
