@@ -27,10 +27,10 @@
 # price before any code of ours. Last, the NAT programs' own instructions a run and runs a
 # connection (bpftool, with the kernel's BPF run statistics), and conntrack's drop counters.
 # Printed for xtask, one per run: `bench: nat round=R workload=W mode=M units=N ns=T` (T
-# nanoseconds of guest time for N connections or exchanges, see now_ns in /lab/lib.sh), `bench: nat round=R mode=M
-# traced=N lost=L` from each traced run's output and summary, `... placement=A+B+C+D` after each
-# packets run; at the end `bench: nat
-# profile=ATTACH program=NAME runs=N ns=T conns=C` and `bench: nat conntrack KEY=N...`.
+# nanoseconds of guest time for N connections or exchanges, see now_ns in /lab/lib.sh),
+# `bench: nat round=R mode=M traced=N lost=L` from each traced run's output and summary,
+# `... placement=A+B+C+D` after each packets run; at the end `bench: nat profile=ATTACH
+# program=NAME runs=N ns=T conns=C` and `bench: nat conntrack KEY=N...`.
 # Under QEMU TCG absolute rates mean nothing; the ratios do.
 set -e
 . /lab/lib.sh

@@ -16,8 +16,9 @@
 # `conn`; for `packets` and `bulk`, which make a handful of records, the default ring, and
 # `stopped_ring32m` the 32 MiB one, to tell what the big ring costs): the kernel-side cost
 # without any userspace; `stopped_new` the same with `--event new` only (no per-packet probe,
-# no ip_vs_leave): the question the bpftrace one-liner answers. The guest has one vCPU, where the tracer's userspace competes
-# with the traffic itself, which on a real node it does on another core. And `peer.bpftrace`:
+# no ip_vs_leave): the question the bpftrace one-liner answers. The guest has one vCPU, where
+# the tracer's userspace competes with the traffic itself, which on a real node it does on
+# another core. And `peer.bpftrace`:
 # the one-liner a user would write instead, a kretprobe on ip_vs_conn_new counting connections
 # per backend (skipped, saying why, where bpftrace cannot run it); and `floor`, per attach path:
 # empty programs on the same hooks, the price of the hooks alone. Last, each of our programs'
@@ -61,8 +62,8 @@ for i in $(seq 1 $CLIENTS); do
 done
 
 # run WORKLOAD COUNT: COUNT connections (conn) or exchanges (packets) from CLIENTS clients at
-# once; sets RUN_NS to the nanoseconds of guest time it took (now_ns). Connections close with a RST so no TIME_WAIT
-# pins the clients' ports over the rounds.
+# once; sets RUN_NS to the nanoseconds of guest time it took (now_ns). Connections close with
+# a RST so no TIME_WAIT pins the clients' ports over the rounds.
 EXCHANGES_DONE=0
 run() {
     quiesce
